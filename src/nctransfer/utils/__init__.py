@@ -1,0 +1,1 @@
+"""Low-level helpers: validation, atomic I/O, reproducibility. Imports nothing above it."""

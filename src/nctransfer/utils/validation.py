@@ -1,0 +1,188 @@
+"""Input checks that name the argument, say what was expected and what was given.
+
+All array inputs may be numpy arrays, torch tensors (any device, any float dtype) or nested lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError, ShapeError
+
+_MAX_ROWS_SHOWN = 10
+
+
+def is_torch(x: Any) -> bool:
+    """True if ``x`` is a torch tensor (without importing torch when it is not loaded)."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Convert a tensor, array or list to a numpy array (detached, on CPU)."""
+    if is_torch(x):
+        x = x.detach()
+        if x.dtype.is_floating_point and x.element_size() < 4:  # half/bfloat16 have no numpy twin
+            x = x.float()
+        return x.cpu().numpy()
+    return np.asarray(x)
+
+
+def _shape(x: Any) -> tuple:
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def check_features(X: Any, name: str = "X", allow_empty: bool = False) -> Any:
+    """Check that ``X`` is a finite 2-D float array ``[N, d]``; return it (numpy or torch, unchanged type).
+
+    Raises:
+        ShapeError: not 2-D (with a hint on how to reshape), or empty.
+        InputValueError: NaN or Inf values (how many, and in which rows).
+    """
+    if not is_torch(X) and not isinstance(X, np.ndarray):
+        X = np.asarray(X, dtype=np.float64)
+    shape = _shape(X)
+    if len(shape) != 2:
+        hint = ""
+        if len(shape) == 1:
+            hint = f" Hint: for one feature per sample use {name}.reshape(-1, 1)."
+        elif len(shape) > 2:
+            hint = (f" Hint: pool spatial/token dimensions first, or flatten with "
+                    f"{name}.reshape(len({name}), -1).")
+        raise ShapeError(f"{name} must be a 2-D array of shape [N, d]; got shape {shape}.{hint}")
+    if not allow_empty and (shape[0] == 0 or shape[1] == 0):
+        raise ShapeError(f"{name} is empty: expected at least one sample and one feature, got shape {shape}.")
+    if is_torch(X):
+        if not X.dtype.is_floating_point:
+            X = X.double()
+        bad_mask = ~X.isfinite()
+        n_bad = int(bad_mask.sum())
+        if n_bad:
+            rows = bad_mask.any(dim=1).nonzero().flatten()[: _MAX_ROWS_SHOWN + 1].cpu().tolist()
+            _raise_non_finite(name, n_bad, rows, int(bad_mask.any(dim=1).sum()))
+    else:
+        if X.dtype.kind not in "fc":
+            if X.dtype.kind in "iub":
+                X = X.astype(np.float64)
+            else:
+                raise InputValueError(f"{name} must hold numbers; got dtype {X.dtype}.")
+        bad_mask = ~np.isfinite(X)
+        if bad_mask.any():
+            bad_rows = np.flatnonzero(bad_mask.any(axis=1))
+            _raise_non_finite(name, int(bad_mask.sum()), bad_rows[: _MAX_ROWS_SHOWN + 1].tolist(), len(bad_rows))
+    return X
+
+
+def _raise_non_finite(name: str, n_bad: int, rows: list[int], n_rows: int) -> None:
+    shown = ", ".join(str(r) for r in rows[:_MAX_ROWS_SHOWN])
+    more = f" and {n_rows - _MAX_ROWS_SHOWN} more" if n_rows > _MAX_ROWS_SHOWN else ""
+    raise InputValueError(
+        f"{name} contains {n_bad} non-finite value(s) (NaN or Inf) in {n_rows} row(s): rows [{shown}]{more}. "
+        "Remove or impute these samples before computing statistics."
+    )
+
+
+def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.ndarray:
+    """Return labels as a 1-D numpy array; check the length against ``n_samples``."""
+    y_np = to_numpy(y)
+    if y_np.ndim == 2 and 1 in y_np.shape:
+        y_np = y_np.reshape(-1)
+    if y_np.ndim != 1:
+        raise ShapeError(f"{name} must be a 1-D array of labels of shape [N]; got shape {y_np.shape}.")
+    if n_samples is not None and len(y_np) != n_samples:
+        raise ShapeError(f"X and {name} have different lengths: X has {n_samples} rows, {name} has {len(y_np)}.")
+    if y_np.dtype.kind == "f" and not np.all(np.isfinite(y_np)):
+        raise InputValueError(f"{name} contains NaN or Inf labels.")
+    return y_np
+
+
+def check_consistent_length(**arrays: Any) -> int:
+    """Check every named array has the same first dimension; return it."""
+    lengths = {k: _shape(v)[0] for k, v in arrays.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ShapeError(f"Inconsistent numbers of samples: {desc}.")
+    return next(iter(lengths.values()))
+
+
+def check_n_classes(n_classes: int, minimum: int = 2, name: str = "y") -> None:
+    """Raise unless at least ``minimum`` distinct classes are present."""
+    if n_classes < minimum:
+        raise InputValueError(
+            f"{name} must contain at least {minimum} distinct classes; got {n_classes}. "
+            "Collapse metrics and transferability scores compare classes."
+        )
+
+
+def check_probs(probs: Any, n_samples: int, name: str = "probs", atol: float = 1e-4) -> np.ndarray:
+    """Check source-classifier probabilities: ``[N, C]``, non-negative, rows summing to one."""
+    if probs is None:
+        raise InputValueError(f"{name} is required: pass the source classifier's softmax probabilities [N, C_src].")
+    P = np.asarray(to_numpy(probs), dtype=np.float64)
+    if P.ndim != 2:
+        raise ShapeError(f"{name} must be 2-D [N, C_src]; got shape {P.shape}.")
+    if P.shape[0] != n_samples:
+        raise ShapeError(f"X and {name} have different lengths: X has {n_samples} rows, {name} has {P.shape[0]}.")
+    if not np.all(np.isfinite(P)):
+        raise InputValueError(f"{name} contains NaN or Inf.")
+    if (P < -atol).any():
+        raise InputValueError(f"{name} must be probabilities (>= 0); got a minimum of {P.min():.4g}.")
+    sums = P.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
+    if len(bad):
+        raise InputValueError(
+            f"{name} rows must sum to one (softmax probabilities, not logits); {len(bad)} row(s) do not, "
+            f"e.g. row {bad[0]} sums to {sums[bad[0]]:.6g}. Apply softmax to logits first."
+        )
+    return np.clip(P, 0.0, None)
+
+
+class LabelEncoder:
+    """Maps hashable labels to codes ``0..K-1`` in order of first appearance; grows as new labels arrive.
+
+    ``classes`` are in first-seen order; ``sorted_order()`` gives the permutation that sorts them
+    (falling back to first-seen order when labels of mixed types cannot be compared).
+    """
+
+    def __init__(self, classes: Sequence[Hashable] = ()) -> None:
+        self.classes: list[Hashable] = []
+        self._index: dict[Hashable, int] = {}
+        for c in classes:
+            self._add(c)
+
+    def _add(self, c: Hashable) -> int:
+        code = len(self.classes)
+        self.classes.append(c)
+        self._index[c] = code
+        return code
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        """Codes for ``y`` (shape [N]); unseen labels get new codes."""
+        if len(y) == 0:
+            return np.zeros(0, dtype=np.int64)
+        uniq, inv = np.unique(y, return_inverse=True) if y.dtype != object else _unique_object(y)
+        codes = np.empty(len(uniq), dtype=np.int64)
+        for i, u in enumerate(uniq):
+            key = u.item() if isinstance(u, np.generic) else u
+            code = self._index.get(key)
+            codes[i] = self._add(key) if code is None else code
+        return codes[inv.reshape(-1)]
+
+    def sorted_order(self) -> np.ndarray:
+        try:
+            keys = sorted(range(len(self.classes)), key=lambda i: self.classes[i])
+        except TypeError:
+            keys = list(range(len(self.classes)))
+        return np.asarray(keys, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+def _unique_object(y: np.ndarray) -> tuple[list, np.ndarray]:
+    index: dict = {}
+    inv = np.empty(len(y), dtype=np.int64)
+    for i, v in enumerate(y):
+        inv[i] = index.setdefault(v, len(index))
+    return list(index), inv
