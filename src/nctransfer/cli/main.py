@@ -1,5 +1,7 @@
 """``nctransfer`` entry point. Each sub-command lives in its own module ``nctransfer.cli.cmd_<name>``
-exposing ``add_parser(subparsers)`` and ``run(args) -> int``; modules are imported lazily so that
+exposing ``add_parser(parser)`` (adds the command's options to its sub-parser) and ``run(args) -> int``.
+Every command gets ``--config FILE.yaml`` here; ``nctransfer.utils.config.resolved_dict(args)`` gives the
+resolved options to write next to the outputs; modules are imported lazily so that
 ``nctransfer metrics`` never imports timm.
 """
 
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from nctransfer.utils.config import add_config_argument, config_defaults
 
 # command name -> module (in nctransfer.cli) and one-line help
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,7 +43,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue  # command not built yet
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_parser(p)
-        p.set_defaults(_run=mod.run)
+        add_config_argument(p)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from nctransfer.exceptions import NCTransferError
 
     try:
+        if getattr(args, "config", None):  # YAML values become defaults; explicit flags still win
+            args._parser.set_defaults(**config_defaults(args._parser, args.config))
+            args = parser.parse_args(argv)
         return int(args._run(args) or 0)
     except NCTransferError as exc:
         print(f"nctransfer {args.command}: error: {exc}", file=sys.stderr)

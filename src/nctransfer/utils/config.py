@@ -1,0 +1,45 @@
+"""``--config FILE.yaml`` for every command: YAML values become argparse defaults, explicit flags win,
+and the resolved configuration is written next to the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from nctransfer.exceptions import InputValueError, NotFoundError
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; keys may use dashes or underscores (``per-class`` == ``per_class``)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"--config: file {str(p)!r} does not exist.")
+    with open(p, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise InputValueError(f"--config: {p} must hold a YAML mapping of option: value; got {type(data).__name__}.")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE.yaml", default=None,
+                        help="YAML file of options (keys as the long flags); explicit flags override it")
+
+
+def config_defaults(subparser: argparse.ArgumentParser, path: str | os.PathLike) -> dict[str, Any]:
+    """YAML values checked against the options of ``subparser``; unknown keys raise listing the valid ones."""
+    values = load_config(path)
+    valid = {a.dest for a in subparser._actions if a.dest not in ("help", "config")}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise InputValueError(f"--config {path}: unknown option(s) {unknown}; valid options: {sorted(valid)}.")
+    return values
+
+
+def resolved_dict(args: argparse.Namespace) -> dict[str, Any]:
+    """The effective options of a command as a plain dict (private fields dropped)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and not callable(v)}
