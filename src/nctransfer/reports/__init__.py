@@ -1,0 +1,80 @@
+"""Reports of a ranking run: a self-contained ``report.html`` (figures embedded as base64 PNG), ``report.md``
+with its figure files, ``results.json`` and ``scores.csv``, all written atomically.
+
+Every function takes the plain results structure documented in :mod:`nctransfer.reports.schema` (what
+:func:`nctransfer.rank_models` returns), so a report can be rebuilt later from ``results.json``:
+
+    >>> from nctransfer.reports import load_results, write_report      # doctest: +SKIP
+    >>> write_report(load_results("runs/demo/results.json"), "runs/demo")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from nctransfer.reports.html import render_html
+from nctransfer.reports.markdown import evaluation_table_md, ranking_table_md, render_markdown
+from nctransfer.reports.records import (
+    load_results,
+    results_to_json,
+    scores_frame,
+    write_results_json,
+    write_scores_csv,
+)
+from nctransfer.reports.schema import SCHEMA, check_results, ranking_order
+from nctransfer.utils.io import write_bytes_atomic, write_text_atomic
+
+#: figure key -> (function name in nctransfer.reports.plots, file name)
+FIGURES: dict[str, tuple[str, str]] = {
+    "summary": ("summary_figure", "summary.png"),
+    "scatter": ("score_scatter_figure", "scores_vs_accuracy.png"),
+    "layers": ("layer_curves_figure", "layers_nc1.png"),
+    "finetune": ("finetune_figure", "finetune.png"),
+    "timings": ("timings_figure", "timings.png"),
+}
+
+
+def make_figures(results: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
+    """PNG bytes of every figure the results can support (keys of :data:`FIGURES`)."""
+    from nctransfer.reports import plots
+
+    out: dict[str, bytes] = {}
+    for key, (fn, _) in FIGURES.items():
+        fig = getattr(plots, fn)(results)
+        if fig is not None:
+            out[key] = plots.figure_png(fig, dpi=dpi)
+    return out
+
+
+def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *, html: bool = True,
+                 markdown: bool = True, figures_dir: str = "figures", dpi: int = 110) -> dict[str, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into ``out_dir``.
+
+    Every file is written atomically: an interrupted call leaves the previous version of each file intact.
+
+    Returns:
+        Paths written, by key (``html``, ``md`` and one per figure).
+    """
+    r = check_results(results)
+    out = Path(out_dir)
+    figs = make_figures(r, dpi=dpi)
+    written: dict[str, Path] = {}
+    if markdown:
+        files = {}
+        for key, png in figs.items():
+            rel = f"{figures_dir}/{FIGURES[key][1]}"
+            written[key] = write_bytes_atomic(out / rel, png)
+            files[key] = rel
+        written["md"] = write_text_atomic(out / "report.md", render_markdown(r, files))
+    if html:
+        written["html"] = write_text_atomic(out / "report.html", render_html(r, figs))
+    return written
+
+
+__all__ = [
+    "FIGURES", "SCHEMA", "check_results", "evaluation_table_md", "load_results", "make_figures", "ranking_order",
+    "ranking_table_md", "render_html", "render_markdown", "results_to_json", "scores_frame", "write_report",
+    "write_results_json", "write_scores_csv",
+]
