@@ -1,0 +1,29 @@
+"""Layer taps: ordered fine-tuning units, tap selection, pooling and the hook recorder (spec 1.11, section 3)."""
+
+from nctransfer.features.pooling import TOKEN_POOLS, first_tensor, pool_features
+from nctransfer.features.taps import (
+    HookNotFiredError,
+    TapRecorder,
+    infer_widths,
+    list_taps,
+    resolve_taps,
+    select_taps,
+    tap_widths,
+)
+from nctransfer.features.units import PENULTIMATE, Unit, discover_units
+
+__all__ = [
+    "HookNotFiredError",
+    "PENULTIMATE",
+    "TOKEN_POOLS",
+    "TapRecorder",
+    "Unit",
+    "discover_units",
+    "first_tensor",
+    "infer_widths",
+    "list_taps",
+    "pool_features",
+    "resolve_taps",
+    "select_taps",
+    "tap_widths",
+]

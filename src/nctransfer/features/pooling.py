@@ -1,0 +1,71 @@
+"""Reducing a layer's output to one vector per sample (spec section 1.11).
+
+- conv maps ``[B, C, H, W]`` (and ``[B, C, D, H, W]``): adaptive average pooling to ``[B, C]``;
+- token sequences ``[B, T, C]``: mean over tokens (default) or the class token (``token_pool="cls"``, token 0);
+- ``[B, C]``: unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nctransfer.exceptions import InputValueError, ShapeError
+
+TOKEN_POOLS = ("mean", "cls")
+
+
+def check_token_pool(token_pool: str) -> str:
+    if token_pool not in TOKEN_POOLS:
+        raise InputValueError(f"token_pool must be one of {TOKEN_POOLS}; got {token_pool!r}.")
+    return token_pool
+
+
+def first_tensor(output: Any) -> Any:
+    """The tensor in a module output (tensor, tuple/list whose first item is a tensor, or a HF ``ModelOutput``)."""
+    import torch
+
+    if torch.is_tensor(output):
+        return output
+    if isinstance(output, (tuple, list)) and output:
+        return first_tensor(output[0])
+    for attr in ("last_hidden_state", "hidden_states", "logits"):
+        val = getattr(output, attr, None)
+        if torch.is_tensor(val):
+            return val
+    if isinstance(output, dict) and output:
+        return first_tensor(next(iter(output.values())))
+    raise ShapeError(f"cannot find a tensor in a module output of type {type(output).__name__}.")
+
+
+def pool_features(t: Any, token_pool: str = "mean", *, name: str = "feature") -> Any:
+    """Pool one layer output ``t`` to ``[B, C]`` (see module docstring); float32 or float64 out.
+
+    Args:
+        t: tensor ``[B, C]``, ``[B, T, C]``, ``[B, C, H, W]`` or ``[B, C, D, H, W]``.
+        token_pool: ``"mean"`` or ``"cls"`` for ``[B, T, C]``.
+        name: used in error messages.
+    """
+    if t.ndim == 2:
+        out = t
+    elif t.ndim == 3:
+        out = t.mean(1) if token_pool == "mean" else t[:, 0]
+    elif t.ndim >= 4:
+        out = t.mean(dim=tuple(range(2, t.ndim)))
+    else:
+        raise ShapeError(f"{name}: cannot pool an output of shape {tuple(t.shape)}; expected [B, C], [B, T, C] or "
+                         "[B, C, H, W].")
+    if out.dtype not in (_f32(), _f64()):
+        out = out.float()
+    return out
+
+
+def _f32() -> Any:
+    import torch
+
+    return torch.float32
+
+
+def _f64() -> Any:
+    import torch
+
+    return torch.float64

@@ -1,0 +1,287 @@
+"""Tap selection and the hook-based recorder (style.md convention 6; spec section 1.11).
+
+A *tap* is a named place where features are read: every fine-tuning unit's output (see
+:mod:`nctransfer.features.units`) and ``"penultimate"``, the input of the classifier (captured with a forward
+pre-hook, so it equals the model's own pre-logits feature, e.g. timm's ``forward_head(x, pre_logits=True)``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterable, Sequence
+
+from nctransfer.exceptions import InputValueError, NotFoundError, NCTransferError, ShapeError
+from nctransfer.features.pooling import check_token_pool, first_tensor, pool_features
+from nctransfer.features.units import PENULTIMATE, Unit, discover_units
+
+
+class HookNotFiredError(NCTransferError, RuntimeError):
+    """A registered tap was not reached by the forward pass (wrong model, or a branch not executed)."""
+
+
+def list_taps(model: Any) -> list[str]:
+    """Names of every tap of ``model`` in forward order: the units, then ``"penultimate"``."""
+    return [u.name for u in discover_units(model, include_penultimate=True)]
+
+
+def _close(name: str, candidates: Sequence[str]) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
+
+
+def _candidates_text(names: Sequence[str]) -> str:
+    if len(names) <= 40:
+        return ", ".join(names)
+    return ", ".join(names[:20]) + f", ... ({len(names) - 25} more) ..., " + ", ".join(names[-5:])
+
+
+def select_taps(model: Any, selector: Any = None) -> list[str]:
+    """Resolve a tap selector to an ordered list of tap names.
+
+    Selector semantics (timm's ``feature_take_indices`` for integers):
+
+    - ``None`` or ``"all"``: every tap (units then ``penultimate``);
+    - ``int n`` (``n >= 1``): the last ``n`` taps; ``0`` is an error;
+    - a sequence of ints: those positions, negatives counting from the end (``-1`` = ``penultimate``);
+    - a string: an exact tap name, ``"penultimate"``, ``"last"`` (= the last unit), or a regular expression
+      matched with ``re.fullmatch`` against the names (e.g. ``"layer[12]\\..*"``, ``"blocks\\.\\d+\\.0"``);
+    - a sequence mixing the above: the union, in forward order.
+
+    Raises:
+        NotFoundError: a name or pattern matches nothing (the message lists the candidates and close names).
+        InputValueError: an index is out of range (the message states the valid range).
+    """
+    names = list_taps(model)
+    return _select(names, selector)
+
+
+def _select(names: list[str], selector: Any) -> list[str]:
+    n = len(names)
+    if selector is None or (isinstance(selector, str) and selector.lower() == "all"):
+        return list(names)
+    if isinstance(selector, bool):
+        raise InputValueError(f"taps: expected None, 'all', an int, a name, a pattern or a list; got {selector!r}.")
+    if isinstance(selector, int):
+        if not 1 <= selector <= n:
+            raise InputValueError(f"taps={selector}: an integer selects the last n taps, so it must be in [1, {n}] "
+                                  f"for this model ({n} taps: {_candidates_text(names)}). Use [{selector}] for a "
+                                  "single position.")
+        return names[n - selector:]
+    if isinstance(selector, str):
+        return _select_str(names, selector)
+    if isinstance(selector, Iterable):
+        chosen: set[str] = set()
+        for item in selector:
+            if isinstance(item, bool):
+                raise InputValueError(f"taps: invalid item {item!r}.")
+            if isinstance(item, int):
+                if not -n <= item < n:
+                    raise InputValueError(f"taps: index {item} out of range [-{n}, {n - 1}] for this model "
+                                          f"({n} taps: {_candidates_text(names)}).")
+                chosen.add(names[item])
+            elif isinstance(item, str):
+                chosen.update(_select_str(names, item))
+            else:
+                raise InputValueError(f"taps: items must be ints or strings; got {type(item).__name__} {item!r}.")
+        return [t for t in names if t in chosen]
+    raise InputValueError(f"taps: expected None, 'all', an int, a name, a pattern or a list; got "
+                          f"{type(selector).__name__} {selector!r}.")
+
+
+def _select_str(names: list[str], s: str) -> list[str]:
+    if s in names:
+        return [s]
+    if s == "last" and len(names) >= 2:
+        return [names[-2]]
+    try:
+        rx = re.compile(s)
+    except re.error:
+        rx = None
+    hits = [t for t in names if rx is not None and rx.fullmatch(t)]
+    if hits:
+        return hits
+    close = _close(s, names)
+    raise NotFoundError(
+        f"taps: {s!r} matches no tap of this model." + (f" Did you mean: {', '.join(close)}?" if close else "")
+        + f" Candidates ({len(names)}): {_candidates_text(names)}."
+    )
+
+
+def resolve_taps(model: Any, selector: Any = None) -> list[Unit]:
+    """Like :func:`select_taps` but returns the :class:`Unit` objects (module, path, kind)."""
+    units = discover_units(model, include_penultimate=True)
+    chosen = set(_select([u.name for u in units], selector))
+    return [u for u in units if u.name in chosen]
+
+
+class TapRecorder:
+    """Context manager recording pooled features ``[B, C]`` at taps during forward passes.
+
+    Hooks pool inside the hook (so a ``[B, C, H, W]`` map never outlives the forward), detach, and either keep the
+    latest batch (read it with :meth:`collect`) or hand it to ``sink(tap_name, features)``. Hooks are removed in
+    ``finally`` on exit, also on error.
+
+    Args:
+        model: the model.
+        taps: a selector (see :func:`select_taps`) or a list of :class:`Unit`.
+        token_pool: ``"mean"`` (default) or ``"cls"`` for transformer outputs ``[B, T, C]`` (spec 1.11).
+        sink: optional callable ``sink(name, tensor)`` called from inside the hook.
+        detach: detach the recorded tensors (default). ``False`` keeps the autograd graph (for SCL-style use).
+
+    Example:
+        >>> with TapRecorder(model, taps=["layer4.1", "penultimate"]) as rec:  # doctest: +SKIP
+        ...     logits = model(x)
+        ...     feats = rec.collect()          # {"layer4.1": [B, 512], "penultimate": [B, 512]}
+    """
+
+    def __init__(self, model: Any, taps: Any = None, token_pool: str = "mean",
+                 sink: Callable[[str, Any], None] | None = None, detach: bool = True) -> None:
+        self.model = model
+        self.token_pool = check_token_pool(token_pool)
+        if isinstance(taps, (list, tuple)) and taps and all(isinstance(t, Unit) for t in taps):
+            self.units = list(taps)
+        else:
+            self.units = resolve_taps(model, taps)
+        if not self.units:
+            raise InputValueError("TapRecorder: no taps selected.")
+        self.sink = sink
+        self.detach = detach
+        self._handles: list[Any] = []
+        self._out: dict[str, Any] = {}
+        self._fired: dict[str, int] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [u.name for u in self.units]
+
+    def _record(self, name: str, value: Any) -> None:
+        t = first_tensor(value)
+        if self.detach:
+            t = t.detach()
+        pooled = pool_features(t, self.token_pool, name=name)
+        self._fired[name] = self._fired.get(name, 0) + 1
+        if self.sink is not None:
+            self.sink(name, pooled)
+        else:
+            self._out[name] = pooled
+
+    def _make_hook(self, unit: Unit) -> Any:
+        name = unit.name
+        if unit.kind == "input":
+            def pre_hook(module: Any, args: Any, kwargs: Any = None) -> None:
+                value = args[0] if args else next(iter((kwargs or {}).values()), None)
+                if value is None:
+                    raise ShapeError(f"tap {name!r}: the classifier was called without an input tensor.")
+                self._record(name, value)
+            return unit.module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+        def hook(module: Any, args: Any, output: Any) -> None:
+            self._record(name, output)
+        return unit.module.register_forward_hook(hook)
+
+    def __enter__(self) -> "TapRecorder":
+        try:
+            for u in self.units:
+                self._handles.append(self._make_hook(u))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook (idempotent)."""
+        handles, self._handles = self._handles, []
+        for h in handles:
+            h.remove()
+
+    def check_fired(self) -> None:
+        """Raise :class:`HookNotFiredError` if some tap was not reached since the last :meth:`collect`."""
+        missing = [n for n in self.names if self._fired.get(n, 0) == 0]
+        if missing:
+            raise HookNotFiredError(
+                f"tap(s) {missing} were not reached by the forward pass (modules "
+                f"{[u.path for u in self.units if u.name in missing]}); is this the model the taps were selected on?"
+            )
+        twice = [n for n in self.names if self._fired.get(n, 0) > 1 and self.sink is None]
+        if twice:
+            raise HookNotFiredError(f"tap(s) {twice} fired more than once in one forward pass (a module used twice, or "
+                                    "collect() not called between forwards); record a different module.")
+
+    def collect(self) -> dict[str, Any]:
+        """Features of the last forward pass as ``{tap: [B, C]}`` (in tap order) and reset; raises if a hook never
+        fired."""
+        self.check_fired()
+        out = {n: self._out[n] for n in self.names if n in self._out}
+        self._out = {}
+        self._fired = {}
+        return out
+
+    def reset(self) -> None:
+        self._out = {}
+        self._fired = {}
+
+
+def _dummy_input(model: Any, input_size: Sequence[int] | None, batch: int = 2) -> Any:
+    import torch
+
+    if input_size is None:
+        info = getattr(model, "nctransfer_info", None)
+        input_size = tuple(info.input_size) if info is not None else (3, 224, 224)
+    if len(input_size) == 2:
+        input_size = (3, *input_size)
+    try:
+        p = next(model.parameters())
+        device, dtype = p.device, p.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    return torch.zeros((batch, *input_size), device=device, dtype=dtype)
+
+
+def infer_widths(model: Any, units: Sequence[Unit] | None = None, input_size: Sequence[int] | None = None,
+                 token_pool: str = "mean") -> list[Unit]:
+    """Dry forward (zeros, batch 2, eval mode, no grad) that fills ``unit.width`` (pooled ``C``) and
+    ``unit.out_shape`` for each unit; returns the units. ``input_size``: ``(C, H, W)`` or ``(H, W)``; default the
+    model's ``nctransfer_info.input_size``. The model's train/eval mode is restored afterwards.
+    """
+    import torch
+
+    units = list(units) if units is not None else discover_units(model, include_penultimate=True)
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def make(u: Unit) -> Any:
+        if u.kind == "input":
+            def pre(m: Any, args: Any) -> None:
+                shapes[u.name] = tuple(first_tensor(args[0]).shape[1:])
+            return u.module.register_forward_pre_hook(pre)
+
+        def post(m: Any, args: Any, out: Any) -> None:
+            shapes[u.name] = tuple(first_tensor(out).shape[1:])
+        return u.module.register_forward_hook(post)
+
+    was_training = model.training
+    handles = []
+    try:
+        handles = [make(u) for u in units]
+        model.eval()
+        with torch.no_grad():
+            model(_dummy_input(model, input_size))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for u in units:
+        if u.name not in shapes:
+            raise HookNotFiredError(f"infer_widths: tap {u.name!r} ({u.path}) was not reached by the forward pass.")
+        s = shapes[u.name]
+        u.out_shape = s
+        u.width = int(s[0]) if len(s) in (1, 3, 4) else int(s[-1])
+    return units
+
+
+def tap_widths(model: Any, taps: Any = None, input_size: Sequence[int] | None = None) -> dict[str, int]:
+    """``{tap: pooled width}`` for the selected taps (one dry forward)."""
+    return {u.name: int(u.width) for u in infer_widths(model, resolve_taps(model, taps), input_size)}
