@@ -1,0 +1,187 @@
+"""Automatic choice of the fine-tuning unit by collapse (``unit="auto"``).
+
+Paper 000 section 3.3 conjectures that "the optimal transfer accuracy can be achieved by selectively fine-tuning
+layers to make the penultimate layer's features as collapsed as possible for the downstream training data". The
+paper picks the unit by hand; here it is picked by that criterion with a cheap probe:
+
+1. candidates: every fine-tuning unit (or the first unit of each stage, or a given list);
+2. budget: a candidate whose run would train more than ``max_trainable_percent`` % / ``max_trainable_params``
+   parameters (classifier and skip branch included) is skipped;
+3. probe: each remaining candidate is fine-tuned from the same starting weights with the requested method for
+   ``probe_epochs`` epochs on a balanced, seeded subset of ``probe_per_class`` training images per class;
+4. score: NC1 (spec section 1.1) of the penultimate features (the classifier input) of that subset after the
+   probe; the lowest NC1 wins (ties: fewer trainable parameters). Candidates whose probe fails (e.g. diverges)
+   are reported and skipped.
+
+The test data are never used. The returned report lists every candidate with its parameter count, probe NC1,
+probe train loss and accuracy, held-out accuracy on other training images (for information only, not used),
+time, and a sentence saying why the winner was chosen.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.finetune._data import dataset_targets
+from nctransfer.finetune.config import FinetuneConfig
+from nctransfer.finetune.selection import count_parameters, list_units, resolve_unit, stage_first_units
+
+
+def balanced_indices(labels: np.ndarray, per_class: int | None, seed: int, exclude: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """Up to ``per_class`` indices of each class, chosen by a seeded permutation (sorted); ``None``: all."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(labels))
+    if exclude is not None and len(exclude):
+        idx = np.setdiff1d(idx, exclude)
+    out = []
+    for c in np.unique(labels[idx]):
+        members = idx[labels[idx] == c]
+        members = rng.permutation(members)
+        out.append(members if per_class is None else members[:per_class])
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+def _candidates(model: Any, cfg: FinetuneConfig) -> list[Any]:
+    spec = cfg.auto.candidates
+    units = list_units(model)
+    if spec == "all":
+        return units
+    if spec == "stage_first":
+        return stage_first_units(units)
+    out, seen = [], set()
+    for u in spec:
+        r = resolve_unit(model, u)
+        if r.name not in seen:
+            seen.add(r.name)
+            out.append(r)
+    return out
+
+
+def _trainable_count(model: Any, unit: Any, cfg: FinetuneConfig, hw: Any) -> tuple[int, int]:
+    from nctransfer.finetune.selection import trainable_parameter_names
+    from nctransfer.finetune.skip import attach_skip
+
+    m = copy.deepcopy(model)
+    u = resolve_unit(m, unit.name)
+    if cfg.method == "scl_ft":
+        attach_skip(m, u, cfg.skip, image_size=hw)
+    return count_parameters(m, trainable_parameter_names(m, cfg.method, u))
+
+
+def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_classes: int | None = None
+                ) -> dict[str, Any]:
+    """Pick the unit for ``config.method`` (``layer_ft`` or ``scl_ft``) by probe collapse (module docstring).
+
+    Args:
+        model: the model with its downstream classifier; not modified (probes train deep copies).
+        train_data: the downstream training dataset.
+        config: the run's configuration; ``config.auto`` holds the candidates, budget and probe size.
+        num_classes: classifier width (default: max label + 1).
+
+    Returns:
+        ``{"chosen", "criterion", "reason", "candidates": [...], "skipped_over_budget": [...], "probe": {...}}``.
+
+    Raises:
+        InputValueError: the method does not use a unit, or no candidate fits the budget or survives its probe.
+    """
+    import torch
+    from torch.utils.data import Subset
+
+    from nctransfer.finetune.api import _sample_hw
+    from nctransfer.finetune.selection import trainable_parameter_names
+    from nctransfer.finetune.skip import attach_skip
+    from nctransfer.finetune.trainer import Trainer
+
+    if config.method not in ("layer_ft", "scl_ft"):
+        raise InputValueError(f"unit='auto' applies to layer_ft and scl_ft; got method {config.method!r}.")
+    a = config.auto
+    labels = dataset_targets(train_data, "train_data")
+    k = int(num_classes or labels.max() + 1)
+    hw = _sample_hw(train_data) or config.image_size
+    probe_idx = balanced_indices(labels, a.probe_per_class, config.seed)
+    held_idx = balanced_indices(labels, a.probe_per_class, config.seed + 7, exclude=probe_idx)
+    probe_ds = Subset(train_data, probe_idx.tolist())
+    held_ds = Subset(train_data, held_idx.tolist()) if len(held_idx) else probe_ds
+    bs = min(config.batch_size, len(probe_idx))
+    steps_per_epoch = len(probe_idx) // bs if len(probe_idx) % bs == 1 else -(-len(probe_idx) // bs)
+    epochs = a.probe_epochs
+    if a.probe_max_steps is not None:
+        epochs = max(1, min(epochs, -(-a.probe_max_steps // max(steps_per_epoch, 1))))
+    probe_cfg = config.replace(epochs=epochs, batch_size=bs, eval_every=epochs,
+                               nc1_taps=None, checkpoint=False, progress=False)
+    _, total = count_parameters(model)
+
+    rows, over = [], []
+    cands = _candidates(model, config)
+    from tqdm.auto import tqdm
+
+    for u in tqdm(cands, desc="auto unit probe", disable=not config.progress, leave=False):
+        n_tr, n_tot = _trainable_count(model, u, config, hw)
+        pct = 100.0 * n_tr / n_tot
+        row: dict[str, Any] = {"unit": u.name, "index": int(getattr(u, "index", len(rows))),
+                               "trainable_params": n_tr, "trainable_percent": pct}
+        if (a.max_trainable_percent is not None and pct > a.max_trainable_percent) or (
+                a.max_trainable_params is not None and n_tr > a.max_trainable_params):
+            over.append(row)
+            continue
+        m = copy.deepcopy(model)
+        mu = resolve_unit(m, u.name)
+        torch.manual_seed(config.seed)
+        if config.method == "scl_ft":
+            attach_skip(m, mu, config.skip, image_size=hw)
+        names = trainable_parameter_names(m, config.method, mu)
+        t0 = time.perf_counter()
+        try:
+            tr = Trainer(m, names, probe_cfg, probe_ds, held_ds)
+            hist = tr.fit()
+            last = hist[-1]
+            row.update({"probe_nc1": float(last["penultimate_nc1"]), "probe_train_loss": float(last["train_loss"]),
+                        "probe_train_accuracy": float(last["train_accuracy"]),
+                        "heldout_accuracy": float(last["test_accuracy"]), "status": "ok"})
+        except (FloatingPointError, RuntimeError) as exc:
+            row.update({"probe_nc1": float("nan"), "status": f"failed: {exc}"})
+        row["probe_seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        del m
+    if not rows:
+        raise InputValueError(
+            f"unit='auto': no candidate fits the parameter budget (max_trainable_percent={a.max_trainable_percent}, "
+            f"max_trainable_params={a.max_trainable_params}); the smallest needs "
+            f"{min(r['trainable_percent'] for r in over):.2f}% ({min(r['trainable_params'] for r in over):,d} "
+            "parameters). Raise the budget."
+        )
+    ok = [r for r in rows if r["status"] == "ok" and np.isfinite(r["probe_nc1"])]
+    if not ok:
+        raise InputValueError(f"unit='auto': every probe failed: {[(r['unit'], r['status']) for r in rows]}.")
+    ranked = sorted(ok, key=lambda r: (r["probe_nc1"], r["trainable_params"]))
+    best = ranked[0]
+    for rank, r in enumerate(ranked, 1):
+        r["rank"] = rank
+    budget = []
+    if a.max_trainable_percent is not None:
+        budget.append(f"<= {a.max_trainable_percent:g}% of parameters")
+    if a.max_trainable_params is not None:
+        budget.append(f"<= {a.max_trainable_params:,d} parameters")
+    runner = (f"; runner-up {ranked[1]['unit']!r} reached {ranked[1]['probe_nc1']:.4g}" if len(ranked) > 1 else "")
+    reason = (
+        f"{best['unit']!r} gave the most collapsed penultimate features (lowest NC1 {best['probe_nc1']:.4g}) on "
+        f"{len(probe_idx)} training images ({a.probe_per_class or 'all'} per class) after a {epochs}-epoch "
+        f"{config.method} probe, among {len(ok)} candidate(s)"
+        + (f" within the budget ({', '.join(budget)}; {len(over)} over budget)" if budget else "")
+        + f"{runner}; it trains {best['trainable_percent']:.2f}% of the parameters (paper 000 section 3.3 "
+          "conjecture: the most collapsed penultimate features on the downstream training data transfer best)."
+    )
+    return {
+        "chosen": best["unit"], "criterion": "lowest penultimate NC1 on the probe subset after the probe run",
+        "reason": reason, "candidates": rows, "skipped_over_budget": over,
+        "budget": {"max_trainable_percent": a.max_trainable_percent, "max_trainable_params": a.max_trainable_params},
+        "probe": {"epochs": epochs, "per_class": a.probe_per_class, "n_images": int(len(probe_idx)),
+                  "n_heldout": int(len(held_idx)), "batch_size": bs, "method": config.method,
+                  "total_params": total, "num_classes": k},
+    }

@@ -1,0 +1,406 @@
+"""The training loop shared by the four fine-tuning methods (spec section 3; paper 000 appendix B).
+
+- SGD (momentum 0.9, weight decay 1e-4 by default) over the trainable parameters only, in two groups: the head
+  (classifier and SCL skip branch) at ``lr`` and the backbone parameters (the fine-tuned unit, or everything
+  else for full FT) at ``backbone_lr``.
+- Cosine schedule per optimiser step: ``lr_t = lr0 * (r + (1 - r) (1 + cos(pi t / T)) / 2)`` with ``T`` the total
+  number of steps and ``r = min_lr_ratio`` (paper: 0.1 -> 1e-4, ``r = 1e-3``).
+- Modes: during training the whole model is in train mode (``model.train()``), so every BatchNorm - frozen or
+  not - normalises with batch statistics and updates its running statistics on the downstream data in all four
+  methods (paper 000 appendix B, "for a fair comparison"); dropout/drop-path behave as the model defines them.
+  With ``bn_policy="frozen"`` the normalisation layers outside the trained modules stay in eval mode instead.
+  Evaluation is in eval mode.
+- A training batch of one sample cannot be batch-normalised: when ``N % batch_size == 1`` the last batch of each
+  epoch is dropped.
+- Determinism: the shuffling order of epoch ``e`` comes from a generator seeded with ``(seed, e)``; the global
+  RNG states (torch, CUDA, NumPy, Python) are saved in every checkpoint and restored on resume, so on CPU a run
+  stopped after epoch ``k`` and resumed gives the same numbers as an uninterrupted one.
+- After every ``eval_every`` epochs (and the last): test accuracy and loss, and the penultimate NC1 (spec section
+  1.1) of the training data (the classifier's input, after the SCL sum; eval mode), optionally NC1 of other taps.
+- ``checkpoint.pt`` is written atomically after every epoch; an interrupted run loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.finetune.config import FinetuneConfig
+from nctransfer.finetune.memory import PeakMemory
+from nctransfer.finetune.selection import SKIP_ATTR, apply_trainable, classifier_path, head_parameter_names
+from nctransfer.utils.io import atomic_path
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_CKPT_FORMAT = 1
+_NORM_TYPES = (nn.modules.batchnorm._NormBase,)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputValueError(f"device: {device!r} requested but CUDA is not available; use device='cpu'.")
+    return torch.device(device)
+
+
+def cosine_lr(base: float, step: int, total: int, min_ratio: float) -> float:
+    """Learning rate at optimiser step ``step`` of ``total`` (module docstring)."""
+    if total <= 1:
+        return base
+    t = min(max(step, 0), total - 1) / (total - 1)
+    return base * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def set_train_modes(model: nn.Module, trainable: Sequence[str], bn_policy: str) -> None:
+    """``model.train()``; with ``bn_policy="frozen"`` normalisation layers without trainable parameters (and not
+    inside a module being trained) go back to eval mode."""
+    model.train()
+    if bn_policy == "update":
+        return
+    keep = set(trainable)
+    trained_prefixes = {n.rsplit(".", 1)[0] for n in keep}
+    for name, m in model.named_modules():
+        if isinstance(m, _NORM_TYPES):
+            inside = any(name == p or name.startswith(p + ".") or p.startswith(name + ".") for p in trained_prefixes)
+            if not inside:
+                m.eval()
+
+
+def _rng_state() -> dict[str, Any]:
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _compute_nc1(stats: Any) -> float:
+    from nctransfer.metrics import nc1
+
+    try:
+        return float(nc1(stats))
+    except Exception as exc:  # noqa: BLE001 - a degenerate subset must not kill a training run
+        import warnings
+
+        from nctransfer.exceptions import UndefinedMetricWarning
+
+        warnings.warn(f"penultimate NC1 undefined: {exc}", UndefinedMetricWarning, stacklevel=2)
+        return float("nan")
+
+
+class _Capture:
+    """Forward pre-hook on the classifier collecting its input (the penultimate feature) into FeatureStats."""
+
+    def __init__(self) -> None:
+        from nctransfer.stats import FeatureStats
+
+        self.stats = FeatureStats()
+        self.labels: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        h = args[0].detach()
+        self.stats.update(h.float().reshape(h.shape[0], -1), self.labels.cpu().numpy())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool = False,
+             penultimate: bool = False, taps: Sequence[str] | None = None) -> dict[str, Any]:
+    """Accuracy and mean cross-entropy of ``model`` on ``loader`` in eval mode.
+
+    Args:
+        penultimate: also accumulate :class:`~nctransfer.stats.FeatureStats` of the classifier input.
+        taps: also accumulate FeatureStats of these taps (:class:`nctransfer.features.TapRecorder`).
+
+    Returns:
+        ``{"accuracy", "loss", "n", "stats" (or None), "tap_stats" (dict)}``.
+    """
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    cap = _Capture() if penultimate else None
+    handle = model.get_submodule(classifier_path(model)).register_forward_pre_hook(cap) if cap else None
+    tap_stats: dict[str, Any] = {}
+    recorder = None
+    if taps:
+        from nctransfer.features import TapRecorder
+        from nctransfer.stats import FeatureStats
+
+        recorder = TapRecorder(model, list(taps))
+        tap_stats = {t: FeatureStats() for t in taps}
+    try:
+        ctx = recorder if recorder is not None else _Null()
+        with ctx:
+            for x, y in loader:
+                x = x.to(device, non_blocking=True)
+                y = torch.as_tensor(y).long().to(device, non_blocking=True)
+                if cap is not None:
+                    cap.labels = y
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+                    logits = model(x)
+                loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                n += int(y.numel())
+                if recorder is not None:
+                    feats = _recorder_outputs(recorder)
+                    ylab = y.cpu().numpy()
+                    for t in taps:  # type: ignore[union-attr]
+                        tap_stats[t].update(feats[t].float(), ylab)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return {"accuracy": correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n,
+            "stats": cap.stats if cap else None, "tap_stats": tap_stats}
+
+
+def _recorder_outputs(recorder: Any) -> dict[str, torch.Tensor]:
+    return recorder.collect()
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+class Trainer:
+    """Fine-tunes ``model`` (trainable parameters ``trainable``) on ``train_data``; see the module docstring.
+
+    Args:
+        model: the network, already carrying the downstream classifier (and the SCL branch for ``scl_ft``).
+        trainable: explicit parameter names to train (:func:`nctransfer.finetune.trainable_parameter_names`).
+        config: the :class:`FinetuneConfig` (method-independent fields are used here).
+        train_data, test_data: map-style datasets of ``(image [C, H, W], label)``.
+        out_dir: directory of ``checkpoint.pt`` (``None``: no checkpoints, no resume).
+        nc1_taps: taps whose NC1 is recorded at every evaluation (besides the penultimate feature).
+        on_epoch_end: ``callback(record) -> bool``; returning True stops training after that epoch
+            (the checkpoint is already written).
+
+    Attributes (after :meth:`fit`): ``history_`` (one dict per epoch), ``peak_memory_mb_``, ``memory_method_``,
+    ``resumed_from_`` (epochs restored from a checkpoint, 0 for a fresh run).
+    """
+
+    def __init__(self, model: nn.Module, trainable: Sequence[str], config: FinetuneConfig, train_data: Any,
+                 test_data: Any, *, out_dir: str | Path | None = None, nc1_taps: Sequence[str] | None = None,
+                 on_epoch_end: Callable[[dict[str, Any]], Any] | None = None,
+                 extra_state: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.trainable = list(trainable)
+        self.config = config
+        self.train_data = train_data
+        self.test_data = test_data
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.nc1_taps = list(nc1_taps) if nc1_taps else []
+        self.on_epoch_end = on_epoch_end
+        self.extra_state = dict(extra_state or {})
+
+    # ------------------------------------------------------------------ setup
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = dict(self.model.named_parameters())
+        head = set(head_parameter_names(self.model))
+        groups = []
+        head_params = [params[n] for n in self.trainable if n in head]
+        body_params = [params[n] for n in self.trainable if n not in head]
+        if head_params:
+            groups.append({"params": head_params, "lr": cfg.lr, "initial_lr": cfg.lr, "name": "head"})
+        if body_params:
+            blr = cfg.effective_backbone_lr
+            groups.append({"params": body_params, "lr": blr, "initial_lr": blr, "name": "backbone"})
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov)
+
+    def _train_loader(self, epoch: int) -> Any:
+        from torch.utils.data import DataLoader
+
+        cfg = self.config
+        g = torch.Generator()
+        g.manual_seed(int(cfg.seed) * 1_000_003 + epoch)
+        n = len(self.train_data)
+        return DataLoader(self.train_data, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                          drop_last=(n % cfg.batch_size == 1), num_workers=cfg.num_workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def _eval_loader(self, data: Any) -> Any:
+        from torch.utils.data import DataLoader
+
+        bs = self.config.eval_batch_size or 2 * self.config.batch_size
+        return DataLoader(data, batch_size=bs, shuffle=False, num_workers=self.config.num_workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def steps_per_epoch(self) -> int:
+        n, bs = len(self.train_data), self.config.batch_size
+        return n // bs if n % bs == 1 else math.ceil(n / bs)
+
+    # ------------------------------------------------------------------ checkpoint
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
+
+    def _save(self, epoch: int, step: int, opt: Any, scaler: Any, history: list, peak_mb: float) -> None:
+        if self.checkpoint_path is None or not self.config.checkpoint:
+            return
+        state = {
+            "format": _CKPT_FORMAT, "epoch": epoch, "step": step, "model": self.model.state_dict(),
+            "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+            "history": history, "rng": _rng_state(), "signature": self.config.training_signature(),
+            "trainable": self.trainable, "peak_memory_mb": peak_mb, "extra": self.extra_state,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint in ``out_dir`` after checking it belongs to this configuration; ``None`` if absent."""
+        p = self.checkpoint_path
+        if p is None or not p.is_file():
+            return None
+        state = torch.load(p, map_location="cpu", weights_only=False)
+        if state.get("format") != _CKPT_FORMAT:
+            raise InputValueError(f"resume: {p} has checkpoint format {state.get('format')}; expected {_CKPT_FORMAT}.")
+        sig = self.config.training_signature()
+        diff = sorted(k for k in set(sig) | set(state["signature"]) if sig.get(k) != state["signature"].get(k))
+        if diff:
+            raise InputValueError(
+                f"resume: {p} was written with a different configuration (fields {diff} differ: checkpoint "
+                f"{ {k: state['signature'].get(k) for k in diff} }, now { {k: sig.get(k) for k in diff} }); use a new "
+                "--out directory or drop --resume."
+            )
+        if list(state["trainable"]) != self.trainable:
+            raise InputValueError(f"resume: {p} trained different parameters; use a new output directory.")
+        return state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train; return the per-epoch history. With ``resume`` and a checkpoint in ``out_dir``, continue it."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        model = self.model.to(self.device)
+        apply_trainable(model, self.trainable)
+        opt = self._optimizer()
+        use_amp = cfg.amp and self.device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        total_steps = cfg.epochs * self.steps_per_epoch()
+        history: list[dict[str, Any]] = []
+        start_epoch, step, prev_peak = 0, 0, 0.0
+        self.resumed_from_ = 0
+        if resume:
+            state = self.load_checkpoint()
+            if state is not None:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                if scaler is not None and state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+                history = list(state["history"])
+                start_epoch, step, prev_peak = int(state["epoch"]), int(state["step"]), float(state["peak_memory_mb"])
+                _set_rng_state(state["rng"])
+                self.resumed_from_ = start_epoch
+        else:
+            torch.manual_seed(cfg.seed)
+        train_eval_loader = self._eval_loader(self.train_data)
+        test_loader = self._eval_loader(self.test_data)
+        params = [p for n, p in model.named_parameters() if p.requires_grad]
+        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.short_method}", unit="epoch",
+                   disable=not cfg.progress, leave=False)
+        with PeakMemory(self.device) as mem:
+            for epoch in range(start_epoch, cfg.epochs):
+                set_train_modes(model, self.trainable, cfg.bn_policy)
+                t0 = time.perf_counter()
+                loss_sum, n_seen, correct = 0.0, 0, 0
+                inner = tqdm(self._train_loader(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                             disable=not cfg.progress, unit="batch")
+                for x, y in inner:
+                    x = x.to(self.device, non_blocking=True)
+                    y = torch.as_tensor(y).long().to(self.device, non_blocking=True)
+                    for g in opt.param_groups:
+                        g["lr"] = cosine_lr(g["initial_lr"], step, total_steps, cfg.min_lr_ratio)
+                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+                        logits = model(x)
+                        loss = nn.functional.cross_entropy(logits.float(), y)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is {float(loss)}; lower "
+                            f"lr (now {cfg.lr}) / backbone_lr (now {cfg.effective_backbone_lr})."
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        if cfg.max_grad_norm is not None:
+                            scaler.unscale_(opt)
+                            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        if cfg.max_grad_norm is not None:
+                            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                        opt.step()
+                    step += 1
+                    b = int(y.numel())
+                    loss_sum += float(loss.detach()) * b
+                    correct += int((logits.detach().argmax(1) == y).sum())
+                    n_seen += b
+                    inner.set_postfix(loss=f"{loss_sum / n_seen:.4f}")
+                inner.close()
+                train_seconds = time.perf_counter() - t0
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1),
+                    "train_batch_accuracy": correct / max(n_seen, 1),
+                    "lr": opt.param_groups[0]["lr"], "seconds": train_seconds,
+                }
+                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                    t1 = time.perf_counter()
+                    tr = evaluate(model, train_eval_loader, self.device, amp=use_amp, penultimate=True,
+                                  taps=self.nc1_taps or None)
+                    te = evaluate(model, test_loader, self.device, amp=use_amp)
+                    record.update({
+                        "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
+                        "penultimate_nc1": _compute_nc1(tr["stats"]),
+                    })
+                    if self.nc1_taps:
+                        record["tap_nc1"] = {t: _compute_nc1(s) for t, s in tr["tap_stats"].items()}
+                    record["eval_seconds"] = time.perf_counter() - t1
+                history.append(record)
+                mem.update()
+                self._save(epoch + 1, step, opt, scaler, history, max(prev_peak, _current_peak(mem)))
+                bar.update(1)
+                bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", "test_accuracy", "penultimate_nc1")
+                                 if k in record})
+                if self.on_epoch_end is not None and self.on_epoch_end(record):
+                    break
+        bar.close()
+        self.history_ = history
+        self.peak_memory_mb_ = max(prev_peak, mem.peak_mb)
+        self.memory_method_ = mem.method
+        model.eval()
+        return history
+
+
+def _current_peak(mem: PeakMemory) -> float:
+    if mem.method == "rss_sampled":
+        return max(0, mem._max - mem._base) / 2**20
+    if mem.method == "cuda_max_allocated":
+        return max(0, torch.cuda.max_memory_allocated(mem.device) - mem._base) / 2**20
+    return 0.0
+
+
+def skip_in(model: nn.Module) -> bool:
+    """Whether ``model`` carries an SCL skip branch."""
+    return hasattr(model, SKIP_ATTR)
