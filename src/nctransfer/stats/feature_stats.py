@@ -36,7 +36,7 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFittedError, ShapeError
 from nctransfer.utils.io import atomic_path
-from nctransfer.utils.validation import LabelEncoder, check_features, check_labels, is_torch
+from nctransfer.utils.validation import LabelEncoder, check_features, check_labels, is_torch, to_numpy
 
 _STATE_VERSION = 1
 _PRECISIONS = ("exact", "fast")
@@ -46,10 +46,13 @@ class FeatureStats:
     """Exact, mergeable, streaming statistics of features ``X [N, d]`` with labels ``y [N]``.
 
     Args:
-        precision: ``"exact"`` (default) forms every chunk's second moment in float64;
-            ``"fast"`` forms it in float32 about the float64 shift and accumulates the chunk results in float64
-            (about 2x faster on CPU; relative error ~1e-7 instead of ~1e-14).
-        chunk_size: rows converted to float64 at a time; bounds the extra memory independently of N.
+        precision: ``"exact"`` (default) forms every chunk's sums and second moment in float64 (BLAS ``dsyrk``);
+            ``"fast"`` forms each chunk's sums and second moment in float32 about the (float32-representable)
+            shift and accumulates the chunk results in float64 (about 2x faster on CPU; relative error ~1e-6
+            instead of ~1e-14; see ``benchmarks/bench_metrics.py``).
+        chunk_size: rows converted to float64 at a time; bounds the extra memory (``chunk_size x d`` floats plus
+            two or three ``d x d`` accumulators) independently of N. In fast mode, float32 partial second moments
+            are folded into the float64 accumulator every ``chunk_size`` rows.
 
     Attributes (learned, end in ``_``): ``n_``, ``shift_``, ``counts_``, ``sums_``, ``sqnorms_``,
     ``normsums_``, ``gram_`` (internal first-seen class order) and ``encoder_`` (label mapping).
@@ -115,17 +118,56 @@ class FeatureStats:
         self.normsums_ = np.vstack([self.normsums_, np.zeros((extra, d))])
 
     # ----------------------------------------------------------------- update
+    @property
+    def gram_(self) -> np.ndarray:
+        """Full symmetric shifted second moment ``[d, d]`` (pending BLAS ``syrk`` results folded in)."""
+        self._flush()
+        return self._gram
+
+    @gram_.setter
+    def gram_(self, value: np.ndarray) -> None:
+        self._gram = value
+        self._acc = None
+        self._acc32 = None
+        self._acc32_rows = 0
+
+    def _flush(self) -> None:
+        """Fold the pending upper-triangular accumulators into the full symmetric ``_gram``."""
+        if self._acc32 is not None and self._acc32_rows:
+            self._acc64().__iadd__(self._acc32)
+            self._acc32.fill(0.0)
+            self._acc32_rows = 0
+        if self._acc is not None:
+            upper = np.triu(self._acc)
+            self._gram += upper
+            self._gram += np.triu(upper, 1).T
+            self._acc = None
+
+    def _acc64(self) -> np.ndarray:
+        if self._acc is None:
+            self._acc = np.zeros(self._gram.shape, dtype=np.float64, order="F")
+        return self._acc
+
     def update(self, X: Any, y: Any) -> "FeatureStats":
         """Add a batch. ``X``: ``[B, d]`` numpy array or torch tensor (any device, any float dtype);
         ``y``: ``[B]`` labels of any hashable type. Returns ``self`` for chaining.
 
-        CUDA tensors are reduced on the GPU in float64; only ``d x d`` and ``K x d`` partial sums move to the host.
+        Rows are processed ``chunk_size`` at a time, so the extra memory is ``O(chunk_size * d + d^2)`` whatever
+        ``B``. CUDA tensors are reduced on the GPU in float64; only ``d x d`` and ``K x d`` partial sums move to
+        the host.
         """
         X = check_features(X, "X")
         y_np = check_labels(y, X.shape[0], "y")
         d = X.shape[1]
         if self.shift_ is None:
-            mean = X.double().mean(0).cpu().numpy() if is_torch(X) else X.astype(np.float64).mean(0)
+            if is_torch(X):
+                import torch
+
+                mean = X.mean(0, dtype=torch.float64).cpu().numpy()
+            else:
+                mean = X.mean(0, dtype=np.float64)  # buffered cast: no float64 copy of the batch
+            if self.precision == "fast":  # a float32-representable shift keeps the float32 path exact in shift
+                mean = mean.astype(np.float32).astype(np.float64)
             self._init_state(d, mean)
         elif d != self.dim:
             raise ShapeError(f"X has {d} features per sample but these statistics were built with d={self.dim}.")
@@ -135,32 +177,82 @@ class FeatureStats:
         if is_torch(X) and X.device.type != "cpu":
             self._update_torch(X, codes, K)
         else:
-            Xn = X.detach().cpu().numpy() if is_torch(X) else X
-            self._update_numpy(Xn, codes, K)
+            self._update_numpy(to_numpy(X), codes, K)
         self.counts_ += np.bincount(codes, minlength=K)
         self.n_ += X.shape[0]
         return self
 
+    @staticmethod
+    def _class_matrix(codes: np.ndarray, weights: np.ndarray, K: int, dtype: Any) -> Any:
+        """Sparse ``[2K, B]`` matrix: rows ``k`` are class indicators, rows ``K + k`` indicators times ``weights``.
+
+        One sparse-dense product then gives the per-class sums and weighted sums in ``O(B d)`` (a dense one-hot
+        GEMM costs ``O(B K d)``, which matters for large ``K``).
+        """
+        import scipy.sparse as sp
+
+        n = len(codes)
+        indices = np.empty(2 * n, dtype=np.int64)
+        indices[0::2] = codes
+        indices[1::2] = codes + K
+        data = np.empty(2 * n, dtype=dtype)
+        data[0::2] = 1.0
+        data[1::2] = weights
+        return sp.csc_matrix((data, indices, np.arange(0, 2 * n + 1, 2)), shape=(2 * K, n)).tocsr()
+
     def _update_numpy(self, X: np.ndarray, codes: np.ndarray, K: int) -> None:
-        work = np.float32 if self.precision == "fast" else np.float64
-        shift_w = self.shift_.astype(work)
+        fast = self.precision == "fast"
+        if fast:
+            shift32 = self.shift_.astype(np.float32)
+            fast = bool(np.array_equal(shift32.astype(np.float64), self.shift_))  # else: exact path (rare)
         for start in range(0, X.shape[0], self.chunk_size):
             stop = min(start + self.chunk_size, X.shape[0])
-            raw = np.asarray(X[start:stop], dtype=np.float64)
             c = codes[start:stop]
-            centred = raw - self.shift_
-            if work is np.float64:
-                self.gram_ += centred.T @ centred  # numpy dispatches A.T @ A to syrk
+            if fast:
+                self._chunk_fast(X[start:stop], c, K, shift32)
             else:
-                cw = np.asarray(X[start:stop], dtype=np.float32) - shift_w
-                self.gram_ += (cw.T @ cw).astype(np.float64)
-            onehot = np.zeros((stop - start, K))
-            onehot[np.arange(stop - start), c] = 1.0
-            self.sums_ += onehot.T @ centred
-            self.sqnorms_ += np.bincount(c, weights=np.einsum("ij,ij->i", centred, centred), minlength=K)
-            norms = np.sqrt(np.einsum("ij,ij->i", raw, raw))
-            norms[norms == 0] = 1.0  # a zero vector contributes zero
-            self.normsums_ += onehot.T @ (raw / norms[:, None])
+                self._chunk_exact(X[start:stop], c, K)
+
+    def _chunk_exact(self, Xc: np.ndarray, c: np.ndarray, K: int) -> None:
+        from scipy.linalg import blas
+
+        centred = np.array(Xc, dtype=np.float64)  # private float64 copy, centred in place below
+        inv = _inverse_norms(np.einsum("ij,ij->i", centred, centred))
+        centred -= self.shift_
+        both = self._class_matrix(c, inv, K, np.float64) @ centred
+        self.sums_ += both[:K]
+        # sum x_i/||x_i|| = sum (x_i - a)/||x_i|| + a * sum 1/||x_i||
+        self.normsums_ += both[K:] + np.bincount(c, weights=inv, minlength=K)[:, None] * self.shift_
+        self.sqnorms_ += np.bincount(c, weights=np.einsum("ij,ij->i", centred, centred), minlength=K)
+        acc = self._acc64()
+        out = blas.dsyrk(1.0, centred.T, beta=1.0, c=acc, overwrite_c=1)  # upper triangle, in place
+        if out is not acc:
+            self._acc = out
+
+    def _chunk_fast(self, Xc: np.ndarray, c: np.ndarray, K: int, shift32: np.ndarray) -> None:
+        from scipy.linalg import blas
+
+        if Xc.dtype == np.float32:  # float32 minus a float32 shift: rounding of the difference only
+            inv = _inverse_norms(np.einsum("ij,ij->i", Xc, Xc).astype(np.float64))
+            centred = np.subtract(Xc, shift32)
+        else:  # centre in float64 first so that a large common offset does not eat the float32 mantissa
+            wide = np.asarray(Xc, dtype=np.float64)
+            inv = _inverse_norms(np.einsum("ij,ij->i", wide, wide))
+            centred = (wide - self.shift_).astype(np.float32)
+        both = (self._class_matrix(c, inv, K, np.float32) @ centred).astype(np.float64)
+        self.sums_ += both[:K]
+        self.normsums_ += both[K:] + np.bincount(c, weights=inv, minlength=K)[:, None] * self.shift_
+        self.sqnorms_ += np.bincount(c, weights=np.einsum("ij,ij->i", centred, centred), minlength=K)
+        if self._acc32 is None:
+            self._acc32 = np.zeros(self._gram.shape, dtype=np.float32, order="F")
+        out = blas.ssyrk(1.0, centred.T, beta=1.0, c=self._acc32, overwrite_c=1)
+        if out is not self._acc32:
+            self._acc32 = out
+        self._acc32_rows += len(c)
+        if self._acc32_rows >= self.chunk_size:  # float32 sums never span more than ~chunk_size rows
+            self._acc64().__iadd__(self._acc32)
+            self._acc32.fill(0.0)
+            self._acc32_rows = 0
 
     def _update_torch(self, X: Any, codes: np.ndarray, K: int) -> None:
         import torch
@@ -429,6 +521,14 @@ class FeatureStats:
 
     def __repr__(self) -> str:
         return f"FeatureStats(n={self.n_}, d={self.dim}, K={self.n_classes}, precision={self.precision!r})"
+
+
+def _inverse_norms(sq: np.ndarray) -> np.ndarray:
+    """``1/sqrt(sq)``, with 0 for zero vectors (a zero vector contributes nothing to the unit-vector sums)."""
+    inv = np.zeros_like(sq)
+    nz = sq > 0
+    inv[nz] = 1.0 / np.sqrt(sq[nz])
+    return inv
 
 
 def stats_from_batches(batches: Iterable[tuple[Any, Any]], **kwargs: Any) -> FeatureStats:
