@@ -1,4 +1,5 @@
-"""Datasets: Fashion-MNIST (Debian IDX files), scikit-learn digits, ImageFolder, torchvision, arrays."""
+"""Datasets: Fashion-MNIST (Debian IDX files), scikit-learn digits, ImageFolder, torchvision, arrays; the model's
+eval transform; seeded balanced subsampling and deterministic splits."""
 
 from nctransfer.data.arrays import (
     FASHION_MNIST_CLASSES,
@@ -7,11 +8,33 @@ from nctransfer.data.arrays import (
     load_fashion_mnist_arrays,
     read_idx,
 )
+from nctransfer.data.splits import balanced_indices, canonical_split, stratified_holdout
+from nctransfer.data.transforms import EvalTransform, eval_transform, to_float_tensor
+
+
+def __getattr__(name: str):  # torch-backed datasets load lazily (``import nctransfer.data`` stays numpy-only)
+    if name in ("load_dataset", "subsample", "ArrayImageDataset", "WrappedImageDataset", "LabeledDataset"):
+        from nctransfer.data import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module 'nctransfer.data' has no attribute {name!r}")
+
 
 __all__ = [
+    "ArrayImageDataset",
+    "EvalTransform",
     "FASHION_MNIST_CLASSES",
+    "LabeledDataset",
+    "WrappedImageDataset",
+    "balanced_indices",
+    "canonical_split",
+    "eval_transform",
     "find_fashion_mnist",
     "load_digits_arrays",
+    "load_dataset",
     "load_fashion_mnist_arrays",
     "read_idx",
+    "stratified_holdout",
+    "subsample",
+    "to_float_tensor",
 ]
