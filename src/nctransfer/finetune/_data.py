@@ -37,7 +37,7 @@ def dataset_targets(dataset: Any, name: str = "train_data") -> np.ndarray:
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise InputValueError(f"{name}: items must be (image, label) pairs; item {i} is {type(item).__name__}.")
         lab = item[1]
-        labels.append(int(lab.item() if torch.is_tensor(lab) else lab))
+        labels.append(lab.item() if torch.is_tensor(lab) else lab)
     return _as_int_labels(np.asarray(labels), name)
 
 

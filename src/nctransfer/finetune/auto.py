@@ -32,19 +32,21 @@ from nctransfer.finetune.config import FinetuneConfig
 from nctransfer.finetune.selection import count_parameters, list_units, resolve_unit, stage_first_units
 
 
-def balanced_indices(labels: np.ndarray, per_class: int | None, seed: int, exclude: np.ndarray | None = None
-                     ) -> np.ndarray:
-    """Up to ``per_class`` indices of each class, chosen by a seeded permutation (sorted); ``None``: all."""
-    rng = np.random.default_rng(seed)
-    idx = np.arange(len(labels))
-    if exclude is not None and len(exclude):
-        idx = np.setdiff1d(idx, exclude)
-    out = []
-    for c in np.unique(labels[idx]):
-        members = idx[labels[idx] == c]
-        members = rng.permutation(members)
-        out.append(members if per_class is None else members[:per_class])
-    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+def _probe_indices(labels: np.ndarray, per_class: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced seeded probe subset and a disjoint held-out subset of the same size (when there is room)."""
+    import warnings
+
+    from nctransfer.data.splits import balanced_indices
+
+    everything = np.arange(len(labels))
+    if per_class is None:
+        return everything, np.zeros(0, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = balanced_indices(labels, per_class=per_class, seed=seed)
+        rest = np.setdiff1d(everything, probe)
+        held = rest[balanced_indices(labels[rest], per_class=per_class, seed=seed + 7)] if len(rest) else rest
+    return probe, held
 
 
 def _candidates(model: Any, cfg: FinetuneConfig) -> list[Any]:
@@ -104,8 +106,7 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
     labels = dataset_targets(train_data, "train_data")
     k = int(num_classes or labels.max() + 1)
     hw = _sample_hw(train_data) or config.image_size
-    probe_idx = balanced_indices(labels, a.probe_per_class, config.seed)
-    held_idx = balanced_indices(labels, a.probe_per_class, config.seed + 7, exclude=probe_idx)
+    probe_idx, held_idx = _probe_indices(labels, a.probe_per_class, config.seed)
     probe_ds = Subset(train_data, probe_idx.tolist())
     held_ds = Subset(train_data, held_idx.tolist()) if len(held_idx) else probe_ds
     bs = min(config.batch_size, len(probe_idx))

@@ -43,33 +43,22 @@ TABLE_COLUMNS = ["size", "n_train", "method", "unit", "skip", "test_accuracy", "
 def nested_subset_indices(labels: np.ndarray, size: int, size_mode: str = "total", seed: int = 0) -> np.ndarray:
     """Indices of a class-balanced subset of ``size`` images (module docstring); sorted.
 
+    Uses :func:`nctransfer.data.splits.balanced_indices` (per-class permutations seeded by ``(seed, class)``, the
+    classes taking the remainder drawn once per seed), so subsets of growing size are nested.
+
     Raises:
         InputValueError: more images requested than available (in total, or for some class).
     """
+    from nctransfer.data.splits import balanced_indices
+
     labels = np.asarray(labels)
-    classes = np.unique(labels)
-    k = len(classes)
-    rng = np.random.default_rng(seed)
-    perms = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
-    order = rng.permutation(k)  # which classes take the remainder
     if size_mode == "per_class":
-        counts = {c: size for c in classes}
-    elif size_mode == "total":
-        if size > len(labels):
-            raise InputValueError(f"sizes: {size} training images requested but the training set has {len(labels)}.")
-        base, rem = divmod(size, k)
-        counts = {c: base for c in classes}
-        for j in order[:rem]:
-            counts[classes[j]] += 1
-    else:
+        return balanced_indices(labels, per_class=size, seed=seed, strict=True)
+    if size_mode != "total":
         raise InputValueError(f"size_mode must be one of {list(SIZE_MODES)}; got {size_mode!r}.")
-    short = [(c, counts[c], len(perms[c])) for c in classes if counts[c] > len(perms[c])]
-    if short:
-        raise InputValueError(
-            f"sizes: {size} ({size_mode}) needs more images than some classes have: "
-            + ", ".join(f"class {c}: {need} > {have}" for c, need, have in short[:5]) + "."
-        )
-    return np.sort(np.concatenate([perms[c][: counts[c]] for c in classes]))
+    if size > len(labels):
+        raise InputValueError(f"sizes: {size} training images requested but the training set has {len(labels)}.")
+    return balanced_indices(labels, n=size, seed=seed, strict=True)
 
 
 @dataclass

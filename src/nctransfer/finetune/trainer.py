@@ -91,7 +91,10 @@ def _set_rng_state(st: dict[str, Any]) -> None:
 
 
 def _compute_nc1(stats: Any) -> float:
-    from nctransfer.metrics import nc1
+    try:
+        from nctransfer.metrics import nc1
+    except ImportError:  # the metrics package re-exports it; fall back to its module
+        from nctransfer.metrics.collapse import nc1
 
     try:
         return float(nc1(stats))

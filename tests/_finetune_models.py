@@ -1,0 +1,24 @@
+"""Shared tiny-input models for the finetune tests (random weights, 32 px)."""
+
+import copy
+import functools
+
+from nctransfer.models import load_model
+
+ARCHS = {
+    "timm_resnet18": ("timm:resnet18", {}),
+    "tv_resnet18": ("torchvision:resnet18", {}),
+    "efficientnet_lite0": ("efficientnet_lite0", {}),
+    "vit_tiny": ("timm:vit_tiny_patch16_224", {"img_size": 32}),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _base(arch, num_classes):
+    name, kw = ARCHS[arch]
+    return load_model(name, pretrained=False, num_classes=num_classes, **kw)
+
+
+def tiny_model(arch, num_classes=4):
+    """A fresh copy of a random-weight model (cached construction)."""
+    return copy.deepcopy(_base(arch, num_classes))

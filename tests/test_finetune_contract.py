@@ -1,0 +1,83 @@
+"""Contract (style.md convention 8, peft's key test): after a few optimiser steps exactly the selected parameters
+changed and every other parameter is bit-identical, for every method on timm/torchvision ResNet18,
+EfficientNet-Lite0 and a tiny ViT (random weights, 32 px); BatchNorm statistics follow the documented policy."""
+
+import copy
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from _finetune_models import ARCHS, tiny_model
+from nctransfer.finetune import count_parameters, finetune
+
+FAST = dict(epochs=1, batch_size=4, lr=0.01, progress=False, seed=0)
+
+
+def tiny_data(n=8, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.arange(n) % k
+    ds = TensorDataset(x, y)
+    ds.targets = y
+    return ds
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("method,unit", [("lp", None), ("layer", 2), ("scl", 2), ("full", None)])
+def test_only_selected_parameters_change(arch, method, unit):
+    model = tiny_model(arch)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ds = tiny_data()
+    res = finetune(model, ds, ds, method=method, unit=unit, **FAST)
+    after = dict(res.model.named_parameters())
+    selected = set(res.trainable_names)
+    assert selected and len(res.trainable_names) == len(selected)
+    changed = {n for n, p in before.items() if not torch.equal(p, after[n])}
+    assert changed == selected & set(before), (sorted(changed ^ (selected & set(before)))[:5])
+    if method == "scl":  # the skip branch (no parameters for 'pad') is part of the model
+        assert not [n for n in after if n.startswith("nctransfer_skip")]
+    assert res.epochs_completed == 1 and len(res.history) == 1
+    assert (res.trainable_params, res.total_params) == count_parameters(res.model, res.trainable_names)
+    assert res.trainable_percent == pytest.approx(100 * res.trainable_params / res.total_params)
+    if method == "full":
+        assert res.trainable_percent == 100.0
+    if method == "lp":
+        head = res.model.nctransfer_info.classifier
+        assert all(n.startswith(head + ".") for n in selected)
+
+
+def test_scl_conv_branch_parameters_train():
+    model = tiny_model("tv_resnet18")
+    ds = tiny_data()
+    res = finetune(model, ds, ds, method="scl", unit="layer2.0", skip="conv", **FAST)
+    branch = [n for n in res.trainable_names if n.startswith("nctransfer_skip.")]
+    assert branch == ["nctransfer_skip.conv.weight", "nctransfer_skip.bn.weight", "nctransfer_skip.bn.bias"]
+    assert res.skip == "conv" and res.unit == "layer2.0"
+
+
+@pytest.mark.parametrize("policy", ["update", "frozen"])
+def test_batchnorm_running_stats_policy(policy):
+    """bn_policy='update' (default, paper 000 appendix B): every BN, frozen or not, updates its running statistics
+    on the downstream data, also in the linear probe; 'frozen': BNs outside the trained modules keep them."""
+    model = tiny_model("tv_resnet18")
+    before = copy.deepcopy(model.state_dict())
+    ds = tiny_data()
+    res = finetune(model, ds, ds, method="layer", unit="layer4.0", bn_policy=policy, **FAST)
+    sd = res.model.state_dict()
+    frozen_bn = "layer1.0.bn1.running_mean"
+    trained_bn = "layer4.0.bn1.running_mean"
+    assert not torch.equal(sd[trained_bn], before[trained_bn])
+    assert torch.equal(sd[frozen_bn], before[frozen_bn]) == (policy == "frozen")
+    for n, p in res.model.named_parameters():  # parameters still follow the contract
+        assert torch.equal(p, before[n]) == (n not in set(res.trainable_names))
+
+
+def test_linear_probe_updates_bn_stats_without_touching_weights():
+    model = tiny_model("efficientnet_lite0")
+    before = copy.deepcopy(model.state_dict())
+    ds = tiny_data()
+    res = finetune(model, ds, ds, method="lp", **FAST)
+    sd = res.model.state_dict()
+    stats = [k for k in sd if k.endswith("running_mean")]
+    assert all(not torch.equal(sd[k], before[k]) for k in stats)
