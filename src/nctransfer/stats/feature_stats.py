@@ -48,8 +48,8 @@ class FeatureStats:
     Args:
         precision: ``"exact"`` (default) forms every chunk's sums and second moment in float64 (BLAS ``dsyrk``);
             ``"fast"`` forms each chunk's sums and second moment in float32 about the (float32-representable)
-            shift and accumulates the chunk results in float64 (about 2x faster on CPU; relative error ~1e-6
-            instead of ~1e-14; see ``benchmarks/bench_metrics.py``).
+            shift and accumulates the chunk results in float64 (about 2x faster on CPU; relative error ~1e-6 to
+            1e-5 instead of ~1e-14; see ``benchmarks/bench_metrics.py``).
         chunk_size: rows converted to float64 at a time; bounds the extra memory (``chunk_size x d`` floats plus
             two or three ``d x d`` accumulators) independently of N. In fast mode, float32 partial second moments
             are folded into the float64 accumulator every ``chunk_size`` rows.
