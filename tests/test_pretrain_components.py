@@ -29,6 +29,15 @@ from nctransfer.pretrain import (
 from nctransfer.pretrain import augment as A
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and immune to oversubscription on shared CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ---------------------------------------------------------------------------------------------- recipes
 def test_recipe_defaults_and_names():
     r = Recipe()
@@ -152,7 +161,7 @@ def test_supcon_without_positives_is_zero_with_graph():
 @pytest.fixture(scope="module")
 def tiny_digits():
     """Real data, tiny: 40 images per class of digits 0-3 at 8x8."""
-    d = load_study_data("digits:0-3", image_size=8, train_per_class=40, test_per_class=20)
+    d = load_study_data("digits:0-3", image_size=8, train_per_class=40, test_per_class=10)
     return d.X_train, d.y_train
 
 

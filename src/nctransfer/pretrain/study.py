@@ -1,0 +1,443 @@
+"""Pre-training study runner (spec section 4; paper 000 section 3.1, figures 2-5, table 1).
+
+For every recipe of a :class:`~nctransfer.pretrain.grid.StudyGrid`:
+
+1. pre-train it on the source training subset (:func:`~nctransfer.pretrain.trainer.pretrain`, checkpointed under
+   ``OUT/runs/<recipe>/checkpoint.pt``);
+2. on the **source training data** (clean, normalised; the same images it was trained on) record every collapse
+   metric of :func:`nctransfer.metrics.compute_all` at every tap of the encoder (its blocks, then
+   ``penultimate`` = the encoder output) -- progressive collapse, paper 000 figure 2; plus the source classifier's
+   train/test accuracy;
+3. on each **target**: the linear-probe accuracy of the frozen encoder features (spec section 3; the transfer
+   accuracy), every collapse metric of the target training features at every tap (NC1 on the target: paper 000
+   figure 5), and every transferability score of ``nctransfer.transferability`` on the target training features
+   (LEEP / NCE with the source classifier's softmax when the recipe trains one; pool-level scores such as NCTI are
+   combined across the recipes at the end);
+4. write ``OUT/runs/<recipe>/result.json`` atomically.
+
+Finished recipes are skipped when the study runs again (same recipe fingerprint, same data settings); a recipe
+interrupted mid-training resumes from its last epoch. After every recipe ``OUT/study.json`` and ``OUT/study.csv``
+are rewritten, and at the end the figures (:mod:`nctransfer.pretrain.plots`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.pretrain.datasets import StudyData, load_study_data
+from nctransfer.pretrain.grid import StudyGrid
+from nctransfer.pretrain.nets import encoder_units
+from nctransfer.pretrain.recipe import Recipe
+from nctransfer.pretrain.trainer import PretrainedModel, pretrain
+from nctransfer.utils.io import write_json_atomic, write_text_atomic
+
+RESULT_FORMAT = "nctransfer.pretrain.study/1"
+PENULTIMATE = "penultimate"
+#: Feature values kept in memory per tap before the study switches to streaming statistics only.
+MAX_SAMPLE_VALUES = 50_000_000
+
+
+@dataclass
+class StudyConfig:
+    """Data and evaluation settings of a study (the recipes come from the grid).
+
+    Attributes:
+        source: source dataset spec (``"fashion-mnist:0-4"``; see :mod:`nctransfer.pretrain.datasets`).
+        targets: one or more target dataset specs (``["fashion-mnist:5-9", "digits"]``).
+        out: output directory.
+        source_per_class: source training images per class (balanced, seeded); ``None`` = all.
+        source_test_per_class: source test images per class for the source accuracy.
+        target_train_per_class, target_test_per_class: target images per class for the probe (train/test).
+        image_size: square image side for every dataset.
+        seed: data subsampling seed (recipes carry their own training seed).
+        device: torch device.
+        methods: transferability methods to compute (``None`` = every registered method).
+        plots: write the figures.
+        data_root: directory of the Fashion-MNIST IDX files (default: the Debian location).
+        eval_batch_size: batch size of feature extraction.
+    """
+
+    source: str
+    targets: list[str]
+    out: str
+    source_per_class: int | None = 1000
+    source_test_per_class: int | None = 200
+    target_train_per_class: int | None = 100
+    target_test_per_class: int | None = 100
+    image_size: int = 28
+    seed: int = 0
+    device: str = "cpu"
+    methods: list[str] | None = None
+    plots: bool = True
+    data_root: str | None = None
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        if not self.targets:
+            raise InputValueError("study: give at least one --target dataset.")
+        if len(set(self.targets)) != len(self.targets):
+            raise InputValueError(f"study: --target lists a dataset twice: {self.targets}.")
+        for name in ("source_per_class", "source_test_per_class", "target_train_per_class",
+                     "target_test_per_class"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise InputValueError(f"study: {name} must be a positive integer or None; got {v!r}.")
+
+    def data_settings(self) -> dict[str, Any]:
+        """The settings that determine the data (a study directory is tied to them)."""
+        keys = ("source", "targets", "source_per_class", "source_test_per_class", "target_train_per_class",
+                "target_test_per_class", "image_size", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+    def eval_settings(self) -> dict[str, Any]:
+        return {"methods": self.methods}
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` returns.
+
+    Attributes:
+        records: one dict per finished recipe (the content of its ``result.json``).
+        rows: the flat table of ``study.csv`` (one row per recipe and target).
+        status: recipe name -> ``"trained"``, ``"resumed"`` or ``"skipped"`` (already finished earlier) in this call.
+        out: the output directory; ``files``: written files by kind.
+    """
+
+    records: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    status: dict[str, str]
+    out: Path
+    files: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def _tap_features(model: PretrainedModel, X: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+    """Pooled features ``{tap: [N, C]}`` at every encoder unit and ``penultimate`` (encoder output)."""
+    from nctransfer.features import TapRecorder
+
+    units = encoder_units(model.encoder)
+    net = model.net.eval()
+    chunks: dict[str, list[torch.Tensor]] = {u.name: [] for u in units}
+    chunks[PENULTIMATE] = []
+    with torch.no_grad():
+        if units:
+            rec = TapRecorder(model.encoder, units)
+            with rec:
+                for i in range(0, len(X), batch_size):
+                    xb = model.normalize(X[i:i + batch_size].to(model.device))
+                    out = net.encoder(xb)
+                    for name, f in rec.collect().items():
+                        chunks[name].append(f.float().cpu())
+                    chunks[PENULTIMATE].append(out.float().cpu())
+        else:
+            for i in range(0, len(X), batch_size):
+                chunks[PENULTIMATE].append(net.encoder(model.normalize(X[i:i + batch_size].to(model.device))).cpu())
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def _collapse(features: torch.Tensor, y: np.ndarray, *, W: Any = None, b: Any = None) -> dict[str, float]:
+    """Every collapse metric (``compute_all``); NaN-valued entries carry the reason in ``_errors``."""
+    from nctransfer import FeatureStats
+    from nctransfer.metrics import compute_all
+
+    X = features.double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if X.numel() <= MAX_SAMPLE_VALUES:
+            return compute_all(X.numpy(), y, W=W, b=b)
+        return compute_all(FeatureStats().update(X, y), W=W)
+
+
+def _accuracy(model: PretrainedModel, X: torch.Tensor, y: np.ndarray, batch_size: int) -> float:
+    logits = model.logits(X, batch_size)
+    if logits is None or len(y) == 0:
+        return float("nan")
+    pred = np.asarray(model.classes)[logits.argmax(1).numpy()]
+    return float((pred == y).mean())
+
+
+def evaluate_source(model: PretrainedModel, data: StudyData, *, batch_size: int = 512) -> dict[str, Any]:
+    """Collapse metrics at every tap on the source training data, and the source classifier's accuracy.
+
+    Returns:
+        ``{"layers": {tap: {metric: value}}, "taps": [...], "train_accuracy", "test_accuracy", "ncc_test_accuracy"}``.
+        At ``penultimate`` the classifier ``W, b`` is passed to ``compute_all`` (NC3, NC4) when it reads the
+        encoder output directly (no projection head).
+    """
+    feats = _tap_features(model, data.X_train, batch_size)
+    y = data.y_train
+    layers: dict[str, dict[str, float]] = {}
+    for tap, F in feats.items():
+        W = b = None
+        if tap == PENULTIMATE and model.net.classifier is not None and model.recipe.head_layers == 0:
+            W = model.net.classifier.weight.detach().double().cpu().numpy()
+            b = model.net.classifier.bias.detach().double().cpu().numpy()
+        layers[tap] = _collapse(F, y, W=W, b=b)
+    return {
+        "taps": list(feats),
+        "layers": layers,
+        "train_accuracy": _accuracy(model, data.X_train, y, batch_size),
+        "test_accuracy": _accuracy(model, data.X_test, data.y_test, batch_size),
+    }
+
+
+def transfer_scores(X: np.ndarray, y: np.ndarray, probs: np.ndarray | None, methods: Sequence[str] | None = None
+                    ) -> tuple[dict[str, float], dict[str, Any], dict[str, str]]:
+    """Every per-model transferability score of target features ``X`` with labels ``y``.
+
+    Returns:
+        ``(scores, pool_terms, skipped)``: ``scores`` maps method -> value (higher = predicted to transfer better);
+        ``pool_terms`` holds the per-model raw terms of pool-level methods (combined across recipes by
+        :func:`combine_pool_scores`); ``skipped`` maps method -> reason (e.g. needs source probabilities).
+    """
+    from nctransfer import transferability as T
+
+    return T.study_scores(X, y, probs=probs, methods=methods)  # type: ignore[attr-defined]
+
+
+def evaluate_target(model: PretrainedModel, data: StudyData, *, methods: Sequence[str] | None = None,
+                    batch_size: int = 512, seed: int = 0) -> dict[str, Any]:
+    """Transfer of the frozen encoder to one target: probe accuracy, collapse per tap, transferability scores."""
+    from nctransfer.metrics import probe_accuracy
+
+    feats_tr = _tap_features(model, data.X_train, batch_size)
+    Ftr = feats_tr[PENULTIMATE].double().numpy()
+    Fte = model.features(data.X_test, batch_size).double().numpy()
+    t0 = time.perf_counter()
+    probe = probe_accuracy(Ftr, data.y_train, Fte, data.y_test, seed=seed)
+    probe_seconds = time.perf_counter() - t0
+    layers = {tap: _collapse(F, data.y_train) for tap, F in feats_tr.items()}
+    probs = model.probs(data.X_train, batch_size)
+    scores, pool_terms, skipped = transfer_scores(Ftr, data.y_train, probs, methods)
+    return {
+        "target": data.spec,
+        "probe_accuracy": probe.accuracy,
+        "probe_C": probe.C,
+        "probe_train_accuracy": probe.train_accuracy,
+        "probe_seconds": probe_seconds,
+        "layers": layers,
+        "scores": scores,
+        "pool_terms": pool_terms,
+        "skipped_scores": skipped,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the runner
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _check_study_dir(out: Path, config: StudyConfig) -> None:
+    """A study directory belongs to one data configuration: refuse to mix results."""
+    meta = _load_json(out / "study_config.json")
+    if meta is None:
+        return
+    old = meta.get("data")
+    if old is not None and old != json.loads(json.dumps(config.data_settings())):
+        changed = sorted(k for k in set(old) | set(config.data_settings())
+                         if old.get(k) != json.loads(json.dumps(config.data_settings())).get(k))
+        raise InputValueError(f"study: {out} holds a study with other data settings (changed: {changed}; before "
+                              f"{ {k: old.get(k) for k in changed} }). Use another --out directory.")
+
+
+def _result_is_valid(res: dict[str, Any] | None, recipe: Recipe, config: StudyConfig) -> bool:
+    return bool(res) and res.get("format") == RESULT_FORMAT and res.get("fingerprint") == recipe.fingerprint() \
+        and res.get("eval") == json.loads(json.dumps(config.eval_settings())) \
+        and [t.get("target") for t in res.get("targets", [])] == list(config.targets)
+
+
+def run_study(
+    grid: StudyGrid | dict[str, Any] | str | Path,
+    config: StudyConfig,
+    *,
+    progress: bool = True,
+    max_recipes: int | None = None,
+    on_recipe_done: Callable[[str, dict[str, Any]], None] | None = None,
+) -> StudyResult:
+    """Run (or resume) a pre-training study; see the module docstring.
+
+    Args:
+        grid: a :class:`StudyGrid`, a grid mapping, or the path of a grid YAML file.
+        config: :class:`StudyConfig`.
+        progress: tqdm bars over recipes and epochs.
+        max_recipes: stop after this many recipes were *newly* processed in this call (the study stays resumable).
+        on_recipe_done: callback ``(name, record)`` after each recipe.
+
+    Returns:
+        :class:`StudyResult`.
+    """
+    from tqdm.auto import tqdm
+
+    from nctransfer.utils.repro import environment_stamp
+
+    if isinstance(grid, (str, Path)):
+        grid = StudyGrid.from_yaml(grid)
+    elif not isinstance(grid, StudyGrid):
+        grid = StudyGrid.from_dict(grid)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_study_dir(out, config)
+    write_json_atomic(out / "study_config.json", {
+        "format": RESULT_FORMAT, "config": asdict(config), "data": config.data_settings(), "grid": grid.to_dict(),
+        "grid_spec": grid.spec, "environment": environment_stamp(),
+    })
+    source = load_study_data(config.source, image_size=config.image_size, train_per_class=config.source_per_class,
+                             test_per_class=config.source_test_per_class, seed=config.seed, root=config.data_root)
+    targets = [load_study_data(t, image_size=config.image_size, train_per_class=config.target_train_per_class,
+                               test_per_class=config.target_test_per_class, seed=config.seed, root=config.data_root)
+               for t in config.targets]
+    records: list[dict[str, Any]] = []
+    status: dict[str, str] = {}
+    new = 0
+    bar = tqdm(grid.recipes, desc="study", disable=not progress)
+    for recipe in bar:
+        bar.set_postfix_str(recipe.name)
+        run_dir = out / "runs" / recipe.name
+        res_path = run_dir / "result.json"
+        res = _load_json(res_path)
+        if _result_is_valid(res, recipe, config):
+            records.append(res)  # type: ignore[arg-type]
+            status[recipe.name] = "skipped"
+            continue
+        if max_recipes is not None and new >= max_recipes:
+            break
+        ckpt = run_dir / "checkpoint.pt"
+        resumed = ckpt.is_file()
+        t0 = time.perf_counter()
+        model = pretrain(recipe, source.X_train, source.y_train, checkpoint=ckpt, device=config.device,
+                         progress=progress)
+        train_seconds = sum(h["seconds"] for h in model.history)
+        src = evaluate_source(model, source, batch_size=config.eval_batch_size)
+        tgts = [evaluate_target(model, t, methods=config.methods, batch_size=config.eval_batch_size,
+                                seed=config.seed) for t in targets]
+        record = {
+            "format": RESULT_FORMAT, "recipe": recipe.to_dict(), "name": recipe.name,
+            "fingerprint": recipe.fingerprint(), "eval": config.eval_settings(),
+            "source": {"spec": source.spec, **src}, "targets": tgts, "history": model.history,
+            "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - t0,
+            "n_parameters_encoder": sum(p.numel() for p in model.encoder.parameters()),
+            "feature_dim": int(model.encoder.num_features),
+        }
+        write_json_atomic(res_path, record)
+        records.append(record)
+        status[recipe.name] = "resumed" if resumed else "trained"
+        new += 1
+        if on_recipe_done is not None:
+            on_recipe_done(recipe.name, record)
+        _write_tables(out, records, config)
+    bar.close()
+    combine_pool_scores(records)
+    rows = _write_tables(out, records, config)
+    files = {"json": str(out / "study.json"), "csv": str(out / "study.csv")}
+    complete = len(records) == len(grid.recipes)
+    if config.plots and records:
+        from nctransfer.pretrain.plots import write_study_plots
+
+        files.update(write_study_plots(records, out))
+    write_json_atomic(out / "study.json", {
+        "format": RESULT_FORMAT, "complete": complete, "config": asdict(config), "recipes": records,
+        "pool_scores": {t: r for t, r in _pool_table(records).items()}, "files": files,
+    })
+    return StudyResult(records, rows, status, out, files)
+
+
+# ---------------------------------------------------------------------------------------------- pool scores
+def combine_pool_scores(records: list[dict[str, Any]]) -> None:
+    """Combine pool-level scores (NCTI, ...) across the recipes of each target, in place
+    (``targets[i]["scores"][method]``); needs the raw terms stored by :func:`transfer_scores`."""
+    from nctransfer import transferability as T
+
+    combine = getattr(T, "combine_pool_terms", None)
+    if combine is None or len(records) < 2:
+        return
+    n_targets = len(records[0]["targets"])
+    for i in range(n_targets):
+        terms = [r["targets"][i].get("pool_terms", {}) for r in records]
+        methods = set().union(*[t.keys() for t in terms])
+        for method in sorted(methods):
+            if not all(method in t for t in terms):
+                continue
+            values = combine(method, [t[method] for t in terms])
+            for r, v in zip(records, values):
+                r["targets"][i]["scores"][method] = float(v)
+
+
+def _pool_table(records: list[dict[str, Any]]) -> dict[str, Any]:
+    if not records:
+        return {}
+    out: dict[str, Any] = {}
+    for i, t in enumerate(records[0]["targets"]):
+        out[t["target"]] = {r["name"]: {k: r["targets"][i]["scores"].get(k) for k in r["targets"][i]["pool_terms"]}
+                            for r in records}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tables
+_RECIPE_COLUMNS = ("arch", "loss", "label_smoothing", "head_layers", "augment", "adv_eps", "epochs", "seed")
+
+
+def flat_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per (recipe, target): recipe settings, penultimate source metrics (``source_*``), source
+    accuracy, probe accuracy, penultimate target metrics (``target_*``) and scores (``score_*``)."""
+    rows = []
+    for r in records:
+        rec = r["recipe"]
+        base: dict[str, Any] = {"recipe": r["name"], "fingerprint": r["fingerprint"]}
+        for k in _RECIPE_COLUMNS:
+            base[k] = rec.get(k)
+        base["adv_eps_255"] = round(float(rec.get("adv_eps") or 0) * 255, 3)
+        base["train_seconds"] = round(float(r.get("train_seconds", float("nan"))), 2)
+        base["source_train_accuracy"] = r["source"]["train_accuracy"]
+        base["source_test_accuracy"] = r["source"]["test_accuracy"]
+        for m, v in r["source"]["layers"][PENULTIMATE].items():
+            base[f"source_{m}"] = v
+        for t in r["targets"]:
+            row = dict(base)
+            row["target"] = t["target"]
+            row["probe_accuracy"] = t["probe_accuracy"]
+            for m, v in t["layers"][PENULTIMATE].items():
+                row[f"target_{m}"] = v
+            for m, v in t["scores"].items():
+                row[f"score_{m}"] = v
+            rows.append(row)
+    return rows
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else repr(v)
+    return v
+
+
+def _write_tables(out: Path, records: list[dict[str, Any]], config: StudyConfig) -> list[dict[str, Any]]:
+    rows = flat_rows(records)
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
+    write_text_atomic(out / "study.csv", buf.getvalue())
+    write_json_atomic(out / "study.json", {"format": RESULT_FORMAT, "complete": False, "config": asdict(config),
+                                           "recipes": records})
+    return rows
