@@ -1,0 +1,533 @@
+"""Shared internals of the transferability scores: input checks, a per-candidate cache of intermediate
+quantities, PCA, shrinkage LDA, min-max normalisation and the linear algebra helpers.
+
+Everything here is private (leading underscore in the public modules' imports). Numerics are float64.
+
+Threads: LAPACK eigen/singular-value decompositions run single-threaded by default (``lapack_threads``):
+on a shared 2-core machine OpenBLAS's threaded tridiagonalisation was measured 5-15x *slower* than one thread
+(d = 2048: 1.2-1.8 s single-threaded versus 10-20 s with 2 threads under load). Matrix products keep every thread.
+Set ``nctransfer.transferability.set_lapack_threads(n)`` (or ``None`` for the BLAS default) to change it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from typing import Any, Callable, Hashable, Iterator
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError, NCTransferError, NumericalWarning, ShapeError
+from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.utils.validation import (
+    LabelEncoder,
+    check_features,
+    check_labels,
+    check_n_classes,
+    is_torch,
+    to_numpy,
+)
+
+EPS = float(np.finfo(np.float64).eps)
+
+_LAPACK_THREADS: int | None = 1
+
+
+def set_lapack_threads(n: int | None) -> None:
+    """Number of BLAS threads used inside eigen/singular-value decompositions (``None``: library default).
+
+    Default 1: measured much faster than 2 threads for ``eigh`` on a loaded 2-core machine (module docstring).
+    """
+    global _LAPACK_THREADS
+    if n is not None and (int(n) != n or int(n) < 1):
+        raise InputValueError(f"set_lapack_threads: n must be a positive integer or None; got {n!r}.")
+    _LAPACK_THREADS = None if n is None else int(n)
+
+
+@contextlib.contextmanager
+def lapack_threads(min_size: int = 200) -> Iterator[None]:
+    """Limit BLAS threads for a decomposition (no-op for small matrices or when the limit is ``None``)."""
+    if _LAPACK_THREADS is None or min_size < 200:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        yield
+        return
+    with threadpool_limits(_LAPACK_THREADS, user_api="blas"):
+        yield
+
+
+def eigh(A: np.ndarray, subset: tuple[int, int] | None = None,
+         eigvals_only: bool = False) -> Any:
+    """Symmetric eigendecomposition in ascending order (scipy ``evd`` driver; ``evr`` for a subset)."""
+    from scipy.linalg import eigh as _eigh
+
+    A = np.asarray(A, dtype=np.float64)
+    with lapack_threads(A.shape[0]):
+        if subset is not None:
+            return _eigh(A, subset_by_index=list(subset), driver="evr", eigvals_only=eigvals_only,
+                         check_finite=False)
+        return _eigh(A, driver="evd", eigvals_only=eigvals_only, check_finite=False)
+
+
+def svdvals(A: np.ndarray) -> np.ndarray:
+    """Singular values of a (small) matrix."""
+    with lapack_threads(min(A.shape) if A.size else 0):
+        return np.linalg.svd(A, compute_uv=False)
+
+
+def nuclear_norm(A: np.ndarray) -> float:
+    """``||A||_*``, the sum of singular values (via the smaller Gram matrix when ``A`` is very tall)."""
+    A = np.asarray(A, dtype=np.float64)
+    if A.size == 0:
+        return 0.0
+    n, m = A.shape
+    if n > 4 * m and m <= 512:
+        # eigenvalues of A^T A are the squared singular values; cheaper than an SVD of a tall matrix
+        w = eigh(A.T @ A, eigvals_only=True)
+        return float(np.sum(np.sqrt(np.maximum(w, 0.0))))
+    return float(np.sum(svdvals(A)))
+
+
+def cholesky(A: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of a symmetric matrix, or ``None`` if it is not numerically positive definite."""
+    from scipy.linalg import lapack
+
+    L, info = lapack.dpotrf(np.asarray(A, dtype=np.float64), lower=1, clean=1)
+    return L if info == 0 else None
+
+
+def well_conditioned_cholesky(A: np.ndarray, rtol: float) -> np.ndarray | None:
+    """Cholesky factor of ``A`` if no eigenvalue of ``A`` is below ``rtol * max`` (checked with the LAPACK
+    1-norm condition estimate, with a safety factor 100), else ``None``: then ``A^+ = A^{-1}`` and a triangular
+    solve gives the pseudo-inverse quadratic forms at a ninth of the cost of ``eigh``."""
+    from scipy.linalg import lapack
+
+    L = cholesky(A)
+    if L is None:
+        return None
+    rcond, info = lapack.dpocon(L, float(np.abs(A).sum(0).max()), uplo="L")
+    return L if info == 0 and rcond > 100.0 * rtol else None
+
+
+def solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``L^{-1} B`` for a lower-triangular ``L``."""
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(L, B, lower=True, check_finite=False)
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (stable), new array."""
+    Z = Z - Z.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Min-max normalisation to ``[0, 1]`` across models; all-equal values give 0 (spec section 2.9)."""
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = np.min(v), np.max(v)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        out = np.full(v.shape, np.nan)
+        return out
+    if hi == lo:
+        return np.zeros_like(v)
+    return (v - lo) / (hi - lo)
+
+
+def warn(message: str, category: type[Warning] = NumericalWarning, stacklevel: int = 3) -> None:
+    warnings.warn(message, category, stacklevel=stacklevel)
+
+
+# ----------------------------------------------------------------------------------------------- input checks
+def _prefix(fname: str) -> Callable:
+    """Decorator-free helper: re-raise nctransfer errors with the scoring function's name in front."""
+    def wrap(exc: NCTransferError) -> NCTransferError:
+        msg = str(exc)
+        if msg.startswith(f"{fname}:"):
+            return exc
+        new = type(exc)(f"{fname}: {msg}")
+        return new
+    return wrap
+
+
+def encode_labels(y_np: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
+    """Sorted classes and codes ``0..K-1`` (first-seen order when labels cannot be sorted)."""
+    try:
+        classes, codes = np.unique(y_np, return_inverse=True)
+        return [c.item() if isinstance(c, np.generic) else c for c in classes], codes.reshape(-1).astype(np.int64)
+    except TypeError:
+        enc = LabelEncoder()
+        raw = enc.encode(np.asarray(y_np, dtype=object))
+        order = enc.sorted_order()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return [enc.classes[i] for i in order], rank[raw]
+
+
+class Workspace:
+    """Validated features and labels of one candidate with lazily cached intermediate quantities.
+
+    Built by every score from ``(X, y)``; :func:`~nctransfer.transferability.rank` builds one per candidate and
+    passes it to every method so that the ``O(N d^2)`` products and decompositions are computed once.
+
+    Attributes:
+        n, d, K: samples, feature width, classes. ``classes``: sorted labels; ``codes``: ``[N]`` in ``0..K-1``.
+        counts: ``n_k`` (float64 ``[K]``).
+    """
+
+    def __init__(self, X: Any, y: Any, fname: str = "score", *, labels_required: bool = True) -> None:
+        wrap = _prefix(fname)
+        try:
+            Xv = check_features(X, "X")
+            self._torch = Xv if (is_torch(Xv) and Xv.device.type != "cpu") else None
+            self.n, self.d = int(Xv.shape[0]), int(Xv.shape[1])
+            self._X = None if self._torch is not None else np.ascontiguousarray(to_numpy(Xv), dtype=np.float64)
+            if y is None:
+                if labels_required:
+                    raise InputValueError("labels y are required; got y=None.")
+                self.classes, self.codes, self.K = [], np.zeros(self.n, dtype=np.int64), 0
+            else:
+                y_np = check_labels(y, self.n, "y")
+                self.classes, self.codes = encode_labels(y_np)
+                self.K = len(self.classes)
+                check_n_classes(self.K, 2, "y")
+        except NCTransferError as exc:
+            raise wrap(exc) from None
+        self._cache: dict[str, Any] = {}
+        self.fname = fname
+
+    # -------------------------------------------------------------------------------------------- basics
+    def cached(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    @property
+    def X(self) -> np.ndarray:
+        """Features as C-contiguous float64 numpy ``[N, d]`` (copied from the GPU on first use)."""
+        if self._X is None:
+            self._X = np.ascontiguousarray(to_numpy(self._torch.double()), dtype=np.float64)
+        return self._X
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._torch is not None
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.cached("counts", lambda: np.bincount(self.codes, minlength=self.K).astype(np.float64))
+
+    @property
+    def priors(self) -> np.ndarray:
+        return self.counts / self.n
+
+    def indicator(self) -> Any:
+        """Sparse ``[K, N]`` class-indicator matrix."""
+        def build() -> Any:
+            import scipy.sparse as sp
+
+            return sp.csr_matrix((np.ones(self.n), (self.codes, np.arange(self.n))), shape=(self.K, self.n))
+        return self.cached("indicator", build)
+
+    def class_sum(self, V: np.ndarray) -> np.ndarray:
+        """Per-class sums of the rows of ``V`` ``[N, m]`` -> ``[K, m]``."""
+        return np.asarray(self.indicator() @ V)
+
+    @property
+    def mean(self) -> np.ndarray:
+        def compute() -> np.ndarray:
+            if self.on_gpu:
+                return to_numpy(self._torch.double().mean(0))
+            return self.X.mean(0)
+        return self.cached("mean", compute)
+
+    @property
+    def class_means(self) -> np.ndarray:
+        """``mu_k`` ``[K, d]`` (raw)."""
+        return self.cached("class_means", lambda: self.centred_class_means + self.mean)
+
+    @property
+    def centred_class_means(self) -> np.ndarray:
+        """``mu_k - mu_G`` ``[K, d]``, summed from centred samples (exact for large offsets)."""
+        def compute() -> np.ndarray:
+            if self.on_gpu:
+                import torch
+
+                Xc = self._torch.double() - torch.as_tensor(self.mean, device=self._torch.device)
+                out = torch.zeros((self.K, self.d), dtype=torch.float64, device=Xc.device)
+                out.index_add_(0, torch.as_tensor(self.codes, device=Xc.device), Xc)
+                return to_numpy(out) / self.counts[:, None]
+            return self.class_sum(self.Xc) / self.counts[:, None]
+        return self.cached("centred_class_means", compute)
+
+    @property
+    def Xc(self) -> np.ndarray:
+        """Centred features ``X - mu_G`` ``[N, d]``."""
+        return self.cached("Xc", lambda: self.X - self.mean)
+
+    @property
+    def gram_domain(self) -> bool:
+        """True when ``N < d``: covariance quantities are computed from the ``N x N`` Gram matrix."""
+        return self.n < self.d
+
+    # -------------------------------------------------------------------------------- total scatter
+    @property
+    def scatter_T(self) -> np.ndarray:
+        """``sum_i (x_i - mu_G)(x_i - mu_G)^T = N Sigma_T`` ``[d, d]`` (GPU GEMM for CUDA tensors)."""
+        def compute() -> np.ndarray:
+            if self.on_gpu:
+                import torch
+
+                Xc = self._torch.double() - torch.as_tensor(self.mean, device=self._torch.device)
+                S = to_numpy(Xc.T @ Xc)
+            else:
+                Xc = self.Xc
+                S = Xc.T @ Xc
+            return (S + S.T) * 0.5
+        return self.cached("scatter_T", compute)
+
+    @property
+    def gram_c(self) -> np.ndarray:
+        """``Xc Xc^T`` ``[N, N]`` (used when ``N < d``)."""
+        def compute() -> np.ndarray:
+            G = self.Xc @ self.Xc.T
+            return (G + G.T) * 0.5
+        return self.cached("gram_c", compute)
+
+    @property
+    def scatter_Bw(self) -> np.ndarray:
+        """``sum_k n_k (mu_k - mu_G)(mu_k - mu_G)^T = N Sigma_Bw`` ``[d, d]``."""
+        def compute() -> np.ndarray:
+            M = self.centred_class_means
+            return (M.T * self.counts) @ M
+        return self.cached("scatter_Bw", compute)
+
+    @property
+    def scatter_W(self) -> np.ndarray:
+        """``N Sigma_W = scatter_T - scatter_Bw`` ``[d, d]``."""
+        def compute() -> np.ndarray:
+            S = self.scatter_T - self.scatter_Bw
+            return (S + S.T) * 0.5
+        return self.cached("scatter_W", compute)
+
+    def eigh_T(self) -> tuple[np.ndarray, np.ndarray]:
+        """Full ascending eigendecomposition of ``scatter_T`` (or of ``gram_c`` when ``N < d``)."""
+        return self.cached("eigh_T", lambda: eigh(self.gram_c if self.gram_domain else self.scatter_T))
+
+    def top_eigh_T(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` eigenpairs (descending) of ``scatter_T`` / ``gram_c``."""
+        m = self.n if self.gram_domain else self.d
+        k = min(int(k), m)
+        if "eigh_T" in self._cache or k > m // 3:
+            w, V = self.eigh_T()
+            return w[::-1][:k].copy(), V[:, ::-1][:, :k].copy()
+        best = self._cache.get("top_eigh_T")
+        if best is not None and best[0].shape[0] >= k:
+            return best[0][:k].copy(), best[1][:, :k].copy()
+        w, V = eigh(self.gram_c if self.gram_domain else self.scatter_T, subset=(m - k, m - 1))
+        w, V = w[::-1].copy(), V[:, ::-1].copy()
+        self._cache["top_eigh_T"] = (w, V)
+        return w, V
+
+    # ------------------------------------------------------------------------------------------- PCA
+    def pca(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact PCA: scores ``[N, k]`` and explained variances ``[k]`` (``ddof = 1``, as scikit-learn).
+
+        Components follow scikit-learn's sign convention (the largest-magnitude loading of each component is
+        positive), so the scores do not depend on the sample order.
+        """
+        key = f"pca{k}"
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            w, V = self.top_eigh_T(k)
+            w = np.maximum(w, 0.0)
+            if self.gram_domain:
+                # Xc Xc^T = U diag(w) U^T: components V = Xc^T U / sqrt(w), scores = U sqrt(w)
+                keep = w > max(self.n, self.d) * EPS * (w[0] if len(w) else 0.0)
+                comps = np.zeros((self.d, len(w)))
+                comps[:, keep] = (self.Xc.T @ V[:, keep]) / np.sqrt(w[keep])
+            else:
+                comps = V
+            idx = np.argmax(np.abs(comps), axis=0)
+            signs = np.sign(comps[idx, np.arange(comps.shape[1])])
+            signs[signs == 0] = 1.0
+            comps = comps * signs
+            scores = self.Xc @ comps
+            return scores, w / max(self.n - 1, 1)
+        return self.cached(key, compute)
+
+
+def pca_dims(ws: Workspace, wanted: int, fname: str, arg: str = "n_components") -> int:
+    """Number of PCA components: ``wanted`` if ``min(N, d) >= wanted``, else ``min(N, d) - 1`` with a warning
+    (spec section 2.9; at least 1)."""
+    wanted = int(wanted)
+    if wanted < 1:
+        raise InputValueError(f"{fname}: {arg} must be a positive integer; got {wanted!r}.")
+    lim = min(ws.n, ws.d)
+    if lim >= wanted:
+        return wanted
+    k = max(lim - 1, 1)
+    warn(f"{fname}: PCA to {arg}={wanted} dims needs min(N, d) >= {wanted} but N={ws.n}, d={ws.d}; "
+         f"using {k} dims instead.", NumericalWarning, stacklevel=4)
+    return k
+
+
+def workspace(X: Any, y: Any, fname: str, **kwargs: Any) -> Workspace:
+    """``X`` if it already is a :class:`Workspace` (``y`` must then be ``None``), else a new one."""
+    if isinstance(X, Workspace):
+        if y is not None:
+            raise InputValueError(f"{fname}: pass labels either inside the prepared workspace or as y, not both.")
+        return X
+    if isinstance(X, FeatureStats):
+        raise InputValueError(f"{fname} needs per-sample features X [N, d] and labels y; a FeatureStats object "
+                              "holds only sums. Scores computable from statistics: "
+                              "logme, hscore, neg_nc1, neg_log_nc1, neg_vci, neg_cdnv.")
+    return Workspace(X, y, fname, **kwargs)
+
+
+def check_probs_for(ws: Workspace, probs: Any, fname: str, name: str = "probs") -> np.ndarray:
+    """Source-classifier probabilities ``[N, C_src]`` checked against the workspace (clear messages)."""
+    from nctransfer.utils.validation import check_probs
+
+    if probs is None:
+        raise InputValueError(
+            f"{fname} needs the source classifier's probabilities: pass {name}=softmax(logits) of shape "
+            f"[N, C_src] (N={ws.n}). Scores that need no source classifier: logme, hscore, sfda, ncti, gbc, ...")
+    try:
+        return check_probs(probs, ws.n, name)
+    except NCTransferError as exc:
+        raise _prefix(fname)(exc) from None
+
+
+def check_positive_int(value: Any, name: str, fname: str, minimum: int = 1) -> int:
+    try:
+        ok = int(value) == value and int(value) >= minimum
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputValueError(f"{fname}: {name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_positive_float(value: Any, name: str, fname: str, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputValueError(f"{fname}: {name} must be a number; got {value!r}.") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InputValueError(f"{fname}: {name} must be a finite number {bound}; got {value!r}.")
+    return v
+
+
+# --------------------------------------------------------------------------------------- shrinkage LDA
+def power_sigma_max(A: np.ndarray, n_iter: int = 3) -> float:
+    """Largest eigenvalue estimate of the SFDA reference code (``iterative_A``): start from the row sums,
+    ``n_iter`` double power steps, return ``x^T A y`` with the last two unit iterates (spec section 2.8)."""
+    x = A.sum(axis=1)
+    yv = x
+    for _ in range(n_iter):
+        t = A @ x
+        nt = np.linalg.norm(t)
+        if nt == 0.0:
+            return 0.0
+        yv = t / nt
+        t = A @ yv
+        nt = np.linalg.norm(t)
+        if nt == 0.0:
+            return 0.0
+        x = t / nt
+    return float(x @ A @ yv)
+
+
+def shrink(S: np.ndarray, lam: float) -> np.ndarray:
+    """``(1 - lam) S + lam (tr S / d) I``."""
+    d = S.shape[0]
+    out = (1.0 - lam) * S
+    out.flat[:: d + 1] += lam * np.trace(S) / d
+    return out
+
+
+def lda_logits(Xc: np.ndarray, Mc: np.ndarray, S: np.ndarray, priors: np.ndarray, fname: str) -> np.ndarray:
+    """Linear-discriminant logits ``x^T S^-1 mu_k - 1/2 mu_k^T S^-1 mu_k + log pi_k`` ``[N, K]``.
+
+    ``Xc`` and ``Mc`` share one centring (the posterior is translation invariant; centring keeps it exact).
+    ``S`` is the pooled covariance; a pseudo-inverse (relative cut-off ``d * eps``) with a
+    :class:`NumericalWarning` replaces the inverse when ``S`` is not positive definite.
+    """
+    L = cholesky(S)
+    if L is not None:
+        from scipy.linalg import cho_solve
+
+        coef = cho_solve((L, True), Mc.T, check_finite=False).T  # [K, d] = M S^-1
+    else:
+        w, V = eigh(S)
+        keep = w > S.shape[0] * EPS * max(w[-1], 0.0)
+        warn(f"{fname}: the pooled covariance is singular ({int((~keep).sum())} of {S.shape[0]} eigenvalues "
+             "~0); using its pseudo-inverse.", NumericalWarning, stacklevel=4)
+        coef = ((Mc @ V[:, keep]) / w[keep]) @ V[:, keep].T
+    intercept = -0.5 * np.einsum("kd,kd->k", Mc, coef) + np.log(priors)
+    return Xc @ coef.T + intercept
+
+
+def generalized_eigvecs(Sb: np.ndarray, Sw: np.ndarray, rtol: float | None = None) -> np.ndarray:
+    """Eigenvectors of ``Sb v = lambda Sw v`` (descending), normalised ``V^T Sw V = I``.
+
+    Computed by whitening with ``Sw``'s eigendecomposition, dropping directions with eigenvalue
+    ``<= rtol * max`` (default ``p * eps``): equal to ``scipy.linalg.eigh(Sb, Sw)`` when ``Sw`` is non-singular,
+    and to scikit-learn's ``svd`` solver's restriction to the non-null space otherwise.
+    """
+    p = Sw.shape[0]
+    w, U = eigh(Sw)
+    tol = (p * EPS if rtol is None else rtol) * max(w[-1], 0.0)
+    keep = w > tol
+    W = U[:, keep] / np.sqrt(w[keep])
+    B = W.T @ Sb @ W
+    e, R = eigh((B + B.T) * 0.5)
+    return W @ R[:, ::-1]
+
+
+# ------------------------------------------------------------------------------------------------ pools
+def iter_pool(pool: Any, y: Any, fname: str) -> list[tuple[str, Any, Any]]:
+    """Normalise a pool of candidate models to ``[(name, X, y), ...]``.
+
+    ``pool`` is a mapping ``name -> (X, y)`` / ``name -> X`` (with the shared ``y``) / ``name -> Workspace``, or a
+    sequence of those (names ``model_0, model_1, ...``).
+    """
+    from collections.abc import Mapping, Sequence
+
+    if isinstance(pool, Mapping):
+        items = [(str(k), v) for k, v in pool.items()]
+    elif isinstance(pool, Sequence) and not isinstance(pool, (str, bytes)):
+        items = [(f"model_{i}", v) for i, v in enumerate(pool)]
+    else:
+        raise InputValueError(f"{fname}: pool must be a mapping name -> (X, y) (or a list of (X, y)); "
+                              f"got {type(pool).__name__}.")
+    out = []
+    for name, v in items:
+        if isinstance(v, Workspace):
+            out.append((name, v, None))
+        elif isinstance(v, tuple) and len(v) >= 2:
+            if y is not None:
+                raise InputValueError(f"{fname}: candidate {name!r} carries its own labels; do not pass y too.")
+            out.append((name, v[0], v[1]))
+        else:
+            if y is None:
+                raise InputValueError(f"{fname}: candidate {name!r} is a bare feature array; pass (X, y) pairs or "
+                                      "the shared labels y=...")
+            out.append((name, v, y))
+    return out
+
+
+def require_pool(names: list[str], fname: str, title: str) -> None:
+    if len(names) < 2:
+        raise InputValueError(
+            f"{fname}: {title} is pool-relative -- each term is min-max normalised across the candidate models of "
+            f"one target dataset, so it needs at least 2 models; got {len(names)}. Add candidates, or use "
+            f"{fname}_terms(X, y) for this model's raw terms.")

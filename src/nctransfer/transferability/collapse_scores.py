@@ -1,0 +1,85 @@
+"""Collapse-based transferability scores (spec section 2.12): collapse metrics of ``nctransfer.metrics`` turned
+so that higher = predicted to transfer better.
+
+- ``neg_nc1 = -NC1``, ``neg_log_nc1 = -log NC1`` (paper 000 eq. 4; spec 1.1),
+- ``neg_vci = -VCI`` (paper 004 def. 5.3; spec 1.7),
+- ``neg_cdnv = -CDNV`` (Galanti et al. 2022; spec 1.5),
+- ``ncc_accuracy``: nearest-class-centre accuracy on the target data (spec 1.4).
+
+The first four accept a :class:`~nctransfer.stats.FeatureStats` (one pass over the data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nctransfer.transferability._common import Workspace
+from nctransfer.transferability.base import register
+
+
+def _arg(X: Any, y: Any) -> tuple[Any, Any]:
+    """A prepared workspace passes its arrays to the metrics (they keep their own cache)."""
+    if isinstance(X, Workspace):
+        return X.cached("metrics_prepared", lambda: _prepare(X)), None
+    return X, y
+
+
+def _prepare(ws: Workspace) -> Any:
+    from nctransfer.metrics import prepare
+
+    return prepare(ws.X, ws.codes)
+
+
+def neg_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
+    """``-NC1`` (options of :func:`nctransfer.metrics.nc1`: ``rank``, ``rtol``). Range ``(-inf, 0]``."""
+    from nctransfer.metrics import nc1
+
+    return -nc1(*_arg(X_or_stats, y), **options)
+
+
+def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
+    """``-log NC1`` (``+inf`` for perfectly collapsed features). Options as :func:`nctransfer.metrics.nc1`."""
+    from nctransfer.metrics import nc1
+
+    v = nc1(*_arg(X_or_stats, y), **options)
+    with np.errstate(divide="ignore"):
+        return float(-np.log(v))
+
+
+def neg_vci(X_or_stats: Any, y: Any = None, **options: Any) -> float:
+    """``-VCI`` (options of :func:`nctransfer.metrics.vci`: ``ridge``, ``rtol``, ``warn_ratio``). Range ``[-1, 0]``."""
+    from nctransfer.metrics import vci
+
+    return -vci(*_arg(X_or_stats, y), **options)
+
+
+def neg_cdnv(X_or_stats: Any, y: Any = None) -> float:
+    """``-CDNV`` (mean over ordered class pairs). Range ``(-inf, 0]``."""
+    from nctransfer.metrics import cdnv
+
+    return -cdnv(*_arg(X_or_stats, y))
+
+
+def ncc_accuracy(X: Any, y: Any = None) -> float:
+    """Nearest-class-centre accuracy of the target data on itself, in ``[0, 1]`` (needs per-sample features)."""
+    from nctransfer.metrics import ncc_accuracy as _ncc
+
+    return _ncc(*_arg(X, y))
+
+
+_REF_NC1 = "Papyan, Han & Donoho, PNAS 2020 (NC1); paper 000 eq. 4"
+register("neg_nc1", title="-NC1", spec="2.12 (1.1)", reference=_REF_NC1, accepts_stats=True,
+         cost="O(N d r)")(neg_nc1)
+register("neg_log_nc1", title="-log NC1", spec="2.12 (1.1)", reference=_REF_NC1, accepts_stats=True,
+         cost="O(N d r)")(neg_log_nc1)
+register("neg_vci", title="-VCI", spec="2.12 (1.7)", reference="Xu & Liu, ICML 2023 (paper 004, def. 5.3)",
+         accepts_stats=True, cost="O(N d^2 + d^3)")(neg_vci)
+register("neg_cdnv", title="-CDNV", spec="2.12 (1.5)", reference="Galanti, Gyorgy & Hutter, ICLR 2022",
+         accepts_stats=True, cost="O(N d + K^2 d)")(neg_cdnv)
+register("ncc_accuracy", title="NCC accuracy", spec="2.12 (1.4)",
+         reference="Papyan, Han & Donoho, PNAS 2020 (NC4); Galanti et al. 2022", passes=2,
+         cost="O(N d K)")(ncc_accuracy)
+
+__all__ = ["neg_nc1", "neg_log_nc1", "neg_vci", "neg_cdnv", "ncc_accuracy"]

@@ -1,0 +1,118 @@
+"""ETran: energy-based transferability (spec section 2.10).
+
+Gholami, Akbari, Wang & Zhang, "ETran: Energy-Based Transferability Estimation", ICCV 2023.
+
+Two per-model terms, combined over the pool:
+
+- **energy**: ``E_i = logsumexp_j x_ij`` over the feature dimensions (the code's "energy score"); the term is the
+  mean ``E_i`` over the 0.5% of samples with the lowest ``E_i`` (the code's ``'bot'`` tail; at least one sample).
+- **lda**: mean true-class posterior of the SFDA-style shrinkage LDA (spec section 2.8, first pass only, no
+  ConfMix).
+- pool combination: ``ETran = 0.15 minmax(energy) + 0.85 minmax(lda)``.
+
+Note on the authors' code: its LDA class calls ``numpy.linalg.eigh`` on the non-symmetric product
+``S_W^-1 S_B``; ``eigh`` reads one triangle and returns orthonormal vectors ``V`` with ``V V^T = I``, so its
+coefficients reduce to the class means (an isotropic nearest-mean softmax). The spec's SFDA-style posterior is the
+default here; ``lda_covariance="identity"`` reproduces the code's effective computation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.transferability._common import (
+    check_positive_float,
+    check_positive_int,
+    iter_pool,
+    lda_logits,
+    minmax,
+    require_pool,
+    softmax,
+    workspace,
+)
+from nctransfer.transferability.base import register
+from nctransfer.transferability.sfda import shrunk_lda_posterior
+
+_TAILS = ("bottom", "top")
+_LDA_COV = ("shrunk", "identity")
+TERMS = ("energy", "lda")
+
+
+def etran_terms(X: Any, y: Any = None, *, percent: float = 0.5, tail: str = "bottom",
+                lda_covariance: str = "shrunk", a: float = 5.0, n_power_iter: int = 3,
+                min_shrinkage: float = 1e-10) -> dict[str, float]:
+    """The two raw ETran terms of one model (spec section 2.10).
+
+    Args:
+        X: features ``[N, d]``; y: labels ``[N]``.
+        percent: percentage of samples in the energy tail (0.5, i.e. 0.5%; at least one sample).
+        tail: ``"bottom"`` (default, the code's ``'bot'``: lowest logsumexp) or ``"top"``.
+        lda_covariance: ``"shrunk"`` (spec: SFDA-style shrunk pooled covariance) or ``"identity"`` (the effective
+            computation of the authors' code, see the module docstring).
+        a, n_power_iter, min_shrinkage: the SFDA adaptive shrinkage (5, 3, 1e-10).
+
+    Returns:
+        ``{"energy": ..., "lda": ...}`` (higher = better for both).
+    """
+    fname = "etran"
+    percent = check_positive_float(percent, "percent", fname)
+    if percent > 100:
+        raise InputValueError(f"etran: percent must be in (0, 100]; got {percent!r}.")
+    if tail not in _TAILS:
+        raise InputValueError(f"etran: tail must be one of {_TAILS}; got {tail!r}.")
+    if lda_covariance not in _LDA_COV:
+        raise InputValueError(f"etran: lda_covariance must be one of {_LDA_COV}; got {lda_covariance!r}.")
+    n_power_iter = check_positive_int(n_power_iter, "n_power_iter", fname)
+    ws = workspace(X, y, fname)
+    from scipy.special import logsumexp
+
+    E = logsumexp(ws.X, axis=1)
+    k = max(1, int(np.floor(percent * ws.n / 100.0 + 1e-9)))
+    Es = np.sort(E)
+    energy = float(Es[:k].mean() if tail == "bottom" else Es[-k:].mean())
+    if lda_covariance == "shrunk":
+        P, _ = shrunk_lda_posterior(ws, a=a, n_power_iter=n_power_iter, floor=min_shrinkage)
+    else:
+        P = softmax(lda_logits(ws.Xc, ws.centred_class_means, np.eye(ws.d), ws.priors, fname))
+    lda = float(P[np.arange(ws.n), ws.codes].mean())
+    return {"energy": energy, "lda": lda}
+
+
+def etran_combine(terms: Mapping[str, Mapping[str, float]], weights: Sequence[float] = (0.15, 0.85)) -> "Any":
+    """Pool combination ``w_e minmax(energy) + w_l minmax(lda)`` (weights ``(0.15, 0.85)``).
+
+    Returns:
+        ``pandas.DataFrame`` indexed by model with ``energy, lda`` (raw), ``energy_norm, lda_norm`` and ``etran``.
+    """
+    import pandas as pd
+
+    names = list(terms)
+    require_pool(names, "etran", "ETran")
+    if len(weights) != 2:
+        raise InputValueError(f"etran: weights must be (energy, lda); got {weights!r}.")
+    df = pd.DataFrame({t: [float(terms[m][t]) for m in names] for t in TERMS}, index=names)
+    df["energy_norm"] = minmax(df["energy"].to_numpy())
+    df["lda_norm"] = minmax(df["lda"].to_numpy())
+    df["etran"] = float(weights[0]) * df["energy_norm"] + float(weights[1]) * df["lda_norm"]
+    return df
+
+
+def etran(pool: Any, y: Any = None, *, weights: Sequence[float] = (0.15, 0.85), **options: Any) -> "Any":
+    """ETran of every model of a pool (spec section 2.10); ``df["etran"]`` is the score.
+
+    Raises:
+        InputValueError: fewer than two models (ETran is pool-relative).
+    """
+    items = iter_pool(pool, y, "etran")
+    require_pool([n for n, _, _ in items], "etran", "ETran")
+    return etran_combine({name: etran_terms(X, yy, **options) for name, X, yy in items}, weights)
+
+
+register("etran", title="ETran", spec="2.10",
+         reference="Gholami, Akbari, Wang & Zhang, ICCV 2023",
+         pool_relative=True, combine=etran_combine, passes=2, cost="O(N d^2 + d^3/3)")(etran_terms)
+
+__all__ = ["etran", "etran_terms", "etran_combine"]

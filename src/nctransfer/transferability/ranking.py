@@ -1,0 +1,363 @@
+"""Ranking a pool of candidate models and evaluating a ranking against ground truth (spec section 2).
+
+:func:`rank` computes every requested score for every candidate (features ``(X, y)``, optional source
+probabilities, or an ``.npz`` features file) into one DataFrame; pool-relative scores (NCTI, ETran) are combined
+across the pool. :func:`evaluate` compares scores with the true transfer accuracies by weighted Kendall tau
+(hyperbolic weights, ``scipy.stats.weightedtau`` defaults -- the main figure of paper 003), Kendall tau, Spearman,
+Pearson and top-1 regret.
+
+Example:
+    >>> import numpy as np
+    >>> from nctransfer.transferability import rank, evaluate
+    >>> rng = np.random.default_rng(0); y = np.repeat(np.arange(3), 40)
+    >>> pool = {f"sep{s}": (rng.normal(size=(120, 6)) + s * np.eye(6)[y], y) for s in (1, 2, 4)}
+    >>> df = rank(pool, methods=["logme", "hscore", "ncti"])
+    >>> list(df.columns), sorted(df.attrs["seconds"])
+    (['logme', 'hscore', 'ncti'], ['hscore', 'logme', 'ncti'])
+    >>> evaluate(df["logme"], {"sep1": 0.5, "sep2": 0.7, "sep4": 0.9})["weighted_tau"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.transferability._common import Workspace, require_pool
+from nctransfer.transferability.base import METHODS, MethodInfo, get_method
+
+EVALUATION_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
+_X_KEYS = ("X", "features", "x")
+_Y_KEYS = ("y", "labels", "targets")
+_P_KEYS = ("P", "probs", "probabilities")
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def load_features_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read a candidate's features file: ``.npz`` with ``X [N, d]``, ``y [N]`` and optionally ``P [N, C_src]``
+    (source-classifier probabilities). Aliases: ``features``/``labels``/``probs``.
+
+    Raises:
+        NotFoundError: the file does not exist.
+        InputValueError: not an ``.npz`` file or a required array is missing.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"features file {str(p)!r} does not exist.")
+    if p.suffix.lower() != ".npz":
+        raise InputValueError(f"features file {str(p)!r}: expected an .npz file with arrays X, y (and optionally "
+                              f"P); got suffix {p.suffix!r}.")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise InputValueError(f"features file {str(p)!r} could not be read as .npz: {exc}") from None
+
+    def pick(keys: tuple[str, ...], required: bool) -> np.ndarray | None:
+        for k in keys:
+            if k in arrays:
+                return arrays[k]
+        if required:
+            raise InputValueError(f"features file {str(p)!r} has no array {keys[0]!r} (found: "
+                                  f"{', '.join(sorted(arrays)) or 'none'}); expected X [N, d], y [N], optional P.")
+        return None
+
+    return pick(_X_KEYS, True), pick(_Y_KEYS, True), pick(_P_KEYS, False)
+
+
+def _candidate(name: str, value: Any) -> tuple[Any, Any, Any]:
+    """``(X_or_stats, y, probs)`` of one candidate entry."""
+    if isinstance(value, (str, os.PathLike)):
+        return load_features_file(value)
+    if isinstance(value, FeatureStats):
+        return value, None, None
+    if isinstance(value, Mapping):
+        X = next((value[k] for k in _X_KEYS if k in value), None)
+        y = next((value[k] for k in _Y_KEYS if k in value), None)
+        P = next((value[k] for k in _P_KEYS if k in value), None)
+        if X is None or y is None:
+            raise InputValueError(f"rank: candidate {name!r} is a mapping without 'X' and 'y'.")
+        return X, y, P
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return value[0], value[1], (value[2] if len(value) == 3 else None)
+    raise InputValueError(f"rank: candidate {name!r} must be (X, y), (X, y, probs), a features file path (.npz) or "
+                          f"a FeatureStats; got {type(value).__name__}.")
+
+
+def _resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | None
+                     ) -> tuple[list[MethodInfo], dict[str, dict[str, Any]], set[str]]:
+    """(methods in order, options per method, names requested explicitly)."""
+    opts: dict[str, dict[str, Any]] = {}
+    explicit: set[str] = set()
+    if methods is None:
+        infos = [m for m in METHODS.values() if not m.expensive]
+    elif isinstance(methods, str) and methods.strip().lower() == "all":
+        infos = list(METHODS.values())
+    else:
+        if isinstance(methods, str):
+            names = [s for s in (t.strip() for t in methods.split(",")) if s]
+        elif isinstance(methods, Mapping):
+            names = list(methods)
+            for k, v in methods.items():
+                if v is not None and not isinstance(v, Mapping):
+                    raise InputValueError(f"rank: options of method {k!r} must be a mapping; got {v!r}.")
+                opts[get_method(k).name] = dict(v or {})
+        elif isinstance(methods, Sequence):
+            names = list(methods)
+        else:
+            raise InputValueError(f"rank: methods must be None, 'all', a list of names or a mapping name -> "
+                                  f"options; got {type(methods).__name__}.")
+        if not names:
+            raise InputValueError("rank: methods is empty.")
+        infos = []
+        for n in names:
+            info = get_method(n)
+            if info.name not in {i.name for i in infos}:
+                infos.append(info)
+            explicit.add(info.name)
+    for k, v in (options or {}).items():
+        info = get_method(k)
+        opts.setdefault(info.name, {}).update(dict(v))
+    return infos, opts, explicit
+
+
+# ------------------------------------------------------------------------------------------------- rank
+def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[str, Any]] | None = None,
+         truth: Any = None, progress: bool = False) -> "Any":
+    """Score every candidate model with every requested method.
+
+    Args:
+        candidates: ``{name: entry}`` (or a list of entries, named ``model_0, ...``; or a list of ``.npz`` paths,
+            named by file stem) where an entry is ``(X, y)``, ``(X, y, probs)``, a mapping with ``X``, ``y``
+            (``P``), a path to an ``.npz`` features file with ``X``, ``y`` and optionally ``P``, or a
+            :class:`~nctransfer.stats.FeatureStats` (only for methods that accept statistics). All candidates
+            should describe the same target dataset (pool-relative scores compare them).
+        methods: ``None`` -- every registered method except the expensive ones (NLEEP, PARC); ``"all"``; a list
+            (or comma-separated string) of names; or a mapping ``name -> options``.
+        options: per-method keyword arguments, e.g. ``{"gbc": {"gaussian": "diagonal"}}``.
+        truth: optional true accuracies ``{name: accuracy}``; then ``df.attrs["evaluation"]`` holds
+            :func:`evaluate` of every column.
+        progress: show a tqdm progress bar over candidates.
+
+    Returns:
+        ``pandas.DataFrame`` indexed by candidate name (index name ``"model"``), one column per method (higher =
+        better; NaN where a method was skipped). ``df.attrs`` holds:
+
+        - ``"seconds"``: ``{method: total wall-clock seconds over all candidates}`` (the first method that needs a
+          shared quantity -- e.g. the ``d x d`` scatter matrix -- pays for it, later ones reuse it);
+        - ``"notes"``: list of strings explaining skipped methods (no probabilities, statistics-only candidate,
+          pool of one model);
+        - ``"terms"``: ``{method: {model: {term: value}}}`` raw terms of pool-relative methods;
+        - ``"evaluation"`` when ``truth`` is given.
+
+    Raises:
+        InputValueError: bad candidates, an explicitly requested pool-relative method with fewer than 2
+            candidates, or an explicitly requested method that needs probabilities none of the candidates has.
+        NotFoundError: unknown method name.
+    """
+    import pandas as pd
+
+    infos, opts, explicit = _resolve_methods(methods, options)
+    if isinstance(candidates, Mapping):
+        items = [(str(k), v) for k, v in candidates.items()]
+    elif isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)):
+        items = [((Path(v).stem if isinstance(v, (str, os.PathLike)) else f"model_{i}"), v)
+                 for i, v in enumerate(candidates)]
+    else:
+        raise InputValueError(f"rank: candidates must be a mapping name -> (X, y) or a list; "
+                              f"got {type(candidates).__name__}.")
+    if not items:
+        raise InputValueError("rank: no candidates given.")
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise InputValueError(f"rank: candidate names must be unique; duplicated: {dup}.")
+    for info in infos:
+        if info.pool_relative and len(items) < 2 and info.name in explicit:
+            require_pool(names, info.name, info.title)
+
+    values: dict[str, dict[str, float]] = {n: {} for n in names}
+    seconds: dict[str, float] = {m.name: 0.0 for m in infos}
+    notes: list[str] = []
+    terms: dict[str, dict[str, dict[str, float]]] = {m.name: {} for m in infos if m.pool_relative}
+    no_probs: dict[str, list[str]] = {}
+    stats_only: dict[str, list[str]] = {}
+
+    iterator: Any = items
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(items, desc="rank", unit="model")
+    for name, entry in iterator:
+        X, y, P = _candidate(name, entry)
+        is_stats = isinstance(X, FeatureStats)
+        ws = None if is_stats else Workspace(X, y, f"rank[{name}]")
+        for info in infos:
+            kw = opts.get(info.name, {})
+            if is_stats and not info.accepts_stats:
+                stats_only.setdefault(info.name, []).append(name)
+                continue
+            if info.needs_probs and P is None:
+                no_probs.setdefault(info.name, []).append(name)
+                continue
+            t0 = time.perf_counter()
+            arg = X if is_stats else ws
+            if info.pool_relative:
+                if len(items) >= 2:
+                    terms[info.name][name] = dict(info.fn(arg, None, **kw))
+            elif info.needs_probs:
+                values[name][info.name] = float(info.fn(arg, None, P, **kw))
+            else:
+                values[name][info.name] = float(info.fn(arg, None, **kw))
+            seconds[info.name] += time.perf_counter() - t0
+        del ws
+    for info in infos:
+        if not info.pool_relative:
+            continue
+        if len(items) < 2:
+            notes.append(f"{info.name}: skipped -- pool-relative, needs at least 2 candidates (got 1).")
+            continue
+        got = terms[info.name]
+        if len(got) < 2:
+            notes.append(f"{info.name}: skipped -- fewer than 2 candidates could be scored.")
+            continue
+        t0 = time.perf_counter()
+        combined = info.combine(got)
+        seconds[info.name] += time.perf_counter() - t0
+        for model in got:
+            values[model][info.name] = float(combined.loc[model, info.name])
+    for method, models in no_probs.items():
+        msg = (f"{method}: skipped for {', '.join(models)} -- needs source-classifier probabilities "
+               "(pass (X, y, probs) or P in the .npz file).")
+        if method in explicit and len(models) == len(items):
+            raise InputValueError(f"rank: {msg}")
+        notes.append(msg)
+    for method, models in stats_only.items():
+        notes.append(f"{method}: skipped for {', '.join(models)} -- needs per-sample features, got FeatureStats.")
+    df = pd.DataFrame([[values[n].get(m.name, np.nan) for m in infos] for n in names],
+                      index=pd.Index(names, name="model"), columns=[m.name for m in infos], dtype=float)
+    df.attrs["seconds"] = seconds
+    df.attrs["notes"] = notes
+    df.attrs["terms"] = {k: v for k, v in terms.items() if v}
+    if truth is not None:
+        df.attrs["evaluation"] = evaluate(df, truth)
+    return df
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+def _as_series(obj: Any, what: str) -> "Any":
+    import pandas as pd
+
+    if isinstance(obj, pd.Series):
+        s = obj.copy()
+    elif isinstance(obj, pd.DataFrame) and {"model", "accuracy"} <= set(obj.columns):
+        s = pd.Series(obj["accuracy"].to_numpy(), index=obj["model"].astype(str))
+    elif isinstance(obj, Mapping):
+        s = pd.Series(dict(obj))
+    else:
+        raise InputValueError(f"evaluate: {what} must be a mapping model -> value or a pandas Series; "
+                              f"got {type(obj).__name__}.")
+    s.index = s.index.map(str)
+    try:
+        return s.astype(float)
+    except (TypeError, ValueError):
+        raise InputValueError(f"evaluate: {what} must hold numbers.") from None
+
+
+def _evaluate_one(score: "Any", truth: "Any", method: str) -> dict[str, float]:
+    from scipy import stats as st
+
+    missing = [m for m in score.index if m not in truth.index]
+    if missing:
+        raise InputValueError(f"evaluate: the ground truth has no accuracy for {len(missing)} scored model(s): "
+                              f"{missing[:10]}; truth covers {list(truth.index)[:10]}"
+                              f"{' ...' if len(truth) > 10 else ''}.")
+    t = truth.loc[score.index]
+    if not np.all(np.isfinite(t.to_numpy())):
+        raise InputValueError("evaluate: the ground truth contains NaN or Inf.")
+    ok = np.isfinite(score.to_numpy())
+    if not ok.all():
+        warnings.warn(f"evaluate[{method}]: ignoring {int((~ok).sum())} model(s) with a non-finite score.",
+                      RuntimeWarning, stacklevel=3)
+    s, t = score[ok], t[ok]
+    out = dict.fromkeys(EVALUATION_KEYS, float("nan"))
+    if len(s) < 2:
+        return out
+    a, b = s.to_numpy(dtype=float), t.to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["weighted_tau"] = float(st.weightedtau(b, a).statistic)
+        out["kendall"] = float(st.kendalltau(a, b).statistic)
+        out["spearman"] = float(st.spearmanr(a, b).statistic)
+        out["pearson"] = float(st.pearsonr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
+    top = a == a.max()
+    out["top1_regret"] = float(b.max() - b[top].mean())
+    return out
+
+
+def evaluate(scores: Any, truth: Any) -> dict[str, Any]:
+    """Compare transferability scores with ground-truth transfer accuracies (spec section 2).
+
+    Args:
+        scores: ``{model: score}`` or a ``pandas.Series`` indexed by model -- or a DataFrame from :func:`rank`
+            (one column per method).
+        truth: ``{model: accuracy}``, a Series, or a DataFrame with columns ``model`` and ``accuracy``. Must cover
+            every scored model (extra models are ignored).
+
+    Returns:
+        For one ranking: ``{"weighted_tau", "kendall", "spearman", "pearson", "top1_regret"}`` where
+        ``weighted_tau`` is ``scipy.stats.weightedtau`` with its defaults (hyperbolic weigher, additive, rank by
+        both orders -- as the published tables), and ``top1_regret = max accuracy - accuracy of the top-scored
+        model`` (mean over ties for the top score; 0 is best). For a DataFrame: ``{method: that dict}``.
+        Correlations are NaN when fewer than two models have finite scores (or a constant input).
+
+    Raises:
+        InputValueError: truth misses scored models, non-numeric values, NaN truth.
+
+    Example:
+        >>> evaluate({"a": 3.0, "b": 2.0, "c": 1.0}, {"a": 0.9, "b": 0.8, "c": 0.7})["kendall"]
+        1.0
+    """
+    import pandas as pd
+
+    t = _as_series(truth, "truth")
+    if isinstance(scores, pd.DataFrame):
+        return {str(c): _evaluate_one(_as_series(scores[c], "scores"), t, str(c)) for c in scores.columns}
+    return _evaluate_one(_as_series(scores, "scores"), t, "scores")
+
+
+def read_truth_csv(path: str | os.PathLike) -> dict[str, float]:
+    """Read ground truth from a CSV with columns ``model,accuracy`` (extra columns ignored).
+
+    Raises:
+        NotFoundError: missing file. InputValueError: missing columns or non-numeric accuracies.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"truth file {str(p)!r} does not exist.")
+    df = pd.read_csv(p)
+    cols = {c.strip().lower(): c for c in df.columns}
+    if "model" not in cols or "accuracy" not in cols:
+        raise InputValueError(f"truth file {str(p)!r} must have columns 'model' and 'accuracy'; "
+                              f"got {list(df.columns)}.")
+    try:
+        acc = df[cols["accuracy"]].astype(float)
+    except (TypeError, ValueError):
+        raise InputValueError(f"truth file {str(p)!r}: column 'accuracy' must be numeric.") from None
+    models = df[cols["model"]].astype(str).str.strip()
+    if models.duplicated().any():
+        raise InputValueError(f"truth file {str(p)!r}: duplicated models {sorted(set(models[models.duplicated()]))}.")
+    return dict(zip(models, acc))
+
+
+__all__ = ["rank", "evaluate", "load_features_file", "read_truth_csv", "EVALUATION_KEYS"]
