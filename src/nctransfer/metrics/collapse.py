@@ -68,9 +68,11 @@ def _within_between_trace(p: PreparedFeatures, rank: int | None, rtol: float | N
             f"{metric} is undefined: all class means coincide (Sigma_B = 0); returning NaN.")
     if p.within_trace() == 0.0:
         return 0.0  # Sigma_W = 0 (perfect collapse)
-    lam = S[:r] ** 2
-    quad = p.within_quadratic_diag(V[:, :r])
-    return max(float(np.sum(quad / lam)), 0.0)
+
+    def compute() -> float:
+        quad = p.within_quadratic_diag(V[:, :r])
+        return max(float(np.sum(quad / S[:r] ** 2)), 0.0)
+    return p._cached(f"within_between_trace_{r}", compute)
 
 
 def nc1(X_or_stats: Any, y: Any = None, *, rank: int | None = None, rtol: float | None = None) -> float:
