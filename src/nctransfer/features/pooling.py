@@ -46,9 +46,9 @@ def pool_features(t: Any, token_pool: str = "mean", *, name: str = "feature") ->
         name: used in error messages.
     """
     if t.ndim == 2:
-        out = t
+        out = t.clone()  # a copy: the module's own tensor may be modified in place later (inplace ReLU, ...)
     elif t.ndim == 3:
-        out = t.mean(1) if token_pool == "mean" else t[:, 0]
+        out = t.mean(1) if token_pool == "mean" else t[:, 0].clone()
     elif t.ndim >= 4:
         out = t.mean(dim=tuple(range(2, t.ndim)))
     else:
