@@ -127,6 +127,10 @@ def load_features_file(path: str | Path, args: argparse.Namespace | None = None)
         raise NotFoundError(f"features file {str(p)!r} does not exist.")
     suffix = p.suffix.lower()
     if suffix == ".npz":
+        import zipfile
+
+        if not zipfile.is_zipfile(p):
+            raise InputValueError(f"could not read {p} as .npz: not a zip archive written by numpy.savez.")
         try:
             with np.load(p, allow_pickle=ns.allow_pickle) as z:
                 data = {k: z[k] for k in z.files}

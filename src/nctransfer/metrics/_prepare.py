@@ -123,8 +123,15 @@ class PreparedFeatures:
                 msq_sum += np.bincount(c, weights=np.einsum("ij,ij->i", X64, X64), minlength=self.K)
             var = var_sum / self.counts
             msq = msq_sum / self.counts
+        self._cache["mean_squares"] = msq
         var = np.where(var <= _rounding_floor(self.counts) * msq, 0.0, var)
         return np.maximum(var, 0.0)
+
+    def coincidence_tol(self) -> float:
+        """Squared distance below which two class means (or a mean and ``mu_bar``) are indistinguishable from
+        rounding: ``16 eps^2 max(N, 16) max_k mean_{i in k} ||x_i - a||^2`` (the summation error of the means)."""
+        self.class_variances()
+        return 16.0 * EPS ** 2 * max(self.n, 16) * float(np.max(self._cache["mean_squares"]))
 
     def within_trace(self) -> float:
         """``tr(Sigma_W) = (1/N) sum_k n_k Var_k`` (0 exactly for perfectly collapsed features)."""

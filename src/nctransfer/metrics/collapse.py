@@ -59,8 +59,9 @@ def _within_between_trace(p: PreparedFeatures, rank: int | None, rtol: float | N
         r = int(rank)
     S, V = p.between_svd()
     tol = _check_rtol(rtol, max(p.K, p.d) * EPS)
-    if len(S) < r or S[0] == 0.0 or S[r - 1] <= tol * S[0]:
-        found = int(np.sum(S > tol * S[0])) if len(S) and S[0] > 0 else 0
+    coincide = S[0] ** 2 * p.K <= p.coincidence_tol()  # all centred means within rounding of 0
+    if len(S) < r or coincide or S[r - 1] <= tol * S[0]:
+        found = 0 if coincide else int(np.sum(S > tol * S[0]))
         return _undefined(
             f"{metric} is undefined: Sigma_B has numerical rank {found} < r = {r} (class means span fewer than "
             f"r = min(d, K-1) directions, e.g. coincident or collinear means); returning NaN. "
@@ -142,8 +143,7 @@ def _nc2_parts(p: PreparedFeatures) -> NC2Result:
     def compute() -> NC2Result:
         M = p.centred_means()
         norms = np.sqrt(np.einsum("kd,kd->k", M, M))
-        scale = float(np.abs(p.shifted_means()).max()) if p.d else 0.0
-        zero = norms <= 8.0 * EPS * max(scale, np.finfo(float).tiny) * np.sqrt(p.d)
+        zero = norms ** 2 <= p.coincidence_tol()
         if zero.all():
             msg = "all class means coincide (centred means are 0)"
             return NC2Result(*(_undefined(f"nc2 is undefined: {msg}; returning NaN.") for _ in range(4)))
@@ -238,7 +238,7 @@ def nc3(X_or_stats: Any, y: Any = None, *, W: Any) -> float:
         raise InputValueError("nc3: W is all zeros; its direction is undefined.")
     M = p.centred_means()
     mn = np.linalg.norm(M)
-    if mn == 0.0:
+    if mn ** 2 <= p.K * p.coincidence_tol():
         return _undefined("nc3 is undefined: all class means coincide (M = 0); returning NaN.")
     return float(np.sum((Wn / wn - M / mn) ** 2))
 
@@ -389,10 +389,10 @@ def _cdnv_parts(p: PreparedFeatures) -> tuple[float, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):
             V = num / (2.0 * D)
         V[~off] = NAN
-        coincide = off & (D == 0.0)
+        coincide = off & (D <= p.coincidence_tol())
         if coincide.any():
             i, j = np.argwhere(coincide)[0]
-            V[coincide & (num == 0.0)] = NAN
+            V[coincide] = np.where(num[coincide] == 0.0, NAN, np.inf)
             return _undefined(f"cdnv is undefined: classes {p.classes[i]!r} and {p.classes[j]!r} have identical "
                               "means (distance 0); returning NaN."), V
         return float(V[off].mean()), V
@@ -634,7 +634,7 @@ def squared_distance(X_or_stats: Any, y: Any = None) -> float:
     """
     p = prepare(X_or_stats, y)
     tb = p.between_trace_weighted()
-    if tb == 0.0:
+    if tb <= p.coincidence_tol():
         return _undefined("squared_distance is undefined: all class means coincide (tr(Sigma_Bw) = 0); "
                           "returning NaN.")
     return p.within_trace() / tb
