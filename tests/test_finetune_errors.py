@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from _finetune_models import tiny_model
+from test_finetune_fixtures import tiny_model
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.finetune import finetune, layer_ft, linear_probe, scl_ft
 

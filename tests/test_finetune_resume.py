@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from _finetune_models import tiny_model
+from test_finetune_fixtures import tiny_model
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune import FinetuneResult, finetune
 

@@ -110,23 +110,44 @@ class FinetuneResult:
 # ---------------------------------------------------------------------------------------------- helpers
 def _load_data(spec: Any, split: str, model: Any, image_size: int | None, per_class: int | None, seed: int,
                name: str) -> Any:
-    """A dataset object, or a dataset spec string loaded through :mod:`nctransfer.data` with the model's
-    evaluation transform at ``image_size``, optionally subsampled to ``per_class`` images per class."""
-    if not isinstance(spec, (str, os.PathLike)):
-        if per_class is not None:
-            from nctransfer.data import subsample
+    """A dataset object (optionally subsampled to ``per_class`` images per class), or a dataset spec loaded with
+    :func:`nctransfer.data.load_dataset` and the model's evaluation transform at ``image_size``."""
+    if isinstance(spec, (str, os.PathLike)) or (isinstance(spec, (tuple, list)) and len(spec) == 2):
+        from nctransfer.data import load_dataset
 
-            spec = subsample(spec, per_class=per_class, seed=seed)
+        if isinstance(spec, os.PathLike):
+            spec = str(spec)
+        return load_dataset(spec, split=split, model=model, image_size=image_size, per_class=per_class, seed=seed)
+    if per_class is None:
         return spec
-    from nctransfer.data import eval_transform, load_dataset
-
-    tf = eval_transform(model, image_size=image_size)
-    ds = load_dataset(str(spec), split=split, transform=tf)
-    if per_class is not None:
+    if hasattr(spec, "subset") and hasattr(spec, "targets"):
         from nctransfer.data import subsample
 
-        ds = subsample(ds, per_class=per_class, seed=seed)
-    return ds
+        return subsample(spec, per_class=per_class, seed=seed)
+    from torch.utils.data import Subset
+
+    from nctransfer.data import balanced_indices
+
+    idx = balanced_indices(dataset_targets(spec, name), per_class=per_class, seed=seed)
+    return Subset(spec, idx.tolist())
+
+
+def _is_spec(data: Any) -> bool:
+    return isinstance(data, (str, os.PathLike)) or (isinstance(data, (tuple, list)) and len(data) == 2)
+
+
+def _describe_data(data: Any) -> Any:
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    if isinstance(data, (tuple, list)):
+        return "arrays"
+    describe = getattr(data, "describe", None)
+    if callable(describe):
+        try:
+            return describe()
+        except Exception:  # noqa: BLE001 - description only
+            pass
+    return type(data).__name__
 
 
 def _model_out_width(model: nn.Module) -> int:
@@ -245,16 +266,14 @@ def finetune(
         getattr(model, "nctransfer_info", None), "name", type(model).__name__)
 
     # data first (a model name needs the class count); string specs need the model's transform
-    if isinstance(model, (str, os.PathLike)) and (isinstance(train_data, (str, os.PathLike))
-                                                  or isinstance(test_data, (str, os.PathLike))):
+    if isinstance(model, (str, os.PathLike)) and (_is_spec(train_data) or _is_spec(test_data)):
         from nctransfer.models import load_model
 
         probe_model = load_model(str(model), pretrained=False)  # metadata only (transform)
     else:
         probe_model = model
-    data_info = {"train": str(train_data) if isinstance(train_data, (str, os.PathLike)) else type(train_data).__name__,
-                 "test": str(test_data) if isinstance(test_data, (str, os.PathLike)) else type(test_data).__name__,
-                 "per_class": per_class, "test_per_class": test_per_class}
+    data_info = {"train": _describe_data(train_data), "test": _describe_data(test_data), "per_class": per_class,
+                 "test_per_class": test_per_class, "image_size": cfg.image_size}
     train_ds = _load_data(train_data, "train", probe_model, cfg.image_size, per_class, cfg.seed, "train_data")
     test_ds = _load_data(test_data, "test", probe_model, cfg.image_size, test_per_class, cfg.seed + 1, "test_data")
     y_train = dataset_targets(train_ds, "train_data")

@@ -174,6 +174,44 @@ def _recorder_outputs(recorder: Any) -> dict[str, torch.Tensor]:
     return recorder.collect()
 
 
+def iterate_batches(dataset: Any, order: Sequence[int], batch_size: int, *, drop_singleton: bool = False,
+                    num_workers: int = 0, pin_memory: bool = False) -> Any:
+    """Yield ``(x, y)`` batches of ``dataset`` in the given index ``order``.
+
+    Datasets with a ``get_batch(indices)`` method (:mod:`nctransfer.data` datasets, also inside a ``Subset``)
+    are transformed one whole batch at a time; others go through a ``DataLoader`` (also when ``num_workers > 0``).
+    With ``drop_singleton`` a final batch of one sample is dropped (it cannot be batch-normalised).
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    order = np.asarray(order, dtype=np.int64)
+    n = len(order)
+    drop = drop_singleton and n > 1 and n % batch_size == 1
+    base, idx_map = dataset, None
+    if isinstance(dataset, Subset) and hasattr(dataset.dataset, "get_batch"):
+        base, idx_map = dataset.dataset, np.asarray(dataset.indices, dtype=np.int64)
+    if hasattr(base, "get_batch") and num_workers == 0:
+        for s in range(0, n, batch_size):
+            b = order[s:s + batch_size]
+            if drop and len(b) == 1:
+                break
+            yield base.get_batch(idx_map[b] if idx_map is not None else b)
+        return
+    yield from DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), drop_last=drop,
+                          num_workers=num_workers, pin_memory=pin_memory)
+
+
+class _Reiterable:
+    """Sequential batches of a dataset, iterable many times (evaluation passes)."""
+
+    def __init__(self, data: Any, batch_size: int, num_workers: int, pin_memory: bool) -> None:
+        self.data, self.batch_size, self.num_workers, self.pin_memory = data, batch_size, num_workers, pin_memory
+
+    def __iter__(self) -> Any:
+        return iterate_batches(self.data, np.arange(len(self.data)), self.batch_size, num_workers=self.num_workers,
+                               pin_memory=self.pin_memory)
+
+
 class _Null:
     def __enter__(self) -> None:
         return None
@@ -230,22 +268,17 @@ class Trainer:
                                nesterov=cfg.nesterov)
 
     def _train_loader(self, epoch: int) -> Any:
-        from torch.utils.data import DataLoader
-
         cfg = self.config
         g = torch.Generator()
         g.manual_seed(int(cfg.seed) * 1_000_003 + epoch)
         n = len(self.train_data)
-        return DataLoader(self.train_data, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                          drop_last=(n % cfg.batch_size == 1), num_workers=cfg.num_workers,
-                          pin_memory=self.device.type == "cuda")
+        order = torch.randperm(n, generator=g).numpy()
+        return iterate_batches(self.train_data, order, cfg.batch_size, drop_singleton=True,
+                               num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
 
     def _eval_loader(self, data: Any) -> Any:
-        from torch.utils.data import DataLoader
-
         bs = self.config.eval_batch_size or 2 * self.config.batch_size
-        return DataLoader(data, batch_size=bs, shuffle=False, num_workers=self.config.num_workers,
-                          pin_memory=self.device.type == "cuda")
+        return _Reiterable(data, bs, self.config.num_workers, self.device.type == "cuda")
 
     def steps_per_epoch(self) -> int:
         n, bs = len(self.train_data), self.config.batch_size
@@ -328,7 +361,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 loss_sum, n_seen, correct = 0.0, 0, 0
                 inner = tqdm(self._train_loader(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                             disable=not cfg.progress, unit="batch")
+                             total=self.steps_per_epoch(), disable=not cfg.progress, unit="batch")
                 for x, y in inner:
                     x = x.to(self.device, non_blocking=True)
                     y = torch.as_tensor(y).long().to(self.device, non_blocking=True)
@@ -339,7 +372,7 @@ class Trainer:
                         loss = nn.functional.cross_entropy(logits.float(), y)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
-                            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is {float(loss)}; lower "
+                            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is {float(loss.detach())}; lower "
                             f"lr (now {cfg.lr}) / backbone_lr (now {cfg.effective_backbone_lr})."
                         )
                     opt.zero_grad(set_to_none=True)

@@ -1,0 +1,144 @@
+"""``nctransfer finetune``: linear probe, Layer FT, SCL FT or full fine-tuning of a model on a dataset (spec section 3).
+
+Example:
+    nctransfer finetune --model efficientnet_lite0 --data fashion-mnist --method scl --unit auto \\
+        --epochs 3 --per-class 100 --test-per-class 100 --image-size 64 --lr 0.05 --out runs/scl
+
+Writes ``DIR/result.json`` (accuracy, penultimate NC1, trainable parameters and percentage, seconds per epoch, peak
+memory, per-epoch history, resolved configuration, environment stamp), ``DIR/config.json``, ``DIR/command.json``
+(the resolved command-line options) and ``DIR/checkpoint.pt`` (every epoch; ``--resume`` continues from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+METHOD_CHOICES = ("lp", "layer", "scl", "full", "linear_probe", "layer_ft", "scl_ft", "full_ft")
+
+
+def _int_or_none(s: str) -> int | None:
+    return None if s.lower() in ("none", "all", "") else int(s)
+
+
+def add_data_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``finetune`` and ``finetune-sweep``: model, data, training hyper-parameters, auto unit."""
+    g = parser.add_argument_group("model and data")
+    g.add_argument("--model", required=True, help="model name for nctransfer.models.load_model (efficientnet_lite0, "
+                                                  "timm:resnet18, torchvision:resnet50, hf:<repo>, file:<path>)")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="random initialisation instead of pre-trained weights (for smoke tests)")
+    g.add_argument("--data", required=True, help="downstream dataset: fashion-mnist, digits, an ImageFolder "
+                                                  "directory or torchvision:<Name> (training split used)")
+    g.add_argument("--test-data", default=None, help="test dataset (default: the test split of --data)")
+    g.add_argument("--test-per-class", type=int, default=None, help="balanced subsample of the test set (per class)")
+    g.add_argument("--image-size", type=int, default=None, help="input resolution (default: the model's own)")
+
+    t = parser.add_argument_group("training (defaults: paper 000 appendix B)")
+    t.add_argument("--skip", choices=("pad", "conv"), default="pad",
+                   help="SCL skip branch: zero-padding (paper 000) or 1x1 conv + BatchNorm (paper 001)")
+    t.add_argument("--epochs", type=int, default=200, help="training epochs (paper: 200)")
+    t.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
+    t.add_argument("--lr", type=float, default=0.1, help="initial learning rate of the classifier (and skip branch)")
+    t.add_argument("--backbone-lr", type=float, default=None, help="initial learning rate of backbone parameters "
+                                                                  "(default: --lr)")
+    t.add_argument("--min-lr-ratio", type=float, default=1e-3, help="cosine floor as a fraction of the initial rate")
+    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    t.add_argument("--weight-decay", type=float, default=1e-4, help="SGD weight decay")
+    t.add_argument("--bn-policy", choices=("update", "frozen"), default="update",
+                   help="'update': every BatchNorm updates its running statistics on the downstream data (paper); "
+                        "'frozen': those outside the trained modules stay in eval mode")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation, subsets, shuffling and dropout")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
+    t.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    t.add_argument("--eval-every", type=int, default=1, help="evaluate every this many epochs (and after the last)")
+    t.add_argument("--nc1-taps", default=None, help="also record the NC1 of these taps every evaluation: 'all' or a "
+                                                   "comma-separated list (paper 000 figure 10)")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+    a = parser.add_argument_group("automatic unit choice (--unit auto)")
+    a.add_argument("--auto-candidates", default="all",
+                   help="'all', 'stage_first' (first unit of each stage) or a comma-separated list of units")
+    a.add_argument("--auto-max-percent", type=float, default=None,
+                   help="parameter budget: skip units whose run trains more than this %% of the parameters")
+    a.add_argument("--auto-max-params", type=int, default=None, help="parameter budget in parameters")
+    a.add_argument("--auto-probe-epochs", type=int, default=1, help="epochs of the probe run per candidate")
+    a.add_argument("--auto-probe-per-class", type=_int_or_none, default=20,
+                   help="training images per class used by the probe ('all' for every image)")
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=METHOD_CHOICES, default="scl",
+                        help="lp (linear probe), layer (Layer FT), scl (SCL FT) or full (full fine-tuning)")
+    parser.add_argument("--unit", default=None, help="fine-tuning unit for layer/scl: a unit name (e.g. layer3.0, "
+                                                     "blocks.5.0), an index (negative from the end) or 'auto'")
+    parser.add_argument("--per-class", type=int, default=None, help="balanced subsample of the training set "
+                                                                    "(images per class)")
+    add_data_model_options(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if present")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--json", action="store_true", help="print result.json (without the history) as JSON")
+
+
+def _split_list(s: Any) -> Any:
+    if s is None or isinstance(s, (list, tuple)):
+        return s
+    s = str(s).strip()
+    if s in ("all", "stage_first"):
+        return s
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    return [int(x) if x.lstrip("-").isdigit() else x for x in items]
+
+
+def config_from_args(args: argparse.Namespace, method: str = "linear_probe", unit: Any = None) -> Any:
+    """A validated :class:`~nctransfer.finetune.FinetuneConfig` from the parsed options."""
+    from nctransfer.finetune import AutoUnitConfig, FinetuneConfig, canonical_method
+
+    method = canonical_method(method, "--method")
+    taps = _split_list(args.nc1_taps)
+    auto = AutoUnitConfig(candidates=_split_list(args.auto_candidates), max_trainable_percent=args.auto_max_percent,
+                          max_trainable_params=args.auto_max_params, probe_epochs=args.auto_probe_epochs,
+                          probe_per_class=args.auto_probe_per_class)
+    return FinetuneConfig(
+        method=method, unit=unit if method in ("layer_ft", "scl_ft") else None,
+        skip=args.skip if method == "scl_ft" else "pad", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        backbone_lr=args.backbone_lr, min_lr_ratio=args.min_lr_ratio, momentum=args.momentum,
+        weight_decay=args.weight_decay, bn_policy=args.bn_policy, image_size=args.image_size, seed=args.seed,
+        device=args.device, amp=args.amp, num_workers=args.num_workers, eval_every=args.eval_every,
+        nc1_taps=taps if taps != "stage_first" else None, progress=args.progress, auto=auto,
+    )
+
+
+def write_command(out: str, args: argparse.Namespace) -> None:
+    """``DIR/command.json``: the resolved options (nctransfer.utils.config.resolved_dict)."""
+    from pathlib import Path
+
+    from nctransfer.utils.config import resolved_dict
+    from nctransfer.utils.io import write_json_atomic
+
+    write_json_atomic(Path(out) / "command.json", {"command": args.command, "options": resolved_dict(args)})
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctransfer.finetune import finetune
+    from nctransfer.utils.io import _json_default
+
+    unit = args.unit
+    cfg = config_from_args(args, args.method, unit)
+    write_command(args.out, args)
+    res = finetune(args.model, args.data, args.test_data if args.test_data is not None else args.data, cfg,
+                   out_dir=args.out, resume=args.resume, per_class=args.per_class,
+                   test_per_class=args.test_per_class, pretrained=args.pretrained)
+    if args.json:
+        d = res.to_dict()
+        d.pop("history", None)
+        d.pop("trainable_names", None)
+        print(json.dumps(d, default=_json_default))
+    else:
+        print(res.summary())
+        if res.auto:
+            print(f"auto unit: {res.auto['reason']}")
+        print(f"wrote {args.out}/result.json")
+    return 0

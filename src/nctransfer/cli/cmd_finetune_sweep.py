@@ -1,0 +1,57 @@
+"""``nctransfer finetune-sweep``: the data-scarcity sweep of paper 000 figure 11 (spec section 3).
+
+The four methods on class-balanced, nested training subsets of the given sizes (default the paper's
+``10,24,59,142,344,835,2022,4898`` images in total; ``--size-mode per_class`` for images per class), all evaluated
+on the same test set. Writes ``DIR/sweep.csv``, ``DIR/sweep.md``, ``DIR/sweep.png`` and one run directory per
+(size, method) under ``DIR/runs/``; finished runs are reused and interrupted ones resumed when run again.
+
+Example:
+    nctransfer finetune-sweep --model efficientnet_lite0 --data fashion-mnist --unit blocks.5.0 \\
+        --sizes 10,59,344 --epochs 3 --image-size 64 --test-per-class 100 --lr 0.05 --out runs/sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nctransfer.cli.cmd_finetune import add_data_model_options, config_from_args, write_command
+
+
+def _sizes(s: str) -> list[int]:
+    try:
+        out = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes expects comma-separated integers; got {s!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--sizes expects positive integers; got {s!r}")
+    return out
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=_sizes, default=[10, 24, 59, 142, 344, 835, 2022, 4898],
+                        help="training-set sizes, comma-separated (paper 000: 10,24,59,142,344,835,2022,4898)")
+    parser.add_argument("--size-mode", choices=("total", "per_class"), default="total",
+                        help="sizes count images in total (paper) or per class")
+    parser.add_argument("--methods", default="lp,layer,scl,full", help="comma-separated methods (lp,layer,scl,full)")
+    parser.add_argument("--unit", default=None, help="unit of layer/scl: a name, an index or 'auto' (required when "
+                                                     "layer or scl is run)")
+    add_data_model_options(parser)
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="recompute runs already finished in DIR")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctransfer.finetune import data_scarcity_sweep
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    base = config_from_args(args, "linear_probe")
+    write_command(args.out, args)
+    res = data_scarcity_sweep(
+        args.model, args.data, args.test_data if args.test_data is not None else args.data, sizes=args.sizes,
+        size_mode=args.size_mode, methods=methods, unit=args.unit, skip=args.skip, config=base, out_dir=args.out,
+        resume=args.resume, test_per_class=args.test_per_class, pretrained=args.pretrained,
+    )
+    print(res.markdown_path.read_text() if res.markdown_path else res.table.to_string())
+    print(f"wrote {res.csv_path}, {res.markdown_path}, {res.plot_path}")
+    return 0
