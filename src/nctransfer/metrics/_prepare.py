@@ -197,8 +197,10 @@ class PreparedFeatures:
                 out = blas.dsyrk(1.0, X64.T, beta=1.0, c=acc, overwrite_c=1)
                 if out is not acc:
                     acc = out
-            upper = np.triu(acc)
-            return (upper + np.triu(upper, 1).T) / self.n
+            full = acc + acc.T  # dsyrk wrote the upper triangle only
+            idx = np.arange(self.d)
+            full[idx, idx] -= acc[idx, idx]
+            return full / self.n
         return self._cached("sigma_T", compute)
 
     def weighted_between_factor(self) -> np.ndarray:

@@ -137,10 +137,12 @@ class FeatureStats:
             self._acc64().__iadd__(self._acc32)
             self._acc32.fill(0.0)
             self._acc32_rows = 0
-        if self._acc is not None:
-            upper = np.triu(self._acc)
-            self._gram += upper
-            self._gram += np.triu(upper, 1).T
+        if self._acc is not None:  # only the upper triangle was written (the lower one is still 0)
+            acc = self._acc
+            self._gram += acc
+            self._gram += acc.T
+            idx = np.arange(len(acc))
+            self._gram[idx, idx] -= acc[idx, idx]
             self._acc = None
 
     def _acc64(self) -> np.ndarray:
