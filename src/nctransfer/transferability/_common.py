@@ -12,7 +12,6 @@ Set ``nctransfer.transferability.set_lapack_threads(n)`` (or ``None`` for the BL
 from __future__ import annotations
 
 import contextlib
-import functools
 import warnings
 from typing import Any, Callable, Hashable, Iterator
 
@@ -45,18 +44,24 @@ def set_lapack_threads(n: int | None) -> None:
     _LAPACK_THREADS = None if n is None else int(n)
 
 
+_CONTROLLER: Any = None
+
+
 @contextlib.contextmanager
 def lapack_threads(min_size: int = 200) -> Iterator[None]:
     """Limit BLAS threads for a decomposition (no-op for small matrices or when the limit is ``None``)."""
+    global _CONTROLLER
     if _LAPACK_THREADS is None or min_size < 200:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        yield
-        return
-    with threadpool_limits(_LAPACK_THREADS, user_api="blas"):
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+            yield
+            return
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=_LAPACK_THREADS, user_api="blas"):
         yield
 
 

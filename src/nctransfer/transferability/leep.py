@@ -34,7 +34,7 @@ def leep_from_probs(codes: np.ndarray, K: int, P: np.ndarray, *, log: bool = Tru
     pz = joint.sum(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         cond = np.where(pz > 0, joint / pz, 0.0)  # P(y | z); empty source classes contribute nothing
-    eep = np.einsum("nz,nz->n", P, cond[codes])  # sum_z P(y_i | z) theta_i(z)
+    eep = np.minimum(np.einsum("nz,nz->n", P, cond[codes]), 1.0)  # sum_z P(y_i | z) theta_i(z) <= 1
     if not log:
         return float(eep.mean())
     with np.errstate(divide="ignore"):

@@ -6,8 +6,10 @@ reproduces the paper's tables (the paper's own equations are garbled and differ)
 
 - PCA of ``X`` to 64 dimensions; requires ``min(N, d) >= 64``, otherwise ``min(N, d) - 1`` with a warning.
 - Shrinkage ``t = max(exp(-sum of the top-32 PCA explained variances), 1e-10)`` (paper 003 eq. 13); if ``t`` is at
-  the floor: plain LDA (scikit-learn's ``svd`` solver: within-class covariance with ``1/(N-K)``), else LDA with
-  shrinkage ``t`` (scikit-learn's ``eigen`` solver).
+  the floor: plain LDA (scikit-learn's ``svd`` solver), else LDA with shrinkage ``t`` (scikit-learn's ``eigen``
+  solver). The within-class covariance is the population one (``1/N``), as scikit-learn >= 1.5's ``svd`` solver;
+  older versions, which the authors used, normalised the plain solver by ``1/(N-K)`` -- a factor
+  ``sqrt((N-K)/N)`` on ``S_seli`` and slightly sharper posteriors.
 - ``Z`` = LDA projection of the PCA features (``min(K-1, 64)`` dims), centred: **S_seli = ||Z||_*** (nuclear norm;
   higher = closer to the SELI geometry).
 - ``P`` = LDA posterior probabilities ``[N, K]``: **S_ncc = mean_i P[i, y_i]** (higher = nearest-centre rule fits).
@@ -56,13 +58,12 @@ def _lda_in_pca(Z: np.ndarray, ws: Workspace, t: float, plain: bool) -> tuple[np
     Sw = (Sw + Sw.T) * 0.5
     Sbw = (Mc.T * ws.priors) @ Mc
     if plain:
-        # scikit-learn's svd solver: within-class covariance with 1/(N - K); discriminant directions = non-null
-        # between-class directions in the whitened space (ratio > 1e-8, i.e. singular values > 1e-4 relative)
-        Sw_u = Sw * n / max(n - K, 1)
-        V = generalized_eigvecs(Sbw, Sw_u)
+        # scikit-learn's svd solver: whitening by the (population) within-class covariance; discriminant directions
+        # = the non-null between-class directions in the whitened space (singular values > 1e-4 relative)
+        V = generalized_eigvecs(Sbw, Sw)
         ev = np.einsum("ij,jk,ki->i", V.T, Sbw, V)
         m = int(min(K - 1, p, np.sum(ev > 1e-8 * max(ev.max(), 0.0))))
-        S_post = Sw_u
+        S_post = Sw
     else:
         Sw_t = shrink(Sw, t)
         St_t = shrink((Z.T @ Z) / n, t)

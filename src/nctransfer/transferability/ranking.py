@@ -159,8 +159,8 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
         - ``"evaluation"`` when ``truth`` is given.
 
     Raises:
-        InputValueError: bad candidates, an explicitly requested pool-relative method with fewer than 2
-            candidates, or an explicitly requested method that needs probabilities none of the candidates has.
+        InputValueError: bad candidates, or an explicitly requested pool-relative method with fewer than 2
+            candidates.
         NotFoundError: unknown method name.
     """
     import pandas as pd
@@ -235,11 +235,8 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
         for model in got:
             values[model][info.name] = float(combined.loc[model, info.name])
     for method, models in no_probs.items():
-        msg = (f"{method}: skipped for {', '.join(models)} -- needs source-classifier probabilities "
-               "(pass (X, y, probs) or P in the .npz file).")
-        if method in explicit and len(models) == len(items):
-            raise InputValueError(f"rank: {msg}")
-        notes.append(msg)
+        notes.append(f"{method}: skipped for {', '.join(models)} -- needs source-classifier probabilities "
+                     "(pass (X, y, probs) or P in the .npz file).")
     for method, models in stats_only.items():
         notes.append(f"{method}: skipped for {', '.join(models)} -- needs per-sample features, got FeatureStats.")
     df = pd.DataFrame([[values[n].get(m.name, np.nan) for m in infos] for n in names],

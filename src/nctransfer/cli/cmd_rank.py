@@ -1,0 +1,148 @@
+"""``nctransfer rank``: rank candidate models by transferability scores.
+
+File mode (this module)::
+
+    nctransfer rank A.npz B.npz C.npz [--methods logme,ncti] [--truth truth.csv] [--json]
+
+Each FILE is an ``.npz`` with ``X [N, d]``, ``y [N]`` and optionally ``P [N, C_src]`` (source-classifier
+probabilities, needed by LEEP and NCE); the candidate's name is the file stem. ``--truth`` takes a CSV with
+columns ``model,accuracy``. ``--json`` prints exactly one object::
+
+    {"scores": {model: {method: value}}, "seconds": {method: total},
+     "evaluation": {method: {"weighted_tau": .., "kendall": .., "spearman": .., "pearson": .., "top1_regret": ..}}}
+
+(``evaluation`` is ``{}`` without ``--truth``; NaN values are ``null``). Without ``--json`` a readable table.
+
+FILE is an optional positional (``nargs="*"``) so that another mode (models + dataset end to end) can sit beside
+:func:`run_files` in :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from nctransfer.exceptions import InputValueError
+
+
+def add_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the file mode."""
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help=".npz features file per candidate model with arrays X [N, d], y [N] and optionally "
+                             "P [N, C_src] (source probabilities, for leep/nce); the model name is the file stem")
+    parser.add_argument("--methods", default=None, metavar="A,B",
+                        help="comma-separated score names (default: every method except the expensive nleep and "
+                             "parc; 'all' for every one). See --list-methods")
+    parser.add_argument("--option", action="append", default=None, metavar="METHOD.KEY=VALUE",
+                        help="a method option, e.g. --option gbc.gaussian=diagonal (value parsed as YAML); repeatable")
+    parser.add_argument("--truth", default=None, metavar="CSV",
+                        help="ground truth CSV with columns model,accuracy: adds the ranking evaluation "
+                             "(weighted Kendall tau, Kendall, Spearman, Pearson, top-1 regret)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--list-methods", action="store_true", help="list the available methods and exit")
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    add_file_arguments(parser)
+
+
+def _parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        method, dot, opt = key.partition(".")
+        if not sep or not dot or not method or not opt:
+            raise InputValueError(f"--option must look like METHOD.KEY=VALUE (e.g. gbc.gaussian=diagonal); "
+                                  f"got {item!r}.")
+        out.setdefault(method.strip(), {})[opt.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+def result_json(df: Any, evaluation: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    """The ``--json`` object of a :func:`~nctransfer.transferability.rank` DataFrame."""
+    scores = {str(m): {str(c): float(df.loc[m, c]) for c in df.columns} for m in df.index}
+    seconds = {str(k): float(v) for k, v in df.attrs.get("seconds", {}).items()}
+    return _clean({"scores": scores, "seconds": seconds, "evaluation": evaluation or {}})
+
+
+def _print_tables(df: Any, evaluation: dict[str, dict[str, float]] | None, out: Any = None) -> None:
+    import pandas as pd
+
+    out = sys.stdout if out is None else out
+    from nctransfer.transferability import METHODS
+
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print("Scores (higher = predicted to transfer better):", file=out)
+        print(df.to_string(float_format=lambda v: f"{v:.4g}"), file=out)
+        print("", file=out)
+        secs = pd.Series(df.attrs.get("seconds", {}), name="seconds")
+        print("Seconds per method (all candidates):", file=out)
+        print(secs.to_frame().T.to_string(float_format=lambda v: f"{v:.3f}"), file=out)
+        if evaluation:
+            print("", file=out)
+            print("Ranking vs ground truth:", file=out)
+            ev = pd.DataFrame(evaluation).T
+            ev.index.name = "method"
+            print(ev.to_string(float_format=lambda v: f"{v:.3f}"), file=out)
+            tops = [f"{METHODS[m].title if m in METHODS else m}={df[m].idxmax()}"
+                    for m in df.columns if df[m].notna().any()]
+            print("", file=out)
+            print("Top-ranked model per method: " + ", ".join(tops), file=out)
+
+
+def run_files(args: argparse.Namespace) -> int:
+    """File mode: score ``.npz`` feature files, optionally evaluate against ``--truth``."""
+    from pathlib import Path
+
+    from nctransfer.transferability import evaluate, rank, read_truth_csv
+
+    files = list(args.files or [])
+    names = [Path(f).stem for f in files]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputValueError(f"rank: two FILEs have the same stem {dup}; the stem is the model name.")
+    candidates = dict(zip(names, files))
+    df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)))
+    evaluation = None
+    if args.truth:
+        evaluation = evaluate(df, read_truth_csv(args.truth))
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result_json(df, evaluation), indent=2, allow_nan=False))
+    else:
+        _print_tables(df, evaluation)
+    return 0
+
+
+def _list_methods() -> int:
+    from nctransfer.transferability import methods_table
+
+    t = methods_table()[["title", "direction", "inputs", "pool_relative", "default_in_rank", "paper"]]
+    import pandas as pd
+
+    with pd.option_context("display.width", 250, "display.max_colwidth", 70):
+        print(t.to_string())
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "list_methods", False):
+        return _list_methods()
+    if getattr(args, "files", None):
+        return run_files(args)
+    raise InputValueError("give one or more FILE.npz (arrays X, y, optional P), e.g. "
+                          "`nctransfer rank a.npz b.npz --truth truth.csv`; `--list-methods` lists the scores.")
