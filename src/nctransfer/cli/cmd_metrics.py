@@ -156,8 +156,9 @@ def load_features_file(path: str | Path, args: argparse.Namespace | None = None)
         if isinstance(obj, (tuple, list)) and len(obj) in (2, 3, 4):
             names = ["X", "y", "W", "b"][: len(obj)]
             return dict(zip(names, obj))
+        length = f" of length {len(obj)}" if isinstance(obj, (tuple, list)) else ""
         raise InputValueError(f"{p}: expected a dict of tensors, a tuple (X, y) or a FeatureStats state_dict; got "
-                              f"{type(obj).__name__}{' of length ' + str(len(obj)) if hasattr(obj, '__len__') else ''}.")
+                              f"{type(obj).__name__}{length}.")
     if suffix == ".csv":
         return _read_csv(p)
     raise InputValueError(f"unsupported file type {suffix or '(none)'!r} for {p}; expected .npz, .pt/.pth or .csv.")

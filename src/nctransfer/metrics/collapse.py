@@ -343,6 +343,8 @@ def nc4(X: Any, y: Any = None, *, predictions: Any = None, W: Any = None, b: Any
         for start in range(0, p.n, CHUNK_ROWS):
             xc = np.asarray(p.X[start:start + CHUNK_ROWS], dtype=np.float64)
             ref[start:start + CHUNK_ROWS] = np.argmax(xc @ Wn.T + bn, axis=1)
+    elif means is None:
+        ref = p.codes
     else:
         ref = _label_codes(np.asarray(p.classes, dtype=object)[p.codes], classes, p.n, "y")
     return float(np.mean(ncc != ref))
@@ -363,7 +365,7 @@ def ncc_accuracy(X: Any, y: Any = None, *, means: Any = None) -> float:
     mu, classes = _means_source(means, p)
     if mu.shape[1] != p.d:
         raise ShapeError(f"ncc_accuracy: X has {p.d} features but the class means have d={mu.shape[1]}.")
-    truth = _label_codes(np.asarray(p.classes, dtype=object)[p.codes], classes, p.n, "y")
+    truth = p.codes if means is None else _label_codes(np.asarray(p.classes, dtype=object)[p.codes], classes, p.n, "y")
     return float(np.mean(_ncc_codes(p.X, mu) == truth))
 
 

@@ -50,15 +50,15 @@ class FeatureStats:
             ``"fast"`` forms each chunk's sums and second moment in float32 about the (float32-representable)
             shift and accumulates the chunk results in float64 (about 2x faster on CPU; relative error ~1e-6 to
             1e-5 instead of ~1e-14; see ``benchmarks/bench_metrics.py``).
-        chunk_size: rows converted to float64 at a time; bounds the extra memory (``chunk_size x d`` floats plus
-            two or three ``d x d`` accumulators) independently of N. In fast mode, float32 partial second moments
-            are folded into the float64 accumulator every ``chunk_size`` rows.
+        chunk_size: rows buffered (centred, in the working precision) between two BLAS ``syrk`` calls; bounds the
+            extra memory (``chunk_size x d`` floats plus two ``d x d`` float64 matrices) independently of N and
+            makes the cost independent of the batch size passed to :meth:`update`.
 
     Attributes (learned, end in ``_``): ``n_``, ``shift_``, ``counts_``, ``sums_``, ``sqnorms_``,
     ``normsums_``, ``gram_`` (internal first-seen class order) and ``encoder_`` (label mapping).
     """
 
-    def __init__(self, precision: str = "exact", chunk_size: int = 8192) -> None:
+    def __init__(self, precision: str = "exact", chunk_size: int = 4096) -> None:
         if precision not in _PRECISIONS:
             raise InputValueError(f"precision must be one of {_PRECISIONS}; got {precision!r}.")
         if int(chunk_size) < 1:
@@ -127,16 +127,13 @@ class FeatureStats:
     @gram_.setter
     def gram_(self, value: np.ndarray) -> None:
         self._gram = value
-        self._acc = None
-        self._acc32 = None
-        self._acc32_rows = 0
+        self._acc = None  # pending float64 upper-triangular syrk accumulator (Fortran order)
+        self._buf = None  # centred rows waiting for one large syrk (shared across update calls)
+        self._buf_rows = 0
 
     def _flush(self) -> None:
-        """Fold the pending upper-triangular accumulators into the full symmetric ``_gram``."""
-        if self._acc32 is not None and self._acc32_rows:
-            self._acc64().__iadd__(self._acc32)
-            self._acc32.fill(0.0)
-            self._acc32_rows = 0
+        """Run the pending ``syrk`` on the buffered rows and fold the accumulator into the symmetric ``_gram``."""
+        self._syrk_buffer()
         if self._acc is not None:  # only the upper triangle was written (the lower one is still 0)
             acc = self._acc
             self._gram += acc
@@ -145,10 +142,28 @@ class FeatureStats:
             self._gram[idx, idx] -= acc[idx, idx]
             self._acc = None
 
-    def _acc64(self) -> np.ndarray:
+    def _syrk_buffer(self) -> None:
+        """``acc += buf^T buf`` (upper triangle) for the buffered centred rows, then empty the buffer."""
+        if not self._buf_rows:
+            return
+        from scipy.linalg import blas
+
+        rows = self._buf[: self._buf_rows]
         if self._acc is None:
             self._acc = np.zeros(self._gram.shape, dtype=np.float64, order="F")
-        return self._acc
+        if rows.dtype == np.float64:  # exact: BLAS dsyrk accumulates in place (beta = 1)
+            out = blas.dsyrk(1.0, rows.T, beta=1.0, c=self._acc, overwrite_c=1)
+            if out is not self._acc:
+                self._acc = out
+        else:  # fast: one float32 ssyrk per buffer, accumulated in float64
+            self._acc += blas.ssyrk(1.0, rows.T)
+        self._buf_rows = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._flush()  # pickles and deep copies carry no pending buffer
+        state = self.__dict__.copy()
+        state["_buf"] = None
+        return state
 
     def update(self, X: Any, y: Any) -> "FeatureStats":
         """Add a batch. ``X``: ``[B, d]`` numpy array or torch tensor (any device, any float dtype);
@@ -203,58 +218,38 @@ class FeatureStats:
         return sp.csc_matrix((data, indices, np.arange(0, 2 * n + 1, 2)), shape=(2 * K, n)).tocsr()
 
     def _update_numpy(self, X: np.ndarray, codes: np.ndarray, K: int) -> None:
+        """Centre each block of rows into the row buffer (one pass), take the class sums with a sparse indicator
+        product and the squared norms from it, and run one large ``syrk`` whenever ``chunk_size`` rows are buffered
+        (few large BLAS calls whatever the batch size)."""
         fast = self.precision == "fast"
         if fast:
             shift32 = self.shift_.astype(np.float32)
             fast = bool(np.array_equal(shift32.astype(np.float64), self.shift_))  # else: exact path (rare)
-        for start in range(0, X.shape[0], self.chunk_size):
-            stop = min(start + self.chunk_size, X.shape[0])
-            c = codes[start:stop]
-            if fast:
-                self._chunk_fast(X[start:stop], c, K, shift32)
-            else:
-                self._chunk_exact(X[start:stop], c, K)
-
-    def _chunk_exact(self, Xc: np.ndarray, c: np.ndarray, K: int) -> None:
-        from scipy.linalg import blas
-
-        centred = np.array(Xc, dtype=np.float64)  # private float64 copy, centred in place below
-        inv = _inverse_norms(np.einsum("ij,ij->i", centred, centred))
-        centred -= self.shift_
-        both = self._class_matrix(c, inv, K, np.float64) @ centred
-        self.sums_ += both[:K]
-        # sum x_i/||x_i|| = sum (x_i - a)/||x_i|| + a * sum 1/||x_i||
-        self.normsums_ += both[K:] + np.bincount(c, weights=inv, minlength=K)[:, None] * self.shift_
-        self.sqnorms_ += np.bincount(c, weights=np.einsum("ij,ij->i", centred, centred), minlength=K)
-        acc = self._acc64()
-        out = blas.dsyrk(1.0, centred.T, beta=1.0, c=acc, overwrite_c=1)  # upper triangle, in place
-        if out is not acc:
-            self._acc = out
-
-    def _chunk_fast(self, Xc: np.ndarray, c: np.ndarray, K: int, shift32: np.ndarray) -> None:
-        from scipy.linalg import blas
-
-        if Xc.dtype == np.float32:  # float32 minus a float32 shift: rounding of the difference only
-            inv = _inverse_norms(np.einsum("ij,ij->i", Xc, Xc).astype(np.float64))
-            centred = np.subtract(Xc, shift32)
-        else:  # centre in float64 first so that a large common offset does not eat the float32 mantissa
-            wide = np.asarray(Xc, dtype=np.float64)
-            inv = _inverse_norms(np.einsum("ij,ij->i", wide, wide))
-            centred = (wide - self.shift_).astype(np.float32)
-        both = (self._class_matrix(c, inv, K, np.float32) @ centred).astype(np.float64)
-        self.sums_ += both[:K]
-        self.normsums_ += both[K:] + np.bincount(c, weights=inv, minlength=K)[:, None] * self.shift_
-        self.sqnorms_ += np.bincount(c, weights=np.einsum("ij,ij->i", centred, centred), minlength=K)
-        if self._acc32 is None:
-            self._acc32 = np.zeros(self._gram.shape, dtype=np.float32, order="F")
-        out = blas.ssyrk(1.0, centred.T, beta=1.0, c=self._acc32, overwrite_c=1)
-        if out is not self._acc32:
-            self._acc32 = out
-        self._acc32_rows += len(c)
-        if self._acc32_rows >= self.chunk_size:  # float32 sums never span more than ~chunk_size rows
-            self._acc64().__iadd__(self._acc32)
-            self._acc32.fill(0.0)
-            self._acc32_rows = 0
+        dtype = np.float32 if fast else np.float64
+        if self._buf is None or self._buf.dtype != dtype:
+            self._syrk_buffer()
+            self._buf = np.empty((self.chunk_size, self.dim), dtype=dtype)
+        start = 0
+        while start < X.shape[0]:
+            stop = min(X.shape[0], start + self.chunk_size - self._buf_rows)
+            block, c = X[start:stop], codes[start:stop]
+            dest = self._buf[self._buf_rows: self._buf_rows + (stop - start)]
+            # 1/||x_i|| of the raw rows (accumulated in float64 in exact mode)
+            sq = np.einsum("ij,ij->i", block, block) if fast else np.einsum("ij,ij->i", block, block, dtype=np.float64)
+            inv = _inverse_norms(sq.astype(np.float64))
+            if fast and block.dtype == np.float32:
+                np.subtract(block, shift32, out=dest)  # float32 minus a float32 shift
+            else:  # centre in float64 (a large offset must not eat a float32 mantissa), store in the buffer dtype
+                np.subtract(block, self.shift_, out=dest, casting="same_kind")
+            both = np.asarray(self._class_matrix(c, inv, K, dtype) @ dest, dtype=np.float64)
+            self.sums_ += both[:K]
+            # sum x_i/||x_i|| = sum (x_i - a)/||x_i|| + a * sum 1/||x_i||
+            self.normsums_ += both[K:] + np.bincount(c, weights=inv, minlength=K)[:, None] * self.shift_
+            self.sqnorms_ += np.bincount(c, weights=np.einsum("ij,ij->i", dest, dest), minlength=K)
+            self._buf_rows += stop - start
+            if self._buf_rows == self.chunk_size:
+                self._syrk_buffer()
+            start = stop
 
     def _update_torch(self, X: Any, codes: np.ndarray, K: int) -> None:
         import torch
