@@ -130,7 +130,10 @@ def main() -> None:
 
     info = threadpoolctl.threadpool_info()
     blas = ", ".join(f"{i['internal_api']} ({i['num_threads']} threads)" for i in info if i["user_api"] == "blas")
-    print(f"N = {args.n}, float32 input, update batches of {args.batch} rows; BLAS: {blas}")
+    import os
+
+    print(f"N = {args.n}, float32 input, update batches of {args.batch} rows; BLAS: {blas}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     header = ("d", "K", "(a) X.T@X", "(b) naive", "(c) exact", "(c) fast", "(c)/(a)", "fast/(a)", "(b)/(c)",
               "max rel diff")
     rows = []
@@ -154,7 +157,7 @@ def main() -> None:
             print("  " + "  ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
             del X
             gc.collect()
-    print()
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:

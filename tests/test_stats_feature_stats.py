@@ -80,7 +80,7 @@ def test_unbalanced_sigma_B_differs_from_sigma_Bw():
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
-@pytest.mark.parametrize("shape", [(300, 7, 3), (50, 80, 5), (400, 12, 25)])
+@pytest.mark.parametrize("shape", [(300, 7, 3), (50, 80, 5), (400, 12, 25), (600, 9, 40)])  # K > 32: sparse sums
 def test_matches_naive_two_pass_reference(shape, offset):
     N, d, K = shape
     X, y = make_data(1, N, d, K, offset)
