@@ -200,19 +200,13 @@ class FeatureStats:
         return self
 
     @staticmethod
-    def _class_matrix(codes: np.ndarray, weights: np.ndarray, K: int, dtype: Any, dense: bool = False) -> Any:
-        """``[2K, B]`` matrix: rows ``k`` are class indicators, rows ``K + k`` indicators times ``weights``.
+    def _class_matrix(codes: np.ndarray, weights: np.ndarray, K: int, dtype: Any) -> Any:
+        """Sparse ``[2K, B]`` matrix: rows ``k`` are class indicators, rows ``K + k`` indicators times ``weights``.
 
-        One product with it gives the per-class sums and weighted sums. Sparse (``O(B d)``, one thread) for many
-        classes; dense (a multi-threaded BLAS GEMM, ``O(B K d)``) when ``dense`` (few classes).
+        One sparse-dense product then gives the per-class sums and weighted sums in ``O(B d)`` on one thread (a
+        dense one-hot GEMM costs ``O(B K d)``, and many small multi-threaded BLAS calls stall on a busy machine).
         """
         n = len(codes)
-        if dense:
-            out = np.zeros((2 * K, n), dtype=dtype)
-            cols = np.arange(n)
-            out[codes, cols] = 1.0
-            out[codes + K, cols] = weights
-            return out
         import scipy.sparse as sp
 
         indices = np.empty(2 * n, dtype=np.int64)
@@ -247,7 +241,7 @@ class FeatureStats:
                 np.subtract(block, shift32, out=dest)  # float32 minus a float32 shift
             else:  # centre in float64 (a large offset must not eat a float32 mantissa), store in the buffer dtype
                 np.subtract(block, self.shift_, out=dest, casting="same_kind")
-            both = np.asarray(self._class_matrix(c, inv, K, dtype, dense=K <= 32) @ dest, dtype=np.float64)
+            both = np.asarray(self._class_matrix(c, inv, K, dtype) @ dest, dtype=np.float64)
             self.sums_ += both[:K]
             # sum x_i/||x_i|| = sum (x_i - a)/||x_i|| + a * sum 1/||x_i||
             self.normsums_ += both[K:] + np.bincount(c, weights=inv, minlength=K)[:, None] * self.shift_
