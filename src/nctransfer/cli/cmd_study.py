@@ -53,6 +53,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--methods", nargs="+", default=None, metavar="M",
                    help="transferability methods to compute (default: all registered)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="limit torch and BLAS threads to N during the study (1 is often fastest on shared CPUs)")
     p.add_argument("--data-root", default=None, help="directory of the Fashion-MNIST IDX files")
     p.add_argument("--max-recipes", type=int, default=None, metavar="N",
                    help="process at most N new recipes in this call (the study stays resumable)")
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nctransfer.pretrain.grid import StudyGrid
+    from nctransfer.pretrain.recipe import Recipe
     from nctransfer.pretrain.study import StudyConfig, run_study
     from nctransfer.utils.config import resolved_dict
     from nctransfer.utils.io import write_json_atomic
@@ -78,14 +81,17 @@ def run(args: argparse.Namespace) -> int:
     grid = StudyGrid.from_yaml(args.grid)
     if args.dry_run:
         print(f"{len(grid)} recipe(s) in {args.grid}:")
+        base = Recipe().training_dict()
         for r in grid:
-            print(f"  {r.name:28s} {r.training_dict()}")
+            diff = {k: v for k, v in r.training_dict().items() if base.get(k) != v}
+            print(f"  {r.name:28s} {r.fingerprint()}  {diff}")
         return 0
     config = StudyConfig(
         source=args.source, targets=list(args.target), out=args.out, source_per_class=args.source_per_class,
         source_test_per_class=args.source_test_per_class, target_train_per_class=args.target_train_per_class,
         target_test_per_class=args.target_test_per_class, image_size=args.image_size, seed=args.seed,
         device=args.device, methods=args.methods, plots=args.plots, data_root=args.data_root,
+        threads=args.threads,
     )
     result = run_study(grid, config, progress=not args.quiet, max_recipes=args.max_recipes)
     write_json_atomic(Path(args.out) / "cli_config.json", resolved_dict(args))

@@ -13,7 +13,7 @@ Schema (every top-level key optional, but the grid must yield at least one recip
       loss: [ce, mse]    # or a list of such mappings (several sub-grids)
       head_layers: [0, 1, 2]
 
-Recipes are ``defaults`` updated by the item (explicit items first, then the products in order). Names default to a
+Recipes are ``defaults`` updated by the item, in the order the sections and items are written. Names default to a
 readable summary of the keys given per recipe (``"mse-h2-aug3-adv2"``); names must be unique, and two recipes with
 the same training settings (same fingerprint) are an error too. Unknown top-level keys, unknown recipe keys (with the
 closest valid key), bad values and an empty grid raise :class:`~nctransfer.exceptions.InputValueError`.
@@ -66,34 +66,11 @@ class StudyGrid:
         if "name" in defaults:
             raise InputValueError(f"{where}: 'defaults' cannot set 'name' (names must be unique per recipe).")
         items: list[tuple[str, dict[str, Any]]] = []
-        explicit = spec.get("recipes") or []
-        if not isinstance(explicit, list):
-            raise InputValueError(f"{where}: 'recipes' must be a list of mappings; got {type(explicit).__name__}.")
-        for i, item in enumerate(explicit):
-            if not isinstance(item, Mapping):
-                raise InputValueError(f"{where}: recipes[{i}] must be a mapping of recipe keys; got {item!r}.")
-            items.append((f"{where}: recipes[{i}]", dict(item)))
-        products = spec.get("product") or []
-        if isinstance(products, Mapping):
-            products = [products]
-        if not isinstance(products, list):
-            raise InputValueError(f"{where}: 'product' must be a mapping of key -> list of values, or a list of "
-                                  f"such mappings; got {type(products).__name__}.")
-        for j, prod in enumerate(products):
-            if not isinstance(prod, Mapping) or not prod:
-                raise InputValueError(f"{where}: product[{j}] must be a non-empty mapping of key -> list of values; "
-                                      f"got {prod!r}.")
-            if "name" in prod:
-                raise InputValueError(f"{where}: product[{j}] cannot vary 'name'.")
-            axes = []
-            for key, values in prod.items():
-                if not isinstance(values, list):
-                    values = [values]
-                if not values:
-                    raise InputValueError(f"{where}: product[{j}].{key} is an empty list: the product would be empty.")
-                axes.append([(key, v) for v in values])
-            for combo in itertools.product(*axes):
-                items.append((f"{where}: product[{j}] {dict(combo)}", dict(combo)))
+        for section in [k for k in spec if k in ("recipes", "product")]:  # in the order written
+            if section == "recipes":
+                items += _explicit_items(spec.get("recipes") or [], where)
+            else:
+                items += _product_items(spec.get("product") or [], where)
         if not items:
             raise InputValueError(f"{where}: the grid is empty: give at least one recipe under 'recipes' or an axis "
                                   "under 'product'.")
@@ -123,6 +100,42 @@ class StudyGrid:
     def to_dict(self) -> dict[str, Any]:
         """The expanded grid as ``{"recipes": [recipe dicts]}`` (re-readable by :meth:`from_dict`)."""
         return {"recipes": [r.to_dict() for r in self.recipes]}
+
+
+def _explicit_items(explicit: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(explicit, list):
+        raise InputValueError(f"{where}: 'recipes' must be a list of mappings; got {type(explicit).__name__}.")
+    items = []
+    for i, item in enumerate(explicit):
+        if not isinstance(item, Mapping):
+            raise InputValueError(f"{where}: recipes[{i}] must be a mapping of recipe keys; got {item!r}.")
+        items.append((f"{where}: recipes[{i}]", dict(item)))
+    return items
+
+
+def _product_items(products: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(products, Mapping):
+        products = [products]
+    if not isinstance(products, list):
+        raise InputValueError(f"{where}: 'product' must be a mapping of key -> list of values, or a list of "
+                              f"such mappings; got {type(products).__name__}.")
+    items = []
+    for j, prod in enumerate(products):
+        if not isinstance(prod, Mapping) or not prod:
+            raise InputValueError(f"{where}: product[{j}] must be a non-empty mapping of key -> list of values; "
+                                  f"got {prod!r}.")
+        if "name" in prod:
+            raise InputValueError(f"{where}: product[{j}] cannot vary 'name'.")
+        axes = []
+        for key, values in prod.items():
+            if not isinstance(values, list):
+                values = [values]
+            if not values:
+                raise InputValueError(f"{where}: product[{j}].{key} is an empty list: the product would be empty.")
+            axes.append([(key, v) for v in values])
+        for combo in itertools.product(*axes):
+            items.append((f"{where}: product[{j}] {dict(combo)}", dict(combo)))
+    return items
 
 
 def _check_unique(recipes: list[Recipe], where: str) -> None:

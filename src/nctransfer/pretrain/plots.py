@@ -53,6 +53,19 @@ def spearman(x: Any, y: Any) -> float:
     return float(spearmanr(x[ok], y[ok]).statistic)
 
 
+def _plain_log(axis: Any) -> None:
+    """Log-scale axis labelled with plain numbers (0.5, 1, 2) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.1g}"[0] in "25" else ""))
+
+
+def _rho_text(rho: float) -> str:
+    return "n/a" if math.isnan(rho) else f"{rho:+.2f}"
+
+
 def _save(fig: Any, path: Path) -> str:
     from nctransfer.utils.io import atomic_path
 
@@ -74,6 +87,7 @@ def plot_layer_nc1(records: list[dict[str, Any]], path: str | Path) -> str:
         ax.plot(range(len(taps)), vals, marker=_MARKERS[_kind(r["recipe"])], color=cmap(i % 20), label=r["name"],
                 lw=1.2, ms=4)
     ax.set_yscale("log")
+    _plain_log(ax.yaxis)
     ax.set_xticks(range(len(taps)))
     ax.set_xticklabels(taps, rotation=30, ha="right")
     ax.set_ylabel("NC1 on source training data")
@@ -104,8 +118,8 @@ def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlab
             ax.annotate(r["name"], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
         if all(v > 0 for v in xs if math.isfinite(v)):
             ax.set_xscale("log")
-        rho = spearman(xs, ys)
-        ax.set_title(f"target {tname}: Spearman rho = {rho:+.2f}", fontsize=9)
+            _plain_log(ax.xaxis)
+        ax.set_title(f"target {tname}: Spearman rho = {_rho_text(spearman(xs, ys))}", fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("transfer accuracy (linear probe, %)")
         ax.grid(alpha=0.3, which="both")
@@ -171,6 +185,7 @@ def plot_head_depth(records: list[dict[str, Any]], path: str | Path) -> str | No
         for j in range(len(targets)):
             axes[0][1 + j].plot(depth, [100 * m["targets"][j]["probe_accuracy"] for m in members], **style)
     axes[0][0].set_yscale("log")
+    _plain_log(axes[0][0].yaxis)
     axes[0][0].set_ylabel("source NC1 (penultimate)")
     for j, t in enumerate(targets):
         axes[0][1 + j].set_ylabel("transfer accuracy (%)")

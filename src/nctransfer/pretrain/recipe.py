@@ -237,12 +237,21 @@ class Recipe:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
 
     def training_dict(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (everything except ``name``)."""
+        """The fields that determine the trained weights, with defaults resolved and the settings that have no
+        effect normalised away (PGD settings without adversarial training, temperature without SupCon, head width
+        without a head), so that two recipes training identically have the same dict."""
         d = self.to_dict()
         d.pop("name")
         d["label_smoothing"] = self.smoothing
         d["width"] = self.encoder_width
-        d["adv_step_size"] = self.step_size if self.adv_eps > 0 else None
+        if self.adv_eps > 0:
+            d["adv_step_size"] = self.step_size
+        else:
+            d["adv_steps"] = d["adv_step_size"] = None
+        if self.loss != "supcon":
+            d["temperature"] = None
+        if self.head_layers == 0:
+            d["head_dim"] = None
         return d
 
     def fingerprint(self) -> str:

@@ -22,6 +22,7 @@ are rewritten, and at the end the figures (:mod:`nctransfer.pretrain.plots`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,7 +31,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,6 +68,10 @@ class StudyConfig:
         plots: write the figures.
         data_root: directory of the Fashion-MNIST IDX files (default: the Debian location).
         eval_batch_size: batch size of feature extraction.
+        threads: limit torch's intra-op threads and the BLAS/OpenMP pools (numpy, scikit-learn) to this many
+            during the study (``None`` = leave them). Studies of small models gain little from more threads, and on
+            a shared or oversubscribed CPU one thread is often many times faster (measured here: a scikit-learn
+            probe on 100 x 8 features took 4.8 s with 2 OpenBLAS threads next to other jobs, 0.11 s with 1).
     """
 
     source: str
@@ -83,6 +88,7 @@ class StudyConfig:
     plots: bool = True
     data_root: str | None = None
     eval_batch_size: int = 512
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
@@ -96,6 +102,9 @@ class StudyConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise InputValueError(f"study: {name} must be a positive integer or None; got {v!r}.")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise InputValueError(f"study: threads must be a positive integer or None; got {self.threads!r}.")
 
     def data_settings(self) -> dict[str, Any]:
         """The settings that determine the data (a study directory is tied to them)."""
@@ -198,16 +207,44 @@ def evaluate_source(model: PretrainedModel, data: StudyData, *, batch_size: int 
 
 def transfer_scores(X: np.ndarray, y: np.ndarray, probs: np.ndarray | None, methods: Sequence[str] | None = None
                     ) -> tuple[dict[str, float], dict[str, Any], dict[str, str]]:
-    """Every per-model transferability score of target features ``X`` with labels ``y``.
+    """Every transferability score of one model's target features ``X [N, d]`` with labels ``y [N]``
+    (spec section 2; higher = predicted to transfer better).
+
+    Args:
+        X, y: target training features and labels.
+        probs: the source classifier's softmax on the same images ``[N, C_src]`` (LEEP, NCE); ``None`` when the
+            recipe has no classifier (SupCon): those methods are then skipped.
+        methods: names to compute (default: every registered method).
 
     Returns:
-        ``(scores, pool_terms, skipped)``: ``scores`` maps method -> value (higher = predicted to transfer better);
-        ``pool_terms`` holds the per-model raw terms of pool-level methods (combined across recipes by
-        :func:`combine_pool_scores`); ``skipped`` maps method -> reason (e.g. needs source probabilities).
+        ``(scores, pool_terms, skipped)``: ``scores`` maps method -> value; ``pool_terms`` holds the raw per-model
+        terms of pool-relative methods (NCTI, ETran), combined across the recipes by :func:`combine_pool_scores`;
+        ``skipped`` maps method -> reason (missing probabilities, or the error the method raised).
     """
-    from nctransfer import transferability as T
+    from nctransfer.exceptions import NCTransferError
+    from nctransfer.transferability import METHODS, get_method, score
 
-    return T.study_scores(X, y, probs=probs, methods=methods)  # type: ignore[attr-defined]
+    names = list(METHODS) if methods is None else [get_method(m).name for m in methods]
+    scores: dict[str, float] = {}
+    pool_terms: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        info = METHODS[name]
+        if info.needs_probs and probs is None:
+            skipped[name] = "needs the source classifier's probabilities (this recipe has no classifier)"
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if info.pool_relative:
+                    pool_terms[name] = {k: float(v) for k, v in dict(info.fn(X, y)).items()}
+                else:
+                    scores[name] = score(name, X, y, probs=probs) if info.needs_probs else score(name, X, y)
+        except (NCTransferError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+            if not info.pool_relative:
+                scores[name] = float("nan")
+    return scores, pool_terms, skipped
 
 
 def evaluate_target(model: PretrainedModel, data: StudyData, *, methods: Sequence[str] | None = None,
@@ -234,6 +271,27 @@ def evaluate_target(model: PretrainedModel, data: StudyData, *, methods: Sequenc
         "scores": scores,
         "pool_terms": pool_terms,
         "skipped_scores": skipped,
+    }
+
+
+def evaluate_model(model: PretrainedModel, source: StudyData, targets: Sequence[StudyData],
+                   config: StudyConfig) -> dict[str, Any]:
+    """The study record of one pre-trained model: source collapse per tap, transfer to every target.
+
+    This is what ``OUT/runs/<recipe>/result.json`` holds; usable on any :class:`PretrainedModel` (e.g. an untrained
+    network as a "random features" reference, as the benchmark does).
+    """
+    recipe = model.recipe
+    src = evaluate_source(model, source, batch_size=config.eval_batch_size)
+    tgts = [evaluate_target(model, t, methods=config.methods, batch_size=config.eval_batch_size, seed=config.seed)
+            for t in targets]
+    return {
+        "format": RESULT_FORMAT, "recipe": recipe.to_dict(), "settings": recipe.training_dict(), "name": recipe.name,
+        "fingerprint": recipe.fingerprint(), "eval": json.loads(json.dumps(config.eval_settings())),
+        "source": {"spec": source.spec, **src}, "targets": tgts, "history": model.history,
+        "epochs_trained": len(model.history), "train_seconds": sum(h["seconds"] for h in model.history),
+        "n_parameters_encoder": sum(p.numel() for p in model.encoder.parameters()),
+        "feature_dim": int(model.encoder.num_features),
     }
 
 
@@ -284,6 +342,34 @@ def run_study(
     Returns:
         :class:`StudyResult`.
     """
+    if config.threads is None:
+        return _run_study(grid, config, progress=progress, max_recipes=max_recipes, on_recipe_done=on_recipe_done)
+    with limit_threads(config.threads):
+        return _run_study(grid, config, progress=progress, max_recipes=max_recipes, on_recipe_done=on_recipe_done)
+
+
+@contextlib.contextmanager
+def limit_threads(n: int) -> Iterator[None]:
+    """Limit torch's intra-op threads and every BLAS/OpenMP pool to ``n`` inside the block (restored after).
+
+    scipy and scikit-learn load their own BLAS lazily, and a limit only applies to libraries already loaded, so they
+    are imported first.
+    """
+    import scipy.linalg  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: int | None,
+               on_recipe_done: Callable[[str, dict[str, Any]], None] | None) -> StudyResult:
     from tqdm.auto import tqdm
 
     from nctransfer.utils.repro import environment_stamp
@@ -324,18 +410,8 @@ def run_study(
         t0 = time.perf_counter()
         model = pretrain(recipe, source.X_train, source.y_train, checkpoint=ckpt, device=config.device,
                          progress=progress)
-        train_seconds = sum(h["seconds"] for h in model.history)
-        src = evaluate_source(model, source, batch_size=config.eval_batch_size)
-        tgts = [evaluate_target(model, t, methods=config.methods, batch_size=config.eval_batch_size,
-                                seed=config.seed) for t in targets]
-        record = {
-            "format": RESULT_FORMAT, "recipe": recipe.to_dict(), "name": recipe.name,
-            "fingerprint": recipe.fingerprint(), "eval": config.eval_settings(),
-            "source": {"spec": source.spec, **src}, "targets": tgts, "history": model.history,
-            "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - t0,
-            "n_parameters_encoder": sum(p.numel() for p in model.encoder.parameters()),
-            "feature_dim": int(model.encoder.num_features),
-        }
+        record = evaluate_model(model, source, targets, config)
+        record["wall_seconds"] = time.perf_counter() - t0
         write_json_atomic(res_path, record)
         records.append(record)
         status[recipe.name] = "resumed" if resumed else "trained"
@@ -346,6 +422,8 @@ def run_study(
     bar.close()
     combine_pool_scores(records)
     rows = _write_tables(out, records, config)
+    for r in records:  # keep the combined pool-relative scores in each result file too
+        write_json_atomic(out / "runs" / r["name"] / "result.json", r)
     files = {"json": str(out / "study.json"), "csv": str(out / "study.csv")}
     complete = len(records) == len(grid.recipes)
     if config.plots and records:
@@ -361,23 +439,22 @@ def run_study(
 
 # ---------------------------------------------------------------------------------------------- pool scores
 def combine_pool_scores(records: list[dict[str, Any]]) -> None:
-    """Combine pool-level scores (NCTI, ...) across the recipes of each target, in place
-    (``targets[i]["scores"][method]``); needs the raw terms stored by :func:`transfer_scores`."""
-    from nctransfer import transferability as T
+    """Pool-relative scores (NCTI, ETran; spec sections 2.9-2.10) across the recipes of each target, in place:
+    ``record["targets"][i]["scores"][method]`` from the stored per-model ``pool_terms``. Needs two recipes or more
+    (a single model has no pool-relative score)."""
+    from nctransfer.transferability import METHODS
 
-    combine = getattr(T, "combine_pool_terms", None)
-    if combine is None or len(records) < 2:
+    if len(records) < 2:
         return
-    n_targets = len(records[0]["targets"])
-    for i in range(n_targets):
+    for i in range(len(records[0]["targets"])):
         terms = [r["targets"][i].get("pool_terms", {}) for r in records]
-        methods = set().union(*[t.keys() for t in terms])
-        for method in sorted(methods):
-            if not all(method in t for t in terms):
+        for method in sorted(set().union(*[t.keys() for t in terms])):
+            info = METHODS.get(method)
+            if info is None or info.combine is None or not all(method in t for t in terms):
                 continue
-            values = combine(method, [t[method] for t in terms])
-            for r, v in zip(records, values):
-                r["targets"][i]["scores"][method] = float(v)
+            df = info.combine({r["name"]: t[method] for r, t in zip(records, terms)})
+            for r in records:
+                r["targets"][i]["scores"][method] = float(df.loc[r["name"], method])
 
 
 def _pool_table(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -399,7 +476,7 @@ def flat_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     accuracy, probe accuracy, penultimate target metrics (``target_*``) and scores (``score_*``)."""
     rows = []
     for r in records:
-        rec = r["recipe"]
+        rec = {**r["recipe"], **r.get("settings", {})}
         base: dict[str, Any] = {"recipe": r["name"], "fingerprint": r["fingerprint"]}
         for k in _RECIPE_COLUMNS:
             base[k] = rec.get(k)

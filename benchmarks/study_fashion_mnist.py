@@ -1,0 +1,247 @@
+"""Pre-training study on Fashion-MNIST (issue 7; paper 000 section 3.1, table 1, figures 2-5).
+
+A small CNN (4 conv blocks, 128-d features) is pre-trained on Fashion-MNIST classes 0-4 under the recipes of
+``examples/study_grid.yaml`` (CE / MSE / SupCon x projection heads 0-2, augmentation levels 2-4, PGD radii 1/255
+and 8/255, label smoothing), then transferred with a linear probe to Fashion-MNIST classes 5-9 (unseen classes) and
+to scikit-learn digits (another dataset). An untrained network of the same architecture is evaluated as the
+"random features" reference of paper 000 (footnote 2). The script prints a table and checks paper 000's claims:
+
+1. table 1: MSE collapses the source features most and transfers worst; an MLP projection head helps SupCon;
+2. figure 3: projection heads keep the encoder less collapsed and improve transfer, plateauing;
+3. figure 4: less source collapse (higher source NC1) goes with better transfer, up to a threshold;
+4. figure 5: lower NC1 on the target data goes with higher transfer accuracy.
+
+Usage::
+
+    python benchmarks/study_fashion_mnist.py                 # full study (~15-25 CPU minutes, resumable)
+    python benchmarks/study_fashion_mnist.py --quick         # 2 recipes, seconds (CI)
+    python benchmarks/study_fashion_mnist.py --export-figures docs/img --figure-prefix pretrain_
+
+Outputs go to ``--out`` (default ``benchmarks/results/study_fashion_mnist[_quick]``): the study files of
+``nctransfer study`` plus ``summary.json`` and ``summary.md``. Re-running resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fashion_available() -> bool:
+    from nctransfer.data.arrays import find_fashion_mnist
+    from nctransfer.exceptions import NotFoundError
+
+    try:
+        find_fashion_mnist()
+        return True
+    except NotFoundError:
+        return False
+
+
+def random_init_record(source: Any, targets: list[Any], config: Any, recipe: Any) -> dict[str, Any]:
+    """Study record of the untrained network of ``recipe``'s architecture ("random features")."""
+    from nctransfer.pretrain.augment import channel_stats
+    from nctransfer.pretrain.nets import build_net
+    from nctransfer.pretrain.recipe import Recipe
+    from nctransfer.pretrain.study import evaluate_model
+    from nctransfer.pretrain.trainer import PretrainedModel
+
+    r = Recipe.from_dict({**recipe.to_dict(), "name": "random-init"})
+    classes = sorted(int(c) for c in np.unique(source.y_train))
+    net = build_net(r, in_channels=source.X_train.shape[1], image_size=source.X_train.shape[2],
+                    num_classes=len(classes)).eval()
+    mean, std = channel_stats(source.X_train)
+    model = PretrainedModel(r, net, mean, std, classes, source.X_train.shape[1], source.X_train.shape[2], [], False)
+    rec = evaluate_model(model, source, targets, config)
+    rec["note"] = "untrained network (random features), not a recipe of the grid"
+    return rec
+
+
+def _spearman(x: list[float], y: list[float]) -> float:
+    from nctransfer.pretrain.plots import spearman
+
+    return spearman(x, y)
+
+
+def _pearson_log(x: list[float], y: list[float]) -> float:
+    x_, y_ = np.log(np.asarray(x, float)), np.asarray(y, float)
+    ok = np.isfinite(x_) & np.isfinite(y_)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(np.corrcoef(x_[ok], y_[ok])[0, 1])
+
+
+def analyse(records: list[dict[str, Any]], random_rec: dict[str, Any] | None) -> dict[str, Any]:
+    """Numbers behind each of paper 000's claims (see the module docstring)."""
+    by = {r["name"]: r for r in records}
+    targets = [t["target"] for t in records[0]["targets"]]
+    src = {n: r["source"]["layers"]["penultimate"]["nc1"] for n, r in by.items()}
+    out: dict[str, Any] = {"targets": targets, "per_target": {}}
+    for j, t in enumerate(targets):
+        acc = {n: r["targets"][j]["probe_accuracy"] for n, r in by.items()}
+        tnc1 = {n: r["targets"][j]["layers"]["penultimate"]["nc1"] for n, r in by.items()}
+        names = list(by)
+        res: dict[str, Any] = {
+            "spearman_source_nc1_vs_acc": _spearman([src[n] for n in names], [acc[n] for n in names]),
+            "spearman_target_nc1_vs_acc": _spearman([tnc1[n] for n in names], [acc[n] for n in names]),
+            "pearson_log_target_nc1_vs_acc": _pearson_log([tnc1[n] for n in names], [acc[n] for n in names]),
+            "best_recipe": max(names, key=lambda n: acc[n]),
+            "best_accuracy": max(acc.values()),
+        }
+        # threshold: rank of the best recipe by source NC1, and the random-features reference
+        order = sorted(names, key=lambda n: src[n])
+        res["source_nc1_order"] = order
+        res["best_rank_by_source_nc1"] = order.index(res["best_recipe"]) + 1
+        if random_rec is not None:
+            res["random_init_accuracy"] = random_rec["targets"][j]["probe_accuracy"]
+            res["random_init_source_nc1"] = random_rec["source"]["layers"]["penultimate"]["nc1"]
+            res["random_init_target_nc1"] = random_rec["targets"][j]["layers"]["penultimate"]["nc1"]
+        # projection heads per loss
+        heads: dict[str, Any] = {}
+        for loss in ("ce", "mse", "supcon"):
+            row = {h: by.get(f"{loss}-h{h}") for h in (0, 1, 2)}
+            if all(v is not None for v in row.values()):
+                heads[loss] = {str(h): {"source_nc1": src[v["name"]], "accuracy": acc[v["name"]]}
+                               for h, v in row.items()}
+        res["heads"] = heads
+        # transferability scores: Spearman of each score with the probe accuracy across recipes
+        scores: dict[str, float] = {}
+        for m in records[0]["targets"][j]["scores"]:
+            vals = [r["targets"][j]["scores"].get(m, float("nan")) for r in records]
+            scores[m] = _spearman(vals, [acc[n] for n in names])
+        res["score_spearman"] = scores
+        out["per_target"][t] = res
+    return out
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def _g(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+def markdown(records: list[dict[str, Any]], random_rec: dict[str, Any] | None, analysis: dict[str, Any]) -> str:
+    targets = analysis["targets"]
+    head = "| recipe | source NC1 | source test acc | " + " | ".join(
+        f"{t} acc | {t} NC1" for t in targets) + " | train s |"
+    sep = "|" + "---|" * (3 + 2 * len(targets) + 1)
+    lines = [head, sep]
+    rows = records + ([random_rec] if random_rec is not None else [])
+    for r in rows:
+        cells = [r["name"], _g(r["source"]["layers"]["penultimate"]["nc1"]), _pct(r["source"]["test_accuracy"])]
+        for t in r["targets"]:
+            cells += [_pct(t["probe_accuracy"]), _g(t["layers"]["penultimate"]["nc1"])]
+        cells.append(f"{r.get('train_seconds', 0):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for t in targets:
+        a = analysis["per_target"][t]
+        lines.append(f"- **{t}**: Spearman(source NC1, accuracy) = {_g(a['spearman_source_nc1_vs_acc'])}; "
+                     f"Spearman(target NC1, accuracy) = {_g(a['spearman_target_nc1_vs_acc'])} (Pearson of log NC1: "
+                     f"{_g(a['pearson_log_target_nc1_vs_acc'])}); best recipe {a['best_recipe']} "
+                     f"({_pct(a['best_accuracy'])}%), rank {a['best_rank_by_source_nc1']} of {len(records)} by "
+                     f"source NC1" + (f"; random init: {_pct(a['random_init_accuracy'])}% at source NC1 "
+                                      f"{_g(a['random_init_source_nc1'])}" if "random_init_accuracy" in a else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2-recipe grid on small subsets (CI)")
+    ap.add_argument("--out", default=None, help="output directory")
+    ap.add_argument("--grid", default=None, help="grid YAML (default examples/study_grid[_ci].yaml)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch and BLAS threads (default 1: small models gain little from more, and shared CPUs "
+                         "suffer badly from oversubscription)")
+    ap.add_argument("--no-random-baseline", dest="random_baseline", action="store_false")
+    ap.add_argument("--export-figures", default=None, metavar="DIR", help="copy the PNG figures into DIR")
+    ap.add_argument("--figure-prefix", default="pretrain_", help="file-name prefix of exported figures")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="transferability methods (default: all; --quick: all but the slow NLEEP)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+
+    from nctransfer.pretrain.study import limit_threads
+
+    with limit_threads(max(1, args.threads)):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from nctransfer.pretrain.datasets import load_study_data
+    from nctransfer.pretrain.grid import StudyGrid
+    from nctransfer.pretrain.plots import write_study_plots
+    from nctransfer.pretrain.study import StudyConfig, run_study
+    from nctransfer.utils.io import write_json_atomic, write_text_atomic
+
+    fashion = _fashion_available()
+    if args.quick:
+        grid = Path(args.grid or ROOT / "examples" / "study_grid_ci.yaml")
+        source, targets = ("fashion-mnist:0-4", ["fashion-mnist:5-9", "digits"]) if fashion else \
+            ("digits:0-4", ["digits:5-9"])
+        sizes = dict(source_per_class=60, source_test_per_class=20, target_train_per_class=20,
+                     target_test_per_class=20)
+        out = Path(args.out or ROOT / "benchmarks" / "results" / "study_fashion_mnist_quick")
+    else:
+        if not fashion:
+            print("Fashion-MNIST IDX files not found (apt-get install dataset-fashion-mnist); the full study needs "
+                  "them. Use --quick for the digits fallback.", file=sys.stderr)
+            return 2
+        grid = Path(args.grid or ROOT / "examples" / "study_grid.yaml")
+        source, targets = "fashion-mnist:0-4", ["fashion-mnist:5-9", "digits"]
+        sizes = dict(source_per_class=1000, source_test_per_class=200, target_train_per_class=100,
+                     target_test_per_class=None)
+        out = Path(args.out or ROOT / "benchmarks" / "results" / "study_fashion_mnist")
+    methods = args.methods
+    if methods is None and args.quick:
+        from nctransfer.transferability import METHODS
+
+        methods = [m for m in METHODS if m != "nleep"]
+    config = StudyConfig(source=source, targets=targets, out=str(out), methods=methods, threads=args.threads,
+                         **sizes)
+    g = StudyGrid.from_yaml(grid)
+    t0 = time.perf_counter()
+    result = run_study(g, config, progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    random_rec = None
+    if args.random_baseline:
+        src = load_study_data(source, train_per_class=config.source_per_class,
+                              test_per_class=config.source_test_per_class, seed=config.seed)
+        tgts = [load_study_data(t, train_per_class=config.target_train_per_class,
+                                test_per_class=config.target_test_per_class, seed=config.seed) for t in targets]
+        random_rec = random_init_record(src, tgts, config, g.recipes[0])
+        files = write_study_plots(result.records + [random_rec], out)
+    else:
+        files = result.files
+    analysis = analyse(result.records, random_rec)
+    md = markdown(result.records, random_rec, analysis)
+    write_text_atomic(out / "summary.md", md)
+    write_json_atomic(out / "summary.json", {"analysis": analysis, "random_init": random_rec,
+                                             "wall_seconds_this_call": wall, "status": result.status,
+                                             "grid": str(grid), "config": config.data_settings()})
+    print(md)
+    print(f"status: {result.status}; wall time of this call {wall:.0f} s; files in {out}")
+    if args.export_figures:
+        dest = Path(args.export_figures)
+        dest.mkdir(parents=True, exist_ok=True)
+        for kind, path in files.items():
+            if str(path).endswith(".png"):
+                shutil.copyfile(path, dest / f"{args.figure_prefix}{Path(path).name}")
+        print(f"figures copied to {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
