@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -81,24 +82,75 @@ def _pearson_log(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(x_[ok], y_[ok])[0, 1])
 
 
+def _gmean(v: list[float]) -> float:
+    v = [x for x in v if x is not None and math.isfinite(x) and x > 0]
+    return float(np.exp(np.mean(np.log(v)))) if v else float("nan")
+
+
+def _mean_std(v: list[float]) -> tuple[float, float]:
+    a = np.asarray([x for x in v if x is not None and math.isfinite(x)], float)
+    if not len(a):
+        return float("nan"), float("nan")
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan")
+
+
+def base_name(name: str) -> str:
+    """Recipe name without the ``-s<seed>`` suffix added by ``--seeds``."""
+    return re.sub(r"-s\d+$", "", name)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per recipe (seeds pooled): geometric-mean NC1 (source, every target), mean and std of the accuracies, mean of
+    every score."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(base_name(r["name"]), []).append(r)
+    n_t = len(records[0]["targets"])
+    out: dict[str, dict[str, Any]] = {}
+    for base, rs in groups.items():
+        row: dict[str, Any] = {"name": base, "n_seeds": len(rs), "recipe": rs[0]["recipe"],
+                               "source_nc1": _gmean([r["source"]["layers"]["penultimate"]["nc1"] for r in rs]),
+                               "source_test_accuracy": _mean_std([r["source"]["test_accuracy"] for r in rs]),
+                               "train_seconds": float(np.mean([r.get("train_seconds", 0) for r in rs])),
+                               "source_layers_nc1": {t: _gmean([r["source"]["layers"][t]["nc1"] for r in rs])
+                                                     for t in rs[0]["source"]["taps"]},
+                               "targets": []}
+        for j in range(n_t):
+            ts = [r["targets"][j] for r in rs]
+            row["targets"].append({
+                "target": ts[0]["target"],
+                "accuracy": _mean_std([t["probe_accuracy"] for t in ts]),
+                "target_nc1": _gmean([t["layers"]["penultimate"]["nc1"] for t in ts]),
+                "scores": {m: _mean_std([t["scores"].get(m, float("nan")) for t in ts])[0] for m in ts[0]["scores"]},
+            })
+        out[base] = row
+    return out
+
+
 def analyse(records: list[dict[str, Any]], random_rec: dict[str, Any] | None) -> dict[str, Any]:
-    """Numbers behind each of paper 000's claims (see the module docstring)."""
-    by = {r["name"]: r for r in records}
+    """Numbers behind each of paper 000's claims (see the module docstring), on seed-pooled recipes."""
+    summ = summarise(records)
+    names = list(summ)
     targets = [t["target"] for t in records[0]["targets"]]
-    src = {n: r["source"]["layers"]["penultimate"]["nc1"] for n, r in by.items()}
-    out: dict[str, Any] = {"targets": targets, "per_target": {}}
+    src = {n: summ[n]["source_nc1"] for n in names}
+    out: dict[str, Any] = {"targets": targets, "recipes": summ, "per_target": {}}
     for j, t in enumerate(targets):
-        acc = {n: r["targets"][j]["probe_accuracy"] for n, r in by.items()}
-        tnc1 = {n: r["targets"][j]["layers"]["penultimate"]["nc1"] for n, r in by.items()}
-        names = list(by)
+        acc = {n: summ[n]["targets"][j]["accuracy"][0] for n in names}
+        tnc1 = {n: summ[n]["targets"][j]["target_nc1"] for n in names}
         res: dict[str, Any] = {
             "spearman_source_nc1_vs_acc": _spearman([src[n] for n in names], [acc[n] for n in names]),
             "spearman_target_nc1_vs_acc": _spearman([tnc1[n] for n in names], [acc[n] for n in names]),
             "pearson_log_target_nc1_vs_acc": _pearson_log([tnc1[n] for n in names], [acc[n] for n in names]),
+            # the same correlation on every (recipe, seed) run separately
+            "spearman_target_nc1_vs_acc_runs": _spearman(
+                [r["targets"][j]["layers"]["penultimate"]["nc1"] for r in records],
+                [r["targets"][j]["probe_accuracy"] for r in records]),
+            "spearman_source_nc1_vs_acc_runs": _spearman(
+                [r["source"]["layers"]["penultimate"]["nc1"] for r in records],
+                [r["targets"][j]["probe_accuracy"] for r in records]),
             "best_recipe": max(names, key=lambda n: acc[n]),
             "best_accuracy": max(acc.values()),
         }
-        # threshold: rank of the best recipe by source NC1, and the random-features reference
         order = sorted(names, key=lambda n: src[n])
         res["source_nc1_order"] = order
         res["best_rank_by_source_nc1"] = order.index(res["best_recipe"]) + 1
@@ -106,20 +158,17 @@ def analyse(records: list[dict[str, Any]], random_rec: dict[str, Any] | None) ->
             res["random_init_accuracy"] = random_rec["targets"][j]["probe_accuracy"]
             res["random_init_source_nc1"] = random_rec["source"]["layers"]["penultimate"]["nc1"]
             res["random_init_target_nc1"] = random_rec["targets"][j]["layers"]["penultimate"]["nc1"]
-        # projection heads per loss
         heads: dict[str, Any] = {}
         for loss in ("ce", "mse", "supcon"):
-            row = {h: by.get(f"{loss}-h{h}") for h in (0, 1, 2)}
+            row = {h: summ.get(f"{loss}-h{h}") for h in (0, 1, 2)}
             if all(v is not None for v in row.values()):
-                heads[loss] = {str(h): {"source_nc1": src[v["name"]], "accuracy": acc[v["name"]]}
+                heads[loss] = {str(h): {"source_nc1": v["source_nc1"], "accuracy": v["targets"][j]["accuracy"]}
                                for h, v in row.items()}
         res["heads"] = heads
-        # transferability scores: Spearman of each score with the probe accuracy across recipes
-        scores: dict[str, float] = {}
-        for m in records[0]["targets"][j]["scores"]:
-            vals = [r["targets"][j]["scores"].get(m, float("nan")) for r in records]
-            scores[m] = _spearman(vals, [acc[n] for n in names])
-        res["score_spearman"] = scores
+        res["score_spearman"] = {
+            m: _spearman([summ[n]["targets"][j]["scores"].get(m, float("nan")) for n in names],
+                         [acc[n] for n in names])
+            for m in summ[names[0]]["targets"][j]["scores"]}
         out["per_target"][t] = res
     return out
 
@@ -128,33 +177,60 @@ def _pct(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
+def _pm(ms: tuple[float, float]) -> str:
+    m, s = ms
+    if m is None or math.isnan(m):
+        return "n/a"
+    return f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if s and not math.isnan(s) else "")
+
+
 def _g(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
 
 
 def markdown(records: list[dict[str, Any]], random_rec: dict[str, Any] | None, analysis: dict[str, Any]) -> str:
     targets = analysis["targets"]
-    head = "| recipe | source NC1 | source test acc | " + " | ".join(
-        f"{t} acc | {t} NC1" for t in targets) + " | train s |"
-    sep = "|" + "---|" * (3 + 2 * len(targets) + 1)
+    summ = analysis["recipes"]
+    head = "| recipe | seeds | source NC1 | source test acc (%) | " + " | ".join(
+        f"{t} acc (%) | {t} NC1" for t in targets) + " | train s |"
+    sep = "|" + "---|" * (4 + 2 * len(targets) + 1)
     lines = [head, sep]
-    rows = records + ([random_rec] if random_rec is not None else [])
-    for r in rows:
-        cells = [r["name"], _g(r["source"]["layers"]["penultimate"]["nc1"]), _pct(r["source"]["test_accuracy"])]
-        for t in r["targets"]:
+    for row in summ.values():
+        cells = [row["name"], str(row["n_seeds"]), _g(row["source_nc1"]), _pm(row["source_test_accuracy"])]
+        for t in row["targets"]:
+            cells += [_pm(t["accuracy"]), _g(t["target_nc1"])]
+        cells.append(f"{row['train_seconds']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if random_rec is not None:
+        cells = ["random-init (untrained)", "1", _g(random_rec["source"]["layers"]["penultimate"]["nc1"]),
+                 _pct(random_rec["source"]["test_accuracy"])]
+        for t in random_rec["targets"]:
             cells += [_pct(t["probe_accuracy"]), _g(t["layers"]["penultimate"]["nc1"])]
-        cells.append(f"{r.get('train_seconds', 0):.0f}")
+        cells.append("0")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for t in targets:
         a = analysis["per_target"][t]
-        lines.append(f"- **{t}**: Spearman(source NC1, accuracy) = {_g(a['spearman_source_nc1_vs_acc'])}; "
-                     f"Spearman(target NC1, accuracy) = {_g(a['spearman_target_nc1_vs_acc'])} (Pearson of log NC1: "
-                     f"{_g(a['pearson_log_target_nc1_vs_acc'])}); best recipe {a['best_recipe']} "
-                     f"({_pct(a['best_accuracy'])}%), rank {a['best_rank_by_source_nc1']} of {len(records)} by "
+        lines.append(f"- **{t}**: Spearman(source NC1, accuracy) = {_g(a['spearman_source_nc1_vs_acc'])} over "
+                     f"recipes ({_g(a['spearman_source_nc1_vs_acc_runs'])} over runs); Spearman(target NC1, accuracy) "
+                     f"= {_g(a['spearman_target_nc1_vs_acc'])} ({_g(a['spearman_target_nc1_vs_acc_runs'])} over runs; "
+                     f"Pearson of log NC1: {_g(a['pearson_log_target_nc1_vs_acc'])}); best recipe {a['best_recipe']} "
+                     f"({_pct(a['best_accuracy'])}%), rank {a['best_rank_by_source_nc1']} of {len(summ)} by "
                      f"source NC1" + (f"; random init: {_pct(a['random_init_accuracy'])}% at source NC1 "
                                       f"{_g(a['random_init_source_nc1'])}" if "random_init_accuracy" in a else ""))
     return "\n".join(lines) + "\n"
+
+
+def expand_seeds(grid: Any, seeds: list[int]) -> Any:
+    """The grid repeated for every seed (first seed: the recipes as written; others: ``seed`` set and ``-s<seed>``
+    appended to the name)."""
+    from nctransfer.pretrain.grid import StudyGrid
+    from nctransfer.pretrain.recipe import Recipe
+
+    recipes = list(grid.recipes)
+    for s in seeds[1:]:
+        recipes += [Recipe.from_dict({**r.to_dict(), "seed": s, "name": f"{r.name}-s{s}"}) for r in grid.recipes]
+    return StudyGrid(recipes, grid.spec)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure-prefix", default="pretrain_", help="file-name prefix of exported figures")
     ap.add_argument("--methods", nargs="+", default=None,
                     help="transferability methods (default: all; --quick: all but the slow NLEEP)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None,
+                    help="repeat every recipe with these training seeds (first = the grid's own); results are pooled "
+                         "per recipe (mean and std)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -212,6 +291,8 @@ def _main(args: argparse.Namespace) -> int:
     config = StudyConfig(source=source, targets=targets, out=str(out), methods=methods, threads=args.threads,
                          **sizes)
     g = StudyGrid.from_yaml(grid)
+    if args.seeds:
+        g = expand_seeds(g, list(args.seeds))
     t0 = time.perf_counter()
     result = run_study(g, config, progress=not args.quiet)
     wall = time.perf_counter() - t0
@@ -225,6 +306,12 @@ def _main(args: argparse.Namespace) -> int:
         files = write_study_plots(result.records + [random_rec], out)
     else:
         files = result.files
+    first_seed = [r for r in result.records if base_name(r["name"]) == r["name"]]
+    if len(first_seed) < len(result.records):  # one line per recipe (first seed) in the layer figure
+        from nctransfer.pretrain.plots import plot_layer_nc1
+
+        files["nc1_layers"] = plot_layer_nc1(first_seed + ([random_rec] if random_rec else []),
+                                             out / "nc1_layers.png")
     analysis = analyse(result.records, random_rec)
     md = markdown(result.records, random_rec, analysis)
     write_text_atomic(out / "summary.md", md)

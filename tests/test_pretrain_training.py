@@ -109,3 +109,23 @@ def test_mse_collapses_more_than_ce(digits5, seed):
         assert model.history[-1]["train_accuracy"] >= 0.95
         values[loss] = nc1(model.features(X).double().numpy(), y)
     assert values["mse"] < 0.7 * values["ce"], values
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["timm:resnet18", "torchvision:resnet18"])
+def test_external_architecture_pretrains_and_exposes_block_taps(arch, digits5, tmp_path):
+    """Any timm/torchvision architecture (random init) as the encoder: 1-channel input repeated to RGB,
+    classifier removed, residual blocks as layer-wise taps."""
+    from nctransfer.pretrain import encoder_units
+    from nctransfer.pretrain.study import _tap_features
+
+    X, y = digits5
+    X16 = torch.nn.functional.interpolate(X[:60], size=16, mode="bilinear", align_corners=False).clamp(0, 1)
+    r = Recipe(arch=arch, epochs=1, batch_size=20, head_layers=1, head_dim=16)
+    model = pretrain(r, X16, y[:60], checkpoint=tmp_path / "ck.pt", progress=False)
+    assert model.encoder.num_features == 512
+    assert [u.name for u in encoder_units(model.encoder)] == [f"layer{i}.{j}" for i in range(1, 5) for j in (0, 1)]
+    feats = _tap_features(model, X16, 32)
+    assert list(feats)[-1] == "penultimate" and feats["penultimate"].shape == (60, 512)
+    assert feats["layer1.0"].shape == (60, 64)
+    torch.testing.assert_close(load_pretrained(tmp_path / "ck.pt").features(X16), model.features(X16))

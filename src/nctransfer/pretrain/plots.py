@@ -54,12 +54,14 @@ def spearman(x: Any, y: Any) -> float:
 
 
 def _plain_log(axis: Any) -> None:
-    """Log-scale axis labelled with plain numbers (0.5, 1, 2) instead of powers of ten."""
+    """Log-scale axis labelled with plain numbers (0.5, 1, 2) instead of powers of ten; every minor tick is labelled
+    when the axis spans less than a decade (call after plotting)."""
     from matplotlib.ticker import FuncFormatter
 
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    axis.set_major_formatter(fmt)
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.1g}"[0] in "25" else ""))
+    lo, hi = sorted(axis.get_view_interval())
+    narrow = lo > 0 and hi / lo < 10
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if narrow or f"{v:.1g}"[0] in "25" else ""))
 
 
 def _rho_text(rho: float) -> str:
@@ -70,26 +72,38 @@ def _save(fig: Any, path: Path) -> str:
     from nctransfer.utils.io import atomic_path
 
     with atomic_path(path) as tmp:
+        for ax in fig.axes:
+            for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+                if scale == "log":
+                    _plain_log(axis)
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _plt().close(fig)
     return str(path)
 
 
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+
+
 def plot_layer_nc1(records: list[dict[str, Any]], path: str | Path) -> str:
     """Figure 2: NC1 (log scale) on the source training data at every tap, one line per recipe."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     cmap = plt.get_cmap("tab20")
-    taps = records[0]["source"]["taps"]
+    taps = list(records[0]["source"]["taps"])
+    labels = list(taps)
+    if len(taps) >= 2 and all(_same(r["source"]["layers"][taps[-2]].get("nc1"), r["source"]["layers"][taps[-1]].get(
+            "nc1")) for r in records):  # the last block's pooled output is the encoder output: one point
+        taps.pop()
+        labels = taps[:-1] + [f"{taps[-1]} (= {PENULTIMATE})"]
     for i, r in enumerate(records):
         layers = r["source"]["layers"]
         vals = [layers[t].get("nc1", float("nan")) for t in taps]
         ax.plot(range(len(taps)), vals, marker=_MARKERS[_kind(r["recipe"])], color=cmap(i % 20), label=r["name"],
                 lw=1.2, ms=4)
     ax.set_yscale("log")
-    _plain_log(ax.yaxis)
     ax.set_xticks(range(len(taps)))
-    ax.set_xticklabels(taps, rotation=30, ha="right")
+    ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_ylabel("NC1 on source training data")
     ax.set_title("Progressive collapse across layers (paper 000 fig. 2)")
     ax.legend(fontsize=7, ncol=1, bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -104,7 +118,8 @@ def _target_names(records: list[dict[str, Any]]) -> list[str]:
 def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlabel: str, title: str) -> str:
     plt = _plt()
     targets = _target_names(records)
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.3), squeeze=False,
+                             layout="constrained")
     for j, (ax, tname) in enumerate(zip(axes[0], targets)):
         xs, ys = [], []
         for r in records:
@@ -118,7 +133,6 @@ def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlab
             ax.annotate(r["name"], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
         if all(v > 0 for v in xs if math.isfinite(v)):
             ax.set_xscale("log")
-            _plain_log(ax.xaxis)
         ax.set_title(f"target {tname}: Spearman rho = {_rho_text(spearman(xs, ys))}", fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("transfer accuracy (linear probe, %)")
@@ -176,7 +190,8 @@ def plot_head_depth(records: list[dict[str, Any]], path: str | Path) -> str | No
         return None
     plt = _plt()
     targets = _target_names(records)
-    fig, axes = plt.subplots(1, 1 + len(targets), figsize=(4.3 * (1 + len(targets)), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(targets), figsize=(4.3 * (1 + len(targets)), 3.8), squeeze=False,
+                             layout="constrained")
     for label, members in groups.items():
         loss = members[0]["recipe"]["loss"]
         depth = [m["recipe"]["head_layers"] for m in members]
@@ -185,7 +200,6 @@ def plot_head_depth(records: list[dict[str, Any]], path: str | Path) -> str | No
         for j in range(len(targets)):
             axes[0][1 + j].plot(depth, [100 * m["targets"][j]["probe_accuracy"] for m in members], **style)
     axes[0][0].set_yscale("log")
-    _plain_log(axes[0][0].yaxis)
     axes[0][0].set_ylabel("source NC1 (penultimate)")
     for j, t in enumerate(targets):
         axes[0][1 + j].set_ylabel("transfer accuracy (%)")
