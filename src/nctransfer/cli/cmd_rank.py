@@ -15,6 +15,15 @@ columns ``model,accuracy``. ``--json`` prints exactly one object::
 
 FILE is an optional positional (``nargs="*"``) so that another mode (models + dataset end to end) can sit beside
 :func:`run_files` in :func:`run`.
+
+Models mode (:func:`run_models`, :func:`nctransfer.rank_models`)::
+
+    nctransfer rank --models A,B,... --data D [--taps penultimate|all] [--truth probe|finetune|CSV] --out DIR
+
+extracts (cached) the features of every candidate (a model, or each tap of each model with ``--taps all``), computes
+every score and collapse metric, the ground truth (linear probe by default) and the evaluation of every score, and
+writes ``DIR/results.json``, ``DIR/scores.csv``, ``DIR/report.html``, ``DIR/report.md`` and ``DIR/config.yaml``.
+A model name prefixed ``random:`` is randomly initialised and marked as a control.
 """
 
 from __future__ import annotations
@@ -45,8 +54,36 @@ def add_file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-methods", action="store_true", help="list the available methods and exit")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the models mode (``--models``); ``--methods`` and ``--truth`` are shared with the file mode."""
+    g = parser.add_argument_group("models mode (nctransfer rank --models A,B --data D --out DIR)")
+    g.add_argument("--models", default=None, metavar="A,B,...",
+                   help="candidate models (efficientnet_lite0, timm:<name>, torchvision:<name>, hf:<repo>, "
+                        "file:<path>); prefix random: for a randomly initialised control")
+    g.add_argument("--data", default=None, metavar="D",
+                   help="target dataset: fashion-mnist, digits, an ImageFolder directory or torchvision:<Name>")
+    g.add_argument("--taps", default="penultimate",
+                   help="'penultimate' (one candidate per model) or 'all' (every tap of every model, plus layer-wise "
+                        "collapse curves); default %(default)s")
+    g.add_argument("--out", default=None, metavar="DIR", help="output directory (required in models mode)")
+    g.add_argument("--per-class", type=int, default=50, help="training images per class (default %(default)s)")
+    g.add_argument("--test-per-class", type=int, default=50, help="test images per class (default %(default)s)")
+    g.add_argument("--image-size", type=int, default=None, help="input size (default: each model's own)")
+    g.add_argument("--batch-size", type=int, default=64, help="extraction batch size (default %(default)s)")
+    g.add_argument("--recommended", default=None, metavar="METHOD",
+                   help="score that ranks the pool (default: nctransfer's recommended score)")
+    g.add_argument("--no-pretrained", action="store_true", help="random weights for every model")
+    g.add_argument("--compare-finetune", action="store_true",
+                   help="also compare a linear probe with SCL FT on the recommended model")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
+    g.add_argument("--cache-dir", default="default", help="cache root; 'none' disables caching")
+    g.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def add_parser(parser: argparse.ArgumentParser) -> None:
     add_file_arguments(parser)
+    add_model_arguments(parser)
 
 
 def _parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -139,10 +176,47 @@ def _list_methods() -> int:
     return 0
 
 
+def run_models(args: argparse.Namespace) -> int:
+    """Models mode: :func:`nctransfer.rank_models` end to end, then a short summary and the report's path."""
+    from nctransfer.pipeline import rank_models
+    from nctransfer.pipeline.demo import format_summary, report_location
+    from nctransfer.utils.config import resolved_dict
+
+    if getattr(args, "files", None):
+        raise InputValueError("rank: give either FILE.npz arguments (file mode) or --models (models mode), not both.")
+    if not args.data:
+        raise InputValueError("rank --models: --data is required (fashion-mnist, digits, an ImageFolder directory "
+                              "or torchvision:<Name>).")
+    if not args.out:
+        raise InputValueError("rank --models: --out DIR is required (results.json, scores.csv, report.html go there).")
+    results = rank_models(
+        args.models, args.data, taps=args.taps, truth=args.truth or "probe", out=args.out, methods=args.methods,
+        method_options=_parse_options(getattr(args, "option", None)) or None, recommended_score=args.recommended,
+        per_class=args.per_class, test_per_class=args.test_per_class, image_size=args.image_size,
+        batch_size=args.batch_size, device=args.device, pretrained=not args.no_pretrained, seed=args.seed,
+        cache_dir=None if str(args.cache_dir).lower() == "none" else args.cache_dir,
+        compare_finetune=args.compare_finetune, progress=not args.quiet,
+        config={"command": "rank", "cli": resolved_dict(args)},
+    )
+    if args.json:
+        from nctransfer.reports import results_to_json
+
+        print(results_to_json(results), end="")
+        return 0
+    print(format_summary(results))
+    print("")
+    print(f"Report: {report_location(args.out)}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_methods", False):
         return _list_methods()
+    if getattr(args, "models", None):
+        return run_models(args)
     if getattr(args, "files", None):
         return run_files(args)
     raise InputValueError("give one or more FILE.npz (arrays X, y, optional P), e.g. "
-                          "`nctransfer rank a.npz b.npz --truth truth.csv`; `--list-methods` lists the scores.")
+                          "`nctransfer rank a.npz b.npz --truth truth.csv`, or models and a dataset: "
+                          "`nctransfer rank --models A,B --data fashion-mnist --out DIR`; `--list-methods` lists "
+                          "the scores.")

@@ -20,7 +20,7 @@ CUDA tensors: LogME and the ``d x d`` scatter of the other scores are computed o
 remaining per-sample steps run on the CPU after one copy (``nctransfer.utils.validation.to_numpy``).
 """
 
-from nctransfer.transferability._common import Workspace, set_lapack_threads
+from nctransfer.transferability._common import Workspace, set_blas_threads, set_lapack_threads
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method, list_methods, register, score
 
 # registration order = column order of rank(): feature-only scores first, then probability-based, pool-relative
@@ -67,7 +67,8 @@ def methods_table() -> "object":
 
 __all__ = [
     "METHODS", "MethodInfo", "register", "get_method", "list_methods", "score", "methods_table",
-    "rank", "evaluate", "load_features_file", "read_truth_csv", "EVALUATION_KEYS", "Workspace", "set_lapack_threads",
+    "rank", "evaluate", "load_features_file", "read_truth_csv", "EVALUATION_KEYS", "Workspace",
+    "set_blas_threads", "set_lapack_threads",
     "logme", "LogMEResult", "hscore", "reg_hscore", "gbc", "transrate", "sfda", "SFDAResult",
     "neg_nc1", "neg_log_nc1", "neg_vci", "neg_cdnv", "ncc_accuracy", "leep", "nce",
     "ncti", "ncti_terms", "ncti_combine", "etran", "etran_terms", "etran_combine", "nleep", "parc",

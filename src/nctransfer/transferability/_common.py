@@ -3,15 +3,16 @@ quantities, PCA, shrinkage LDA, min-max normalisation and the linear algebra hel
 
 Everything here is private (leading underscore in the public modules' imports). Numerics are float64.
 
-Threads: LAPACK eigen/singular-value decompositions run single-threaded by default (``lapack_threads``):
-on a shared 2-core machine OpenBLAS's threaded tridiagonalisation was measured 5-15x *slower* than one thread
-(d = 2048: 1.2-1.8 s single-threaded versus 10-20 s with 2 threads under load). Matrix products keep every thread.
-Set ``nctransfer.transferability.set_lapack_threads(n)`` (or ``None`` for the BLAS default) to change it.
+Threads: every public score runs with one BLAS thread by default (:func:`set_blas_threads`,
+``NCTRANSFER_BLAS_THREADS``): on the shared 2-core development machine OpenBLAS's threads made every operation
+slower (threaded tridiagonalisation 5-15x slower; small products stalling for tens of milliseconds).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import warnings
 from typing import Any, Callable, Hashable, Iterator
 
@@ -30,26 +31,41 @@ from nctransfer.utils.validation import (
 
 EPS = float(np.finfo(np.float64).eps)
 
-_LAPACK_THREADS: int | None = 1
+def _default_threads() -> int | None:
+    env = os.environ.get("NCTRANSFER_BLAS_THREADS", "1").strip().lower()
+    if env in ("", "none", "default", "0"):
+        return None
+    try:
+        return max(int(env), 1)
+    except ValueError:
+        return 1
 
 
-def set_lapack_threads(n: int | None) -> None:
-    """Number of BLAS threads used inside eigen/singular-value decompositions (``None``: library default).
+_LAPACK_THREADS: int | None = _default_threads()
+_CONTROLLER: Any = None
 
-    Default 1: measured much faster than 2 threads for ``eigh`` on a loaded 2-core machine (module docstring).
+
+def set_blas_threads(n: int | None) -> None:
+    """Number of BLAS/LAPACK threads used while a transferability score runs (``None``: the library default).
+
+    Default 1 (or the environment variable ``NCTRANSFER_BLAS_THREADS``; ``none`` = library default). On the
+    loaded 2-core development machine OpenBLAS's threads were measured slower than one thread for every operation
+    (``eigh`` of 2048 x 2048: 1.2-1.8 s with one thread, 10-20 s with two; a 10 000 x 2048 Gram product 0.7 s vs
+    1.0 s; small products stall for tens of milliseconds). On an idle many-core machine raise it. The previous
+    setting is restored when the score returns.
     """
     global _LAPACK_THREADS
     if n is not None and (int(n) != n or int(n) < 1):
-        raise InputValueError(f"set_lapack_threads: n must be a positive integer or None; got {n!r}.")
+        raise InputValueError(f"set_blas_threads: n must be a positive integer or None; got {n!r}.")
     _LAPACK_THREADS = None if n is None else int(n)
 
 
-_CONTROLLER: Any = None
+set_lapack_threads = set_blas_threads  # backwards-compatible name
 
 
 @contextlib.contextmanager
 def lapack_threads(min_size: int = 200) -> Iterator[None]:
-    """Limit BLAS threads for a decomposition (no-op for small matrices or when the limit is ``None``)."""
+    """Limit BLAS threads to the configured number (no-op for small matrices or when the limit is ``None``)."""
     global _CONTROLLER
     if _LAPACK_THREADS is None or min_size < 200:
         yield
@@ -60,9 +76,20 @@ def lapack_threads(min_size: int = 200) -> Iterator[None]:
         except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
             yield
             return
+        import scipy.linalg  # noqa: F401  scipy may bundle its own BLAS: load it before listing the libraries
+
         _CONTROLLER = ThreadpoolController()
     with _CONTROLLER.limit(limits=_LAPACK_THREADS, user_api="blas"):
         yield
+
+
+def blas_limited(fn: Callable) -> Callable:
+    """Decorator: run ``fn`` with the configured number of BLAS threads (see :func:`set_blas_threads`)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with lapack_threads(10 ** 9):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def eigh(A: np.ndarray, subset: tuple[int, int] | None = None,
@@ -459,10 +486,9 @@ def shrink(S: np.ndarray, lam: float) -> np.ndarray:
     return out
 
 
-def lda_logits(Xc: np.ndarray, Mc: np.ndarray, S: np.ndarray, priors: np.ndarray, fname: str) -> np.ndarray:
-    """Linear-discriminant logits ``x^T S^-1 mu_k - 1/2 mu_k^T S^-1 mu_k + log pi_k`` ``[N, K]``.
+def lda_coef(Mc: np.ndarray, S: np.ndarray, priors: np.ndarray, fname: str) -> tuple[np.ndarray, np.ndarray]:
+    """Linear-discriminant coefficients ``M S^-1`` ``[K, d]`` and intercepts ``-1/2 diag(M S^-1 M^T) + log pi``.
 
-    ``Xc`` and ``Mc`` share one centring (the posterior is translation invariant; centring keeps it exact).
     ``S`` is the pooled covariance; a pseudo-inverse (relative cut-off ``d * eps``) with a
     :class:`NumericalWarning` replaces the inverse when ``S`` is not positive definite.
     """
@@ -478,6 +504,15 @@ def lda_logits(Xc: np.ndarray, Mc: np.ndarray, S: np.ndarray, priors: np.ndarray
              "~0); using its pseudo-inverse.", NumericalWarning, stacklevel=4)
         coef = ((Mc @ V[:, keep]) / w[keep]) @ V[:, keep].T
     intercept = -0.5 * np.einsum("kd,kd->k", Mc, coef) + np.log(priors)
+    return coef, intercept
+
+
+def lda_logits(Xc: np.ndarray, Mc: np.ndarray, S: np.ndarray, priors: np.ndarray, fname: str) -> np.ndarray:
+    """Linear-discriminant logits ``x^T S^-1 mu_k - 1/2 mu_k^T S^-1 mu_k + log pi_k`` ``[N, K]``.
+
+    ``Xc`` and ``Mc`` share one centring (the posterior is translation invariant; centring keeps it exact).
+    """
+    coef, intercept = lda_coef(Mc, S, priors, fname)
     return Xc @ coef.T + intercept
 
 

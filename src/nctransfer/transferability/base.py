@@ -92,6 +92,9 @@ def register(name: str, *, title: str, reference: str, spec: str, needs_probs: b
     if int(passes) < 1:
         raise InputValueError(f"passes must be >= 1; got {passes!r}.")
 
+    if accepts_stats and "FeatureStats" not in inputs:
+        inputs = f"{inputs} (or FeatureStats)"
+
     def decorator(fn: Callable) -> Callable:
         METHODS[name] = MethodInfo(name, fn, title, reference, spec, needs_probs, pool_relative, combine,
                                    accepts_stats, int(passes), inputs, cost, expensive, randomized)

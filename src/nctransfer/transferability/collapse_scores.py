@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nctransfer.transferability._common import Workspace
+from nctransfer.transferability._common import blas_limited, Workspace
 from nctransfer.transferability.base import register
 
 
@@ -32,6 +32,7 @@ def _prepare(ws: Workspace) -> Any:
     return prepare(ws.X, ws.codes)
 
 
+@blas_limited
 def neg_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-NC1`` (options of :func:`nctransfer.metrics.nc1`: ``rank``, ``rtol``). Range ``(-inf, 0]``."""
     from nctransfer.metrics import nc1
@@ -39,6 +40,7 @@ def neg_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     return -nc1(*_arg(X_or_stats, y), **options)
 
 
+@blas_limited
 def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-log NC1`` (``+inf`` for perfectly collapsed features). Options as :func:`nctransfer.metrics.nc1`."""
     from nctransfer.metrics import nc1
@@ -48,6 +50,7 @@ def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
         return float(-np.log(v))
 
 
+@blas_limited
 def neg_vci(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-VCI`` (options of :func:`nctransfer.metrics.vci`: ``ridge``, ``rtol``, ``warn_ratio``). Range ``[-1, 0]``."""
     from nctransfer.metrics import vci
@@ -55,6 +58,7 @@ def neg_vci(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     return -vci(*_arg(X_or_stats, y), **options)
 
 
+@blas_limited
 def neg_cdnv(X_or_stats: Any, y: Any = None) -> float:
     """``-CDNV`` (mean over ordered class pairs). Range ``(-inf, 0]``."""
     from nctransfer.metrics import cdnv
@@ -62,6 +66,7 @@ def neg_cdnv(X_or_stats: Any, y: Any = None) -> float:
     return -cdnv(*_arg(X_or_stats, y))
 
 
+@blas_limited
 def ncc_accuracy(X: Any, y: Any = None) -> float:
     """Nearest-class-centre accuracy of the target data on itself, in ``[0, 1]`` (needs per-sample features)."""
     from nctransfer.metrics import ncc_accuracy as _ncc

@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from nctransfer.exceptions import InputValueError
-from nctransfer.transferability._common import check_positive_float, check_positive_int, pca_dims, workspace
+from nctransfer.transferability._common import (
+    blas_limited,
+    check_positive_float,
+    check_positive_int,
+    pca_dims,
+    workspace,
+)
 from nctransfer.transferability.base import register
 
 _GAUSSIANS = ("spherical", "diagonal")
@@ -64,6 +70,7 @@ def _pairwise_sq(M: np.ndarray) -> np.ndarray:
     return D
 
 
+@blas_limited
 def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int | None = 64,
         var_floor: float = 1e-4) -> float:
     """GBC score (spec section 2.6).

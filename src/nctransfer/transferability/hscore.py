@@ -25,6 +25,7 @@ import numpy as np
 from nctransfer.exceptions import InputValueError
 from nctransfer.stats.feature_stats import FeatureStats
 from nctransfer.transferability._common import (
+    blas_limited,
     EPS,
     Workspace,
     eigh,
@@ -60,6 +61,7 @@ def _trace_pinv_quad(T: np.ndarray, D: np.ndarray, rtol: float, ws: Workspace | 
     return float(np.sum(np.einsum("kj,kj->j", P, P) / w[keep]))
 
 
+@blas_limited
 def hscore(X_or_stats: Any, y: Any = None, *, rcond: float | None = None) -> float:
     """H-score ``tr(cov(X)^+ cov(g))`` (spec section 2.5).
 
@@ -125,6 +127,7 @@ def ledoit_wolf_shrinkage(ws: Workspace) -> float:
     return ws.cached("ledoit_wolf", compute)
 
 
+@blas_limited
 def reg_hscore(X: Any, y: Any = None, *, rcond: float | None = None) -> float:
     """Regularised H-score ``tr(cov_a^+ (1 - a) cov(g))`` with Ledoit-Wolf shrinkage ``a`` (spec section 2.5).
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nctransfer.transferability._common import Workspace, check_probs_for, workspace
+from nctransfer.transferability._common import blas_limited, check_probs_for, Workspace, workspace
 from nctransfer.transferability.base import register
 
 
@@ -41,6 +41,7 @@ def leep_from_probs(codes: np.ndarray, K: int, P: np.ndarray, *, log: bool = Tru
         return float(np.mean(np.log(eep)))
 
 
+@blas_limited
 def leep(X: Any, y: Any = None, probs: Any = None, *, log: bool = True) -> float:
     """LEEP score (spec section 2.2). Needs the source classifier's probabilities; ``X`` is only used for its
     length (pass ``None`` to score from ``y`` and ``probs`` alone).

@@ -36,6 +36,7 @@ import numpy as np
 from nctransfer.exceptions import ConvergenceWarning, InputValueError, NCTransferError, ShapeError
 from nctransfer.stats.feature_stats import FeatureStats
 from nctransfer.transferability._common import (
+    blas_limited,
     Workspace,
     check_positive_float,
     check_positive_int,
@@ -183,6 +184,7 @@ def _targets(y: Any, n: int, regression: bool) -> tuple[np.ndarray | None, Any, 
     return None, None, []
 
 
+@blas_limited
 def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter: int = 11, tol: float = 1e-3,
           rcond: float = 1e-10, eps: float = 1e-5, return_details: bool = False) -> float | LogMEResult:
     """LogME score (spec section 2.1): mean over targets of the maximised log evidence per sample.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nctransfer.exceptions import InputValueError, ShapeError
-from nctransfer.transferability._common import check_probs_for
+from nctransfer.transferability._common import check_probs_for, blas_limited
 from nctransfer.transferability.base import register
 from nctransfer.transferability.leep import _ws_for_probs
 from nctransfer.utils.validation import to_numpy
@@ -34,6 +34,7 @@ def nce_from_labels(codes: np.ndarray, K: int, z: np.ndarray) -> float:
     return float(terms.sum())
 
 
+@blas_limited
 def nce(X: Any, y: Any = None, probs: Any = None, *, source_labels: Any = None) -> float:
     """NCE score (spec section 2.3): ``-H(Y | Z)`` with ``Z`` the source classifier's argmax prediction.
 

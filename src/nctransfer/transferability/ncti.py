@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from nctransfer.transferability._common import (
+    blas_limited,
     Workspace,
     check_positive_float,
     check_positive_int,
@@ -75,6 +76,7 @@ def _lda_in_pca(Z: np.ndarray, ws: Workspace, t: float, plain: bool) -> tuple[np
     return proj, post
 
 
+@blas_limited
 def ncti_terms(X: Any, y: Any = None, *, n_components: int = 64, n_top: int = 32,
                min_shrinkage: float = 1e-10) -> dict[str, float]:
     """The three raw NCTI terms of one model (spec section 2.9).
@@ -133,6 +135,7 @@ def ncti_combine(terms: Mapping[str, Mapping[str, float]]) -> "Any":
     return df
 
 
+@blas_limited
 def ncti(pool: Any, y: Any = None, **options: Any) -> "Any":
     """NCTI of every model of a pool (spec section 2.9).
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from nctransfer.exceptions import ConvergenceWarning, InputValueError
 from nctransfer.transferability._common import (
+    blas_limited,
     check_positive_float,
     check_positive_int,
     lapack_threads,
@@ -59,6 +60,7 @@ def _fit_gmm(Z: np.ndarray, k: int, covariance: str, seed: int, max_iter: int, r
     return gmm
 
 
+@blas_limited
 def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class: int = 5,
           covariance: str = "full", seed: int = 0, max_iter: int = 100, reg_covar: float = 1e-6) -> float:
     """NLEEP score (spec section 2.4).

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nctransfer.exceptions import UndefinedMetricWarning
-from nctransfer.transferability._common import check_positive_int, pca_dims, warn, workspace
+from nctransfer.transferability._common import blas_limited, check_positive_int, pca_dims, warn, workspace
 from nctransfer.transferability.base import register
 
 
@@ -89,6 +89,7 @@ def _parc_blocked(Zn: np.ndarray, codes: np.ndarray, K: int, block: int = 1024) 
     return float(cov / np.sqrt(var_r * p * (1 - p)))
 
 
+@blas_limited
 def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: int = 2_000_000,
          max_samples: int | None = None, seed: int = 0) -> float:
     """PARC score (spec section 2.11).

@@ -31,7 +31,7 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.stats.feature_stats import FeatureStats
-from nctransfer.transferability._common import Workspace, require_pool
+from nctransfer.transferability._common import blas_limited, require_pool, Workspace
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
 
 EVALUATION_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
@@ -130,6 +130,7 @@ def _resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | No
 
 
 # ------------------------------------------------------------------------------------------------- rank
+@blas_limited
 def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[str, Any]] | None = None,
          truth: Any = None, progress: bool = False) -> "Any":
     """Score every candidate model with every requested method.

@@ -28,9 +28,11 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.transferability._common import (
+    blas_limited,
     Workspace,
     check_positive_float,
     check_positive_int,
+    lda_coef,
     lda_logits,
     power_sigma_max,
     shrink,
@@ -38,6 +40,8 @@ from nctransfer.transferability._common import (
     workspace,
 )
 from nctransfer.transferability.base import register
+
+_CHUNK = 4096
 
 
 @dataclass
@@ -69,6 +73,7 @@ def shrunk_lda_posterior(ws: Workspace, *, shrinkage: float | None = None, a: fl
     return softmax(logits), lam
 
 
+@blas_limited
 def sfda(X: Any, y: Any = None, *, a: float = 5.0, n_power_iter: int = 3, shrinkage: float | None = None,
          min_shrinkage: float = 1e-10, return_details: bool = False) -> float | SFDAResult:
     """SFDA score (spec section 2.8).
@@ -98,18 +103,29 @@ def sfda(X: Any, y: Any = None, *, a: float = 5.0, n_power_iter: int = 3, shrink
     prob, lam = shrunk_lda_posterior(ws, shrinkage=shrinkage, a=a, n_power_iter=n_power_iter, floor=min_shrinkage)
     rows = np.arange(ws.n)
     first = float(prob[rows, ws.codes].mean())
-    # ConfMix with the twice-softened confidence of the true class
-    p = softmax(prob)[rows, ws.codes][:, None]
+    # ConfMix with the twice-softened confidence of the true class: x2_i = p_i x_i + (1 - p_i) o_{y_i}
+    p = softmax(prob)[rows, ws.codes]
     M = ws.centred_class_means
     others = (M.sum(0) - M) / (ws.K - 1)
-    X2 = p * ws.Xc + (1.0 - p) * others[ws.codes]
-    # second pass: same lambda
-    M2 = ws.class_sum(X2) / ws.counts[:, None]
-    R = X2 - M2[ws.codes]
-    Sw2 = R.T @ R / ws.n
-    Sw2 = (Sw2 + Sw2.T) * 0.5
-    del R
-    logits2 = lda_logits(X2, M2, shrink(Sw2, lam), ws.priors, fname)
+    # class means of the mixed samples: mu2_c = a_c + (1 - pbar_c) o_c with a_c = mean_{i in c} p_i x_i
+    Xc = ws.Xc
+    pbar = ws.class_sum(p[:, None])[:, 0] / ws.counts
+    a_c = ws.class_sum(Xc * p[:, None]) / ws.counts[:, None]
+    M2 = a_c + (1.0 - pbar)[:, None] * others
+    # within scatter of the mixed samples, r_i = p_i x_i - a_c - (p_i - pbar_c) o_c, in row chunks (no N x d copy)
+    Sw2 = np.zeros((ws.d, ws.d))
+    for start in range(0, ws.n, _CHUNK):
+        sl = slice(start, start + _CHUNK)
+        c = ws.codes[sl]
+        R = Xc[sl] * p[sl, None]
+        R -= a_c[c]
+        R -= (p[sl] - pbar[c])[:, None] * others[c]
+        Sw2 += R.T @ R
+    Sw2 = (Sw2 + Sw2.T) * (0.5 / ws.n)
+    # second pass with the same lambda; logits of x2 from Xc @ coef^T without forming the mixed samples
+    coef2, b2 = lda_coef(M2, shrink(Sw2, lam), ws.priors, fname)
+    o_coef = others @ coef2.T  # [K, K]: o_c . coef_k
+    logits2 = p[:, None] * (Xc @ coef2.T) + (1.0 - p)[:, None] * o_coef[ws.codes] + b2
     prob2 = softmax(logits2)
     value = float(prob2[rows, ws.codes].mean())
     if return_details:

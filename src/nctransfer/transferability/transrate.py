@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nctransfer.transferability._common import check_positive_float, cholesky, eigh, workspace
+from nctransfer.transferability._common import blas_limited, check_positive_float, cholesky, eigh, workspace
 from nctransfer.transferability.base import register
 
 
@@ -42,6 +42,7 @@ def _coding_rate(Z: np.ndarray, eps: float, gram: np.ndarray | None = None) -> f
     return _half_logdet_identity_plus((G + G.T) * 0.5, c)
 
 
+@blas_limited
 def transrate(X: Any, y: Any = None, *, eps: float = 1e-4) -> float:
     """TransRate score (spec section 2.7).
 
