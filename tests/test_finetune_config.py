@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from test_finetune_fixtures import single_thread  # noqa: F401
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune import AutoUnitConfig, FinetuneConfig, canonical_method
 from nctransfer.finetune.trainer import cosine_lr

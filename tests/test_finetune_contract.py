@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from test_finetune_fixtures import ARCHS, tiny_model
+from test_finetune_fixtures import ARCHS, tiny_model, single_thread  # noqa: F401
 from nctransfer.finetune import count_parameters, finetune
 
 FAST = dict(epochs=1, batch_size=4, lr=0.01, progress=False, seed=0)

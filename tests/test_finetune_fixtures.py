@@ -3,6 +3,9 @@
 import copy
 import functools
 
+import pytest
+import torch
+
 from nctransfer.models import load_model
 
 ARCHS = {
@@ -22,3 +25,12 @@ def _base(arch, num_classes):
 def tiny_model(arch, num_classes=4):
     """A fresh copy of a random-weight model (cached construction)."""
     return copy.deepcopy(_base(arch, num_classes))
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One torch thread per test: on an oversubscribed CPU, 2 OpenMP threads can be 10-40x slower than 1."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

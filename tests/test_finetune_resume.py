@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from test_finetune_fixtures import tiny_model
+from test_finetune_fixtures import tiny_model, single_thread  # noqa: F401
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune import FinetuneResult, finetune
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from test_finetune_fixtures import single_thread  # noqa: F401
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.finetune import (
     apply_trainable,
@@ -71,7 +72,8 @@ def test_hand_count_scl_conv_branch():
     assert names[-3:] == ["nctransfer_skip.conv.weight", "nctransfer_skip.bn.weight", "nctransfer_skip.bn.bias"]
     tr, tot = count_parameters(m, names)
     assert (tr, tot) == (152 + 21 + conv_bn, TOTAL + conv_bn)
-    assert format_parameter_count(tr, tot) == f"trainable params: 209 || all params: 1,033 || trainable%: {100 * 209 / 1033:.4f}"
+    expected = f"trainable params: 209 || all params: 1,033 || trainable%: {100 * 209 / 1033:.4f}"
+    assert format_parameter_count(tr, tot) == expected
 
 
 def test_resnet18_block5_matches_paper_share():

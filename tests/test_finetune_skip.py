@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_finetune_fixtures import ARCHS, tiny_model
+from test_finetune_fixtures import ARCHS, tiny_model, single_thread  # noqa: F401
 from nctransfer.exceptions import InputValueError
 from nctransfer.features import TapRecorder, infer_widths
 from nctransfer.finetune import SkipBranch, attach_skip, detach_skip, get_skip, list_units

@@ -53,6 +53,7 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     t.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads during training (default: torch's)")
     t.add_argument("--eval-every", type=int, default=1, help="evaluate every this many epochs (and after the last)")
     t.add_argument("--nc1-taps", default=None, help="also record the NC1 of these taps every evaluation: 'all' or a "
                                                    "comma-separated list (paper 000 figure 10)")
@@ -106,7 +107,8 @@ def config_from_args(args: argparse.Namespace, method: str = "linear_probe", uni
         skip=args.skip if method == "scl_ft" else "pad", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         backbone_lr=args.backbone_lr, min_lr_ratio=args.min_lr_ratio, momentum=args.momentum,
         weight_decay=args.weight_decay, bn_policy=args.bn_policy, image_size=args.image_size, seed=args.seed,
-        device=args.device, amp=args.amp, num_workers=args.num_workers, eval_every=args.eval_every,
+        device=args.device, amp=args.amp, num_workers=args.num_workers, num_threads=args.threads,
+        eval_every=args.eval_every,
         nc1_taps=taps if taps != "stage_first" else None, progress=args.progress, auto=auto,
     )
 

@@ -30,7 +30,9 @@ def dataset_targets(dataset: Any, name: str = "train_data") -> np.ndarray:
     try:
         n = len(dataset)
     except TypeError as exc:
-        raise InputValueError(f"{name}: expected a map-style dataset with len(); got {type(dataset).__name__}.") from exc
+        raise InputValueError(
+            f"{name}: expected a map-style dataset with len(); got {type(dataset).__name__}."
+        ) from exc
     labels = []
     for i in range(n):
         item = dataset[i]

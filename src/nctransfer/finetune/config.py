@@ -130,7 +130,8 @@ def _check_float(obj: Any, name: str, low: float, high: float | None = None, *, 
     if ok:
         ok = (v > low if low_open else v >= low) and (high is None or v <= high)
     if not ok:
-        rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
+        hi = "inf)" if high is None else f"{high}]"
+        rng = f"{'(' if low_open else '['}{low}, {hi}"
         raise InputValueError(
             f"{type(obj).__name__}.{name} must be a number in {rng}{' or None' if allow_none else ''}; got {v!r}."
         )
@@ -215,6 +216,8 @@ class FinetuneConfig(_ConfigMixin):
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = _opt(True, "mixed precision (float16 autocast + grad scaling) on CUDA; ignored on CPU")
     num_workers: int = _opt(0, "DataLoader worker processes")
+    num_threads: int | None = _opt(None, "torch intra-op CPU threads during the run (None: leave torch's setting; 1 "
+                                         "is much faster on an oversubscribed machine)")
     eval_batch_size: int | None = _opt(None, "batch size of evaluation passes (None: 2 x batch_size)")
     eval_every: int = _opt(1, "evaluate test accuracy and NC1 every this many epochs (and always after the last)")
     nc1_taps: Any = _opt(None, "also record NC1 of these taps every evaluation: None, 'all' or a list of tap names")
@@ -256,6 +259,7 @@ class FinetuneConfig(_ConfigMixin):
         _check_int(self, "eval_batch_size", 1, allow_none=True)
         _check_int(self, "eval_every", 1)
         _check_int(self, "num_workers", 0)
+        _check_int(self, "num_threads", 1, allow_none=True)
         _check_int(self, "image_size", 8, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise InputValueError(f"FinetuneConfig.seed must be an integer; got {self.seed!r}.")
@@ -299,6 +303,6 @@ class FinetuneConfig(_ConfigMixin):
     def training_signature(self) -> dict[str, Any]:
         """Fields that must match for a checkpoint to be resumed (everything that changes the numbers)."""
         d = self.to_dict()
-        for k in ("progress", "num_workers", "checkpoint", "eval_batch_size"):
+        for k in ("progress", "num_workers", "num_threads", "checkpoint", "eval_batch_size"):
             d.pop(k, None)
         return d

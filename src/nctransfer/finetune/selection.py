@@ -171,7 +171,9 @@ def trainable_parameter_names(model: Any, method: str, unit: Any = None) -> list
         selected.update(unit_names)
     if method == "scl_ft":
         if not hasattr(model, SKIP_ATTR):
-            raise InputValueError("scl_ft: the skip branch is not attached; call nctransfer.finetune.attach_skip first.")
+            raise InputValueError(
+                "scl_ft: the skip branch is not attached; call nctransfer.finetune.attach_skip first."
+            )
         selected.update(_module_param_names(model, SKIP_ATTR))
     return [n for n in all_names if n in selected]
 

@@ -35,7 +35,7 @@ from torch import nn
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune.config import FinetuneConfig
 from nctransfer.finetune.memory import PeakMemory
-from nctransfer.finetune.selection import SKIP_ATTR, apply_trainable, classifier_path, head_parameter_names
+from nctransfer.finetune.selection import apply_trainable, classifier_path, head_parameter_names
 from nctransfer.utils.io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -324,6 +324,15 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train; return the per-epoch history. With ``resume`` and a checkpoint in ``out_dir``, continue it."""
+        threads = torch.get_num_threads()
+        if self.config.num_threads is not None:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            return self._fit(resume)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, resume: bool) -> list[dict[str, Any]]:
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -372,7 +381,8 @@ class Trainer:
                         loss = nn.functional.cross_entropy(logits.float(), y)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
-                            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is {float(loss.detach())}; lower "
+                            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is "
+                            f"{float(loss.detach())}; lower "
                             f"lr (now {cfg.lr}) / backbone_lr (now {cfg.effective_backbone_lr})."
                         )
                     opt.zero_grad(set_to_none=True)
@@ -436,7 +446,3 @@ def _current_peak(mem: PeakMemory) -> float:
         return max(0, torch.cuda.max_memory_allocated(mem.device) - mem._base) / 2**20
     return 0.0
 
-
-def skip_in(model: nn.Module) -> bool:
-    """Whether ``model`` carries an SCL skip branch."""
-    return hasattr(model, SKIP_ATTR)
