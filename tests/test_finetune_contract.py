@@ -81,3 +81,31 @@ def test_linear_probe_updates_bn_stats_without_touching_weights():
     sd = res.model.state_dict()
     stats = [k for k in sd if k.endswith("running_mean")]
     assert all(not torch.equal(sd[k], before[k]) for k in stats)
+
+
+def test_nc1_of_every_tap_each_epoch():
+    """nc1_taps='all' records the layer-wise NC1 of every unit (paper 000 figure 10) next to the penultimate NC1."""
+    ds = tiny_data(n=16)
+    res = finetune(tiny_model("tv_resnet18"), ds, ds, method="scl", unit="layer2.0", nc1_taps="all",
+                   **{**FAST, "epochs": 2})
+    assert len(res.history) == 2
+    for h in res.history:
+        assert list(h["tap_nc1"]) == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1",
+                                      "layer4.0", "layer4.1"]
+        assert all(v >= 0 for v in h["tap_nc1"].values()) and h["penultimate_nc1"] >= 0
+    with pytest.raises(Exception, match=r"nc1_taps: unknown taps \['layer9'\]"):
+        finetune(tiny_model("tv_resnet18"), ds, ds, method="lp", nc1_taps=["layer9"], **FAST)
+
+
+def test_penultimate_nc1_matches_metrics_on_extracted_features():
+    """The recorded NC1 is nctransfer.metrics.nc1 of the classifier input over the training set (eval mode)."""
+    from nctransfer.features import TapRecorder
+    from nctransfer.metrics.collapse import nc1
+
+    ds = tiny_data(n=16)
+    res = finetune(tiny_model("tv_resnet18"), ds, ds, method="scl", unit="layer3.0", **FAST)
+    m = res.model.eval()
+    with torch.no_grad(), TapRecorder(m, ["penultimate"]) as rec:
+        m(ds.tensors[0])
+        h = rec.collect()["penultimate"]
+    assert res.penultimate_nc1 == pytest.approx(nc1(h.double().numpy(), ds.tensors[1].numpy()), rel=1e-6)
