@@ -1,4 +1,4 @@
-"""``nctransfer metrics FILE`` (npz / pt / csv / saved statistics) and the interim ``nctransfer demo``."""
+"""``nctransfer metrics FILE`` (npz / pt / csv / saved statistics)."""
 
 from __future__ import annotations
 
@@ -155,33 +155,3 @@ def test_console_script_and_yaml_config(tmp_path, arrays):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == pytest.approx({"nc1": M.nc1(X, y), "cdnv": M.cdnv(X, y)})
-
-
-def test_demo_digits(capsys):
-    assert main(["demo", "--fashion-per-class", "0", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    (column, values), = out.items()
-    assert column == "digits (N=1797, d=64, K=10)"
-    from nctransfer.data.arrays import load_digits_arrays
-
-    images, labels = load_digits_arrays()
-    assert values == pytest.approx(M.compute_all(images.reshape(1797, -1) / 16.0, labels), rel=1e-12, nan_ok=True)
-    assert 0.85 < values["ncc_accuracy"] < 0.95  # NCC on raw digit pixels: ~0.90
-
-
-@pytest.mark.slow
-def test_demo_fashion_mnist_table(capsys):
-    from nctransfer.data.arrays import find_fashion_mnist
-    from nctransfer.exceptions import NotFoundError
-
-    try:
-        find_fashion_mnist()
-    except NotFoundError:
-        pytest.skip("Fashion-MNIST IDX files not installed")
-    assert main(["demo", "--fashion-per-class", "200"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert "fashion-mnist (N=2000, d=784, K=10)" in lines[1] and "digits (N=1797, d=64, K=10)" in lines[1]
-    rows = {line.split()[0]: line.split()[-2:] for line in lines[3:-1]}
-    assert set(rows) == set(M.list_metrics()) - {"nc3"}
-    acc = float(rows["ncc_accuracy"][1])
-    assert 0.6 < acc < 0.8  # nearest class mean on raw Fashion-MNIST pixels: ~0.68
