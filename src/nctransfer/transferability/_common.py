@@ -395,18 +395,24 @@ class Workspace:
         return self.cached(key, compute)
 
 
-def pca_dims(ws: Workspace, wanted: int, fname: str, arg: str = "n_components") -> int:
-    """Number of PCA components: ``wanted`` if ``min(N, d) >= wanted``, else ``min(N, d) - 1`` with a warning
-    (spec section 2.9; at least 1)."""
+def pca_dims(ws: Workspace, wanted: int, fname: str, arg: str = "n_components", rule: str = "spec") -> int:
+    """Number of PCA components, with a :class:`NumericalWarning` whenever fewer than ``wanted`` are used.
+
+    ``rule="spec"`` (NCTI, spec section 2.9): ``wanted`` if ``min(N, d) >= wanted``, else ``min(N, d) - 1``.
+    ``rule="available"`` (GBC, PARC): ``min(wanted, d, N - 1)`` -- all dimensions when ``d`` is small (a PCA to
+    ``d`` dimensions is a rotation), ``N - 1`` when the samples limit the rank. At least 1.
+    """
     wanted = int(wanted)
     if wanted < 1:
         raise InputValueError(f"{fname}: {arg} must be a positive integer; got {wanted!r}.")
     lim = min(ws.n, ws.d)
-    if lim >= wanted:
-        return wanted
-    k = max(lim - 1, 1)
-    warn(f"{fname}: PCA to {arg}={wanted} dims needs min(N, d) >= {wanted} but N={ws.n}, d={ws.d}; "
-         f"using {k} dims instead.", NumericalWarning, stacklevel=4)
+    if rule == "spec":
+        k = wanted if lim >= wanted else max(lim - 1, 1)
+    else:
+        k = max(min(wanted, ws.d, ws.n - 1), 1)
+    if k < wanted:
+        warn(f"{fname}: PCA to {arg}={wanted} dims needs min(N, d) >= {wanted} but N={ws.n}, d={ws.d}; "
+             f"using {k} dims instead.", NumericalWarning, stacklevel=4)
     return k
 
 

@@ -78,8 +78,8 @@ def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.
         gaussian: ``"spherical"`` (default; one variance per class) or ``"diagonal"`` (per-dimension variances).
-        n_components: PCA dimensions (64 as in the paper). When ``min(N, d) < n_components``, ``min(N, d) - 1``
-            dimensions are used with a :class:`NumericalWarning`. ``None``: no PCA (the raw features).
+        n_components: PCA dimensions (64 as in the paper). With fewer features or samples,
+            ``min(n_components, d, N - 1)`` dimensions with a :class:`NumericalWarning`. ``None``: no PCA.
         var_floor: floor of the per-dimension variances (1e-4 in the authors' code).
 
     Returns:
@@ -102,7 +102,8 @@ def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int
     if n_components is None:
         Z = ws.Xc
     else:
-        k = pca_dims(ws, check_positive_int(n_components, "n_components", fname), fname)
+        k = pca_dims(ws, check_positive_int(n_components, "n_components", fname), fname,
+                      rule="available")
         Z = ws.pca(k)[0]
     return gbc_from_features(Z, ws.codes, ws.K, ws.counts, gaussian=gaussian, var_floor=var_floor)
 

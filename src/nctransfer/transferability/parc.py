@@ -96,7 +96,8 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.
-        n_components: PCA dimensions (32 as in the reference code); ``None``: no PCA.
+        n_components: PCA dimensions (32 as in the reference code); with fewer features or samples
+            ``min(n_components, d, N - 1)`` with a :class:`NumericalWarning`; ``None``: no PCA.
         exact_pairs: up to this many sample pairs ``scipy.stats.spearmanr`` is used; above, the blocked
             rank-sum computation (same value without ties).
         max_samples: optional stratified random subsample of this many samples (seeded) -- the reference code
@@ -115,7 +116,8 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
     if n_components is None:
         F = ws.Xc
     else:
-        k = pca_dims(ws, check_positive_int(n_components, "n_components", fname), fname)
+        k = pca_dims(ws, check_positive_int(n_components, "n_components", fname), fname,
+                      rule="available")
         F = ws.pca(k)[0]
     codes = ws.codes
     if max_samples is not None:
