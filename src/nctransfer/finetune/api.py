@@ -159,22 +159,27 @@ def _model_out_width(model: nn.Module) -> int:
     return int(last[-1].out_features) if last else -1
 
 
-def prepare_model(model: Any, num_classes: int, config: FinetuneConfig, pretrained: bool = True) -> nn.Module:
-    """Load ``model`` (a name for :func:`nctransfer.models.load_model`) with a new ``num_classes`` head, or give a
-    module a new head when ``config.reset_head`` asks for it (``"auto"``: when its output width differs)."""
+def prepare_model(model: Any, num_classes: int, config: FinetuneConfig, pretrained: bool = True,
+                  force_reset: bool = False) -> nn.Module:
+    """Give ``model`` a freshly initialised ``num_classes`` classifier (seeded with ``config.seed``).
+
+    ``model`` may be a name for :func:`nctransfer.models.load_model` (the head is always replaced) or a module,
+    whose head is replaced when ``config.reset_head`` asks for it (``"auto"``: when its output width differs from
+    ``num_classes``) or ``force_reset``.
+    """
     from nctransfer.models.heads import reset_classifier
 
-    torch.manual_seed(config.seed)
     if isinstance(model, (str, os.PathLike)):
         from nctransfer.models import load_model
 
-        return load_model(str(model), pretrained=pretrained, num_classes=num_classes)
+        model, force_reset = load_model(str(model), pretrained=pretrained), True
     if not isinstance(model, nn.Module):
         raise InputValueError(f"model must be a torch.nn.Module or a model name; got {type(model).__name__}.")
-    reset = config.reset_head
+    reset = True if force_reset else config.reset_head
     if reset == "auto":
         reset = _model_out_width(model) != num_classes
     if reset:
+        torch.manual_seed(config.seed)
         path = reset_classifier(model, num_classes, classifier_path(model))
         info = getattr(model, "nctransfer_info", None)
         if info is not None:
@@ -265,22 +270,20 @@ def finetune(
     model_name = str(model) if isinstance(model, (str, os.PathLike)) else getattr(
         getattr(model, "nctransfer_info", None), "name", type(model).__name__)
 
-    # data first (a model name needs the class count); string specs need the model's transform
-    if isinstance(model, (str, os.PathLike)) and (_is_spec(train_data) or _is_spec(test_data)):
+    # the model first (string dataset specs take its evaluation transform), then the data, then the new head
+    from_name = isinstance(model, (str, os.PathLike))
+    if from_name:
         from nctransfer.models import load_model
 
-        probe_model = load_model(str(model), pretrained=False)  # metadata only (transform)
-    else:
-        probe_model = model
+        model = load_model(str(model), pretrained=pretrained)
     data_info = {"train": _describe_data(train_data), "test": _describe_data(test_data), "per_class": per_class,
                  "test_per_class": test_per_class, "image_size": cfg.image_size}
-    train_ds = _load_data(train_data, "train", probe_model, cfg.image_size, per_class, cfg.seed, "train_data")
-    test_ds = _load_data(test_data, "test", probe_model, cfg.image_size, test_per_class, cfg.seed + 1, "test_data")
+    train_ds = _load_data(train_data, "train", model, cfg.image_size, per_class, cfg.seed, "train_data")
+    test_ds = _load_data(test_data, "test", model, cfg.image_size, test_per_class, cfg.seed + 1, "test_data")
     y_train = dataset_targets(train_ds, "train_data")
     y_test = dataset_targets(test_ds, "test_data")
     k = check_training_data(y_train, y_test, cfg.batch_size, num_classes)
-
-    net = prepare_model(model, k, cfg, pretrained=pretrained)
+    net = prepare_model(model, k, cfg, pretrained=pretrained, force_reset=from_name)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
