@@ -1,80 +1,61 @@
-"""``nctransfer demo`` (interim): every collapse metric on raw pixels of real datasets, as one table.
+"""``nctransfer demo`` (= ``make demo``): the main job on built-in defaults.
 
-Datasets: scikit-learn's 8x8 digits (1797 images, d = 64, always available) and, when its IDX files are
-installed (Debian package ``dataset-fashion-mnist``), a seeded class-balanced subset of the Fashion-MNIST
-training set (default 1000 images per class, d = 784). Pixels are scaled to ``[0, 1]``. Runs in seconds.
+Ranks the three bundled ImageNet models ``efficientnet_lite0/1/2`` and a randomly initialised
+``efficientnet_lite0`` control -- every tap of each -- on Fashion-MNIST (digits when absent) by every
+transferability score against linear-probe accuracy, draws the layer-wise collapse, compares a linear probe with
+SCL FT on the recommended model, and writes the report (``runs/demo/report.html``). Every default can be changed
+by a flag or a ``--config FILE.yaml``; the resolved configuration is written to ``OUT/config.yaml``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-import warnings
-from typing import Any
-
-import numpy as np
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fashion-per-class", type=int, default=1000,
-                        help="Fashion-MNIST training images per class (balanced, seeded); 0 skips Fashion-MNIST")
-    parser.add_argument("--fashion-root", default=None, help="directory of the Fashion-MNIST IDX files")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the Fashion-MNIST subset")
-    parser.add_argument("--json", action="store_true", help="print {dataset: {metric: value}} as JSON")
+    from nctransfer.pipeline.demo import DEMO_DEFAULTS as D
 
-
-def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``min(per_class, n_k)`` seeded random samples of every class."""
-    rng = np.random.default_rng(seed)
-    idx = [rng.choice(np.flatnonzero(y == c), size=min(per_class, int(np.sum(y == c))), replace=False)
-           for c in np.unique(y)]
-    return np.sort(np.concatenate(idx))
-
-
-def demo_datasets(per_class: int = 1000, root: str | None = None, seed: int = 0) -> tuple[dict[str, Any], list[str]]:
-    """``({name: (X [N, d] float64 in [0, 1], y [N])}, notes)`` for digits and, if present, Fashion-MNIST."""
-    from nctransfer.data.arrays import load_digits_arrays, load_fashion_mnist_arrays
-    from nctransfer.exceptions import NotFoundError
-
-    out: dict[str, Any] = {}
-    notes: list[str] = []
-    images, labels = load_digits_arrays()
-    out["digits"] = (images.reshape(len(images), -1) / 16.0, labels)
-    if per_class > 0:
-        try:
-            images, labels = load_fashion_mnist_arrays("train", root)
-        except NotFoundError as exc:
-            notes.append(f"Fashion-MNIST skipped: {exc}")
-        else:
-            idx = balanced_subset(labels, per_class, seed)
-            out["fashion-mnist"] = (images[idx].reshape(len(idx), -1).astype(np.float64) / 255.0, labels[idx])
-    return out, notes
+    parser.add_argument("--out", default=D["out"], help="output directory (default: %(default)s)")
+    parser.add_argument("--data", default="auto",
+                        help="dataset: 'auto' (fashion-mnist when its files are installed, else digits), "
+                             "'fashion-mnist', 'digits', an ImageFolder directory or torchvision:<Name>")
+    parser.add_argument("--models", default=",".join(D["models"]),
+                        help="comma-separated models; prefix 'random:' = random init control (default: %(default)s)")
+    parser.add_argument("--taps", default=D["taps"], help="'all' (every tap) or 'penultimate' (default: %(default)s)")
+    parser.add_argument("--per-class", type=int, default=D["per_class"],
+                        help="training images per class (default: %(default)s)")
+    parser.add_argument("--test-per-class", type=int, default=D["test_per_class"],
+                        help="test images per class (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=D["image_size"], help="input size in pixels "
+                        "(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=D["finetune_options"]["epochs"],
+                        help="epochs of the linear probe vs SCL FT comparison (default: %(default)s)")
+    parser.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning comparison")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
+    parser.add_argument("--cache-dir", default="default",
+                        help="cache root (features and stage results); 'none' disables it (default: "
+                             "$NCTRANSFER_CACHE's parent or ~/.cache/nctransfer)")
+    parser.add_argument("--seed", type=int, default=D["seed"], help="seed (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctransfer import metrics as M
-    from nctransfer.cli.cmd_metrics import json_safe
+    from nctransfer.pipeline.demo import DEMO_DEFAULTS, format_summary, report_location, run_demo
+    from nctransfer.utils.config import resolved_dict
 
-    datasets, notes = demo_datasets(args.fashion_per_class, args.fashion_root, args.seed)
-    columns: dict[str, dict[str, float]] = {}
-    timings = []
-    for name, (X, y) in datasets.items():
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            values = M.compute_all(X, y)
-        for w in caught:
-            notes.append(f"{name}: {w.category.__name__}: {w.message}")
-        columns[f"{name} (N={len(X)}, d={X.shape[1]}, K={len(np.unique(y))})"] = values
-        timings.append(f"{name} {time.perf_counter() - t0:.2f}s")
-    if args.json:
-        print(json.dumps({k: json_safe(v) for k, v in columns.items()}))
-    else:
-        print("Neural-collapse metrics of raw pixels (spec section 1)")
-        print(M.format_table(columns))
-        print(f"computed in {', '.join(timings)}")
-    for note in notes:
-        print(note, file=sys.stderr)
+    ft = dict(DEMO_DEFAULTS["finetune_options"])
+    ft["epochs"] = args.epochs
+    results = run_demo(
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        data=None if args.data == "auto" else args.data,
+        taps=args.taps, per_class=args.per_class, test_per_class=args.test_per_class, image_size=args.image_size,
+        compare_finetune=not args.no_finetune, finetune_options=ft, device=args.device,
+        cache_dir=None if str(args.cache_dir).lower() == "none" else args.cache_dir, seed=args.seed,
+        out=args.out, progress=not args.quiet, config={"command": "demo", "cli": resolved_dict(args)},
+    )
+    print(format_summary(results))
+    print("")
+    print(f"Report: {report_location(args.out)}")
+    print(f"(also {args.out}/report.md, results.json, scores.csv, config.yaml)", file=sys.stdout)
     return 0

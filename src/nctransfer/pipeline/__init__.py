@@ -1,0 +1,15 @@
+"""The product end to end: :func:`rank_models` (models or taps x a dataset -> scores, collapse, ground truth,
+evaluation, report) and the recommended score (:mod:`nctransfer.pipeline.recommended`)."""
+
+from nctransfer.pipeline.core import FINETUNE_DEFAULTS, PROBE_C_GRID, RANDOM_PREFIX, rank_models, write_outputs
+from nctransfer.pipeline.recommended import (
+    DEFAULT_RECOMMENDED,
+    ensure_registered,
+    percentile_ranks,
+    register_rank_average,
+)
+
+__all__ = [
+    "DEFAULT_RECOMMENDED", "FINETUNE_DEFAULTS", "PROBE_C_GRID", "RANDOM_PREFIX", "ensure_registered",
+    "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
+]

@@ -1,0 +1,77 @@
+"""Small JSON cache of pipeline stage results (scores of a pool, collapse metrics and probe accuracy of a
+candidate, fine-tuning results), keyed by a digest of everything that determines them (the feature arrays
+themselves, the options, the nctransfer version). Together with the feature cache of :mod:`nctransfer.extract`
+this makes a repeated run of the same job read everything back in seconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nctransfer.utils.io import write_json_atomic
+
+
+def array_digest(*arrays: Any) -> str:
+    """SHA-1 of the dtype, shape and bytes of each array (``None`` entries allowed)."""
+    h = hashlib.sha1()
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def key_digest(obj: Any) -> str:
+    """SHA-1 of the canonical JSON of ``obj`` (sorted keys; non-JSON values through ``str``)."""
+    from nctransfer._version import __version__
+
+    blob = json.dumps({"v": __version__, "obj": obj}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
+class ResultCache:
+    """``get(kind, key)`` / ``put(kind, key, value)`` of JSON values under ``root/<kind>/<digest>.json``.
+
+    A ``None`` root disables the cache (``get`` always misses). Unreadable entries are treated as misses and
+    overwritten; writes are atomic.
+    """
+
+    def __init__(self, root: str | os.PathLike | None) -> None:
+        self.root = Path(root).expanduser() if root is not None else None
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, kind: str, key: Any) -> Path | None:
+        if self.root is None:
+            return None
+        return self.root / kind / f"{key_digest(key)}.json"
+
+    def get(self, kind: str, key: Any) -> Any:
+        path = self._path(kind, key)
+        if path is not None and path.is_file():
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    value = json.load(fh)["value"]
+                self.hits += 1
+                return value
+            except (OSError, ValueError, KeyError):
+                pass
+        self.misses += 1
+        return None
+
+    def put(self, kind: str, key: Any, value: Any) -> Any:
+        path = self._path(kind, key)
+        if path is not None:
+            try:
+                write_json_atomic(path, {"key": key, "value": value})
+            except OSError:  # a read-only cache must not break a run
+                pass
+        return value
