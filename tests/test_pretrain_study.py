@@ -109,7 +109,7 @@ def test_study_interrupted_mid_grid_resumes_without_redoing(tmp_path, monkeypatc
 
     calls.clear()
     final = run_study(GRID, cfg, progress=False)
-    assert final.status == {"ce-h0": "skipped", "ce-h1": "resumed", "supcon-h0": "trained", "supcon-h1": "trained"}
+    assert final.status == {"ce-h0": "skipped", "ce-h1": "reused", "supcon-h0": "trained", "supcon-h1": "trained"}
     assert calls == ["ce-h1", "supcon-h0", "supcon-h1"]
     ce_h1 = next(r for r in final.records if r["name"] == "ce-h1")
     assert [h["epoch"] for h in ce_h1["history"]] == [0, 1]  # its checkpoint was complete: not retrained
@@ -205,7 +205,9 @@ def test_benchmark_quick_form(tmp_path):
     finally:
         torch.set_num_threads(n)
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary["random_init"]["name"] == "random-init"
-    assert set(summary["status"]) == {"ce-h0", "ce-h2"}
+    assert summary["standard"]["random_init"]["name"] == "random-init"
+    assert summary["standard"]["status"] == {"ce-h0": "trained", "ce-h2": "trained"}
+    assert summary["few-shot"]["status"] == {"ce-h0": "reused", "ce-h2": "reused"}  # evaluated, not retrained
     assert "| ce-h2 |" in (tmp_path / "b" / "summary.md").read_text()
     assert (tmp_path / "b" / "source_nc1_vs_accuracy.png").is_file()
+    assert (tmp_path / "b" / "fewshot" / "target_nc1_vs_accuracy.png").is_file()

@@ -55,6 +55,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="transferability methods to compute (default: all registered)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="limit torch and BLAS threads to N during the study (1 is often fastest on shared CPUs)")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="checkpoint directory shared by studies with the same source (default OUT/runs)")
     p.add_argument("--data-root", default=None, help="directory of the Fashion-MNIST IDX files")
     p.add_argument("--max-recipes", type=int, default=None, metavar="N",
                    help="process at most N new recipes in this call (the study stays resumable)")
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         source_test_per_class=args.source_test_per_class, target_train_per_class=args.target_train_per_class,
         target_test_per_class=args.target_test_per_class, image_size=args.image_size, seed=args.seed,
         device=args.device, methods=args.methods, plots=args.plots, data_root=args.data_root,
-        threads=args.threads,
+        threads=args.threads, checkpoint_dir=args.checkpoint_dir,
     )
     result = run_study(grid, config, progress=not args.quiet, max_recipes=args.max_recipes)
     write_json_atomic(Path(args.out) / "cli_config.json", resolved_dict(args))

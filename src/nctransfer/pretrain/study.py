@@ -72,6 +72,9 @@ class StudyConfig:
             during the study (``None`` = leave them). Studies of small models gain little from more threads, and on
             a shared or oversubscribed CPU one thread is often many times faster (measured here: a scikit-learn
             probe on 100 x 8 features took 4.8 s with 2 OpenBLAS threads next to other jobs, 0.11 s with 1).
+        checkpoint_dir: where the checkpoints live (``<checkpoint_dir>/<recipe>/checkpoint.pt``; default
+            ``OUT/runs``). Point several studies that share the source settings but evaluate other targets or
+            target sizes at one directory to pre-train each recipe once (a checkpoint refuses other data).
     """
 
     source: str
@@ -89,6 +92,7 @@ class StudyConfig:
     data_root: str | None = None
     eval_batch_size: int = 512
     threads: int | None = None
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
@@ -123,7 +127,8 @@ class StudyResult:
     Attributes:
         records: one dict per finished recipe (the content of its ``result.json``).
         rows: the flat table of ``study.csv`` (one row per recipe and target).
-        status: recipe name -> ``"trained"``, ``"resumed"`` or ``"skipped"`` (already finished earlier) in this call.
+        status: recipe name -> ``"trained"``, ``"resumed"`` (checkpoint of an interrupted run), ``"reused"``
+            (complete checkpoint, evaluated only) or ``"skipped"`` (result already there) in this call.
         out: the output directory; ``files``: written files by kind.
     """
 
@@ -263,6 +268,8 @@ def evaluate_target(model: PretrainedModel, data: StudyData, *, methods: Sequenc
     scores, pool_terms, skipped = transfer_scores(Ftr, data.y_train, probs, methods)
     return {
         "target": data.spec,
+        "n_train": int(len(data.y_train)),
+        "n_test": int(len(data.y_test)),
         "probe_accuracy": probe.accuracy,
         "probe_C": probe.C,
         "probe_train_accuracy": probe.train_accuracy,
@@ -405,8 +412,9 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
             continue
         if max_recipes is not None and new >= max_recipes:
             break
-        ckpt = run_dir / "checkpoint.pt"
+        ckpt = (Path(config.checkpoint_dir) / recipe.name if config.checkpoint_dir else run_dir) / "checkpoint.pt"
         resumed = ckpt.is_file()
+        reused = resumed and bool(torch.load(ckpt, map_location="cpu", weights_only=False).get("complete"))
         t0 = time.perf_counter()
         model = pretrain(recipe, source.X_train, source.y_train, checkpoint=ckpt, device=config.device,
                          progress=progress)
@@ -414,7 +422,7 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
         record["wall_seconds"] = time.perf_counter() - t0
         write_json_atomic(res_path, record)
         records.append(record)
-        status[recipe.name] = "resumed" if resumed else "trained"
+        status[recipe.name] = "reused" if reused else "resumed" if resumed else "trained"
         new += 1
         if on_recipe_done is not None:
             on_recipe_done(recipe.name, record)
