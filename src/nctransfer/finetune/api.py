@@ -51,7 +51,8 @@ class FinetuneResult:
         trainable_percent: ``100 * trainable / total``.
         trainable_names: the explicit list of trained parameter names.
         seconds_per_epoch: mean wall time of the training pass of an epoch (evaluation excluded).
-        peak_memory_mb: peak memory added by the run (``nctransfer.finetune.memory``), ``memory_method`` says how.
+        peak_memory_mb: peak memory added by a training pass (largest over the epochs; evaluation excluded;
+            :mod:`nctransfer.finetune.memory`), ``memory_method`` says how it was measured.
         history: one dict per epoch (``train_loss``, ``test_accuracy``, ``penultimate_nc1``, ``lr``, ``seconds``...).
         config: the resolved :class:`FinetuneConfig` as a dict.
         auto: the report of ``unit="auto"`` (candidates tried, their NC1 and sizes, the choice and why) or ``None``.

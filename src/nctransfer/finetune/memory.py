@@ -1,5 +1,8 @@
 """Peak memory of a training run (spec section 3: "report ... peak memory").
 
+The trainer measures each epoch's *training pass* (forward, backward, optimiser step; evaluation excluded) and
+reports the largest value over the epochs as ``peak_memory_mb``.
+
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the memory allocated when
   the run started (method ``"cuda_max_allocated"``).
 - CPU: a daemon thread samples the resident set size (``/proc/self/statm``) every ``interval`` seconds; the

@@ -18,6 +18,8 @@
 - After every ``eval_every`` epochs (and the last): test accuracy and loss, and the penultimate NC1 (spec section
   1.1) of the training data (the classifier's input, after the SCL sum; eval mode), optionally NC1 of other taps.
 - ``checkpoint.pt`` is written atomically after every epoch; an interrupted run loses at most one epoch.
+- Memory: :class:`~nctransfer.finetune.memory.PeakMemory` around each epoch's training pass; the history records
+  it per epoch and ``peak_memory_mb_`` is the maximum.
 """
 
 from __future__ import annotations
@@ -344,7 +346,8 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
         total_steps = cfg.epochs * self.steps_per_epoch()
         history: list[dict[str, Any]] = []
-        start_epoch, step, prev_peak = 0, 0, 0.0
+        start_epoch, step, peak = 0, 0, 0.0
+        memory_method = "cuda_max_allocated" if self.device.type == "cuda" else "rss_sampled"
         self.resumed_from_ = 0
         if resume:
             state = self.load_checkpoint()
@@ -354,7 +357,7 @@ class Trainer:
                 if scaler is not None and state.get("scaler"):
                     scaler.load_state_dict(state["scaler"])
                 history = list(state["history"])
-                start_epoch, step, prev_peak = int(state["epoch"]), int(state["step"]), float(state["peak_memory_mb"])
+                start_epoch, step, peak = int(state["epoch"]), int(state["step"]), float(state["peak_memory_mb"])
                 _set_rng_state(state["rng"])
                 self.resumed_from_ = start_epoch
         else:
@@ -364,13 +367,13 @@ class Trainer:
         params = [p for n, p in model.named_parameters() if p.requires_grad]
         bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.short_method}", unit="epoch",
                    disable=not cfg.progress, leave=False)
-        with PeakMemory(self.device) as mem:
-            for epoch in range(start_epoch, cfg.epochs):
-                set_train_modes(model, self.trainable, cfg.bn_policy)
-                t0 = time.perf_counter()
-                loss_sum, n_seen, correct = 0.0, 0, 0
-                inner = tqdm(self._train_loader(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                             total=self.steps_per_epoch(), disable=not cfg.progress, unit="batch")
+        for epoch in range(start_epoch, cfg.epochs):
+            set_train_modes(model, self.trainable, cfg.bn_policy)
+            t0 = time.perf_counter()
+            loss_sum, n_seen, correct = 0.0, 0, 0
+            inner = tqdm(self._train_loader(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                         total=self.steps_per_epoch(), disable=not cfg.progress, unit="batch")
+            with PeakMemory(self.device) as mem:
                 for x, y in inner:
                     x = x.to(self.device, non_blocking=True)
                     y = torch.as_tensor(y).long().to(self.device, non_blocking=True)
@@ -404,45 +407,38 @@ class Trainer:
                     correct += int((logits.detach().argmax(1) == y).sum())
                     n_seen += b
                     inner.set_postfix(loss=f"{loss_sum / n_seen:.4f}")
-                inner.close()
-                train_seconds = time.perf_counter() - t0
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1),
-                    "train_batch_accuracy": correct / max(n_seen, 1),
-                    "lr": opt.param_groups[0]["lr"], "seconds": train_seconds,
-                }
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                    t1 = time.perf_counter()
-                    tr = evaluate(model, train_eval_loader, self.device, amp=use_amp, penultimate=True,
-                                  taps=self.nc1_taps or None)
-                    te = evaluate(model, test_loader, self.device, amp=use_amp)
-                    record.update({
-                        "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
-                        "penultimate_nc1": _compute_nc1(tr["stats"]),
-                    })
-                    if self.nc1_taps:
-                        record["tap_nc1"] = {t: _compute_nc1(s) for t, s in tr["tap_stats"].items()}
-                    record["eval_seconds"] = time.perf_counter() - t1
-                history.append(record)
-                mem.update()
-                self._save(epoch + 1, step, opt, scaler, history, max(prev_peak, _current_peak(mem)))
-                bar.update(1)
-                bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", "test_accuracy", "penultimate_nc1")
-                                 if k in record})
-                if self.on_epoch_end is not None and self.on_epoch_end(record):
-                    break
+            inner.close()
+            train_seconds = time.perf_counter() - t0
+            peak = max(peak, mem.peak_mb)
+            memory_method = mem.method
+            record: dict[str, Any] = {
+                "epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1),
+                "train_batch_accuracy": correct / max(n_seen, 1),
+                "lr": opt.param_groups[0]["lr"], "seconds": train_seconds, "peak_memory_mb": mem.peak_mb,
+            }
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                t1 = time.perf_counter()
+                tr = evaluate(model, train_eval_loader, self.device, amp=use_amp, penultimate=True,
+                              taps=self.nc1_taps or None)
+                te = evaluate(model, test_loader, self.device, amp=use_amp)
+                record.update({
+                    "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
+                    "penultimate_nc1": _compute_nc1(tr["stats"]),
+                })
+                if self.nc1_taps:
+                    record["tap_nc1"] = {t: _compute_nc1(s) for t, s in tr["tap_stats"].items()}
+                record["eval_seconds"] = time.perf_counter() - t1
+            history.append(record)
+            self._save(epoch + 1, step, opt, scaler, history, peak)
+            bar.update(1)
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", "test_accuracy", "penultimate_nc1")
+                             if k in record})
+            if self.on_epoch_end is not None and self.on_epoch_end(record):
+                break
         bar.close()
         self.history_ = history
-        self.peak_memory_mb_ = max(prev_peak, mem.peak_mb)
-        self.memory_method_ = mem.method
+        self.peak_memory_mb_ = peak
+        self.memory_method_ = memory_method
         model.eval()
         return history
-
-
-def _current_peak(mem: PeakMemory) -> float:
-    if mem.method == "rss_sampled":
-        return max(0, mem._max - mem._base) / 2**20
-    if mem.method == "cuda_max_allocated":
-        return max(0, torch.cuda.max_memory_allocated(mem.device) - mem._base) / 2**20
-    return 0.0
 
