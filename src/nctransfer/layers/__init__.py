@@ -1,0 +1,5 @@
+"""Layer-wise collapse and linear-probe accuracy of a model on a dataset (paper 000 fig. 9; spec 1.11, 3)."""
+
+from nctransfer.layers.analysis import LayerAnalysis, analyze, spearman
+
+__all__ = ["LayerAnalysis", "analyze", "spearman"]

@@ -1,0 +1,256 @@
+"""Layer-wise collapse and transfer (paper 000 section 2.4 / 3.2, figure 9; spec sections 1.11 and 3).
+
+For every tap of a pre-trained model (each block's output, pooled per spec 1.11, and the penultimate feature):
+
+- every collapse metric of :mod:`nctransfer.metrics` on the **training** features (``compute_all``);
+- the linear-probe **test** accuracy (multinomial logistic regression, L2 strength chosen on a validation split
+  of the training features; :func:`nctransfer.metrics.probe.probe_accuracy`, spec section 3);
+- the nearest-class-mean test accuracy (class means from the training features);
+
+and, across taps, the Spearman rank correlation between each metric and the probe accuracy. Paper 000 (fig. 9)
+reports that deeper layers are more collapsed (lower NC1) and transfer better: a negative NC1-accuracy
+correlation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.extract import extract
+from nctransfer.metrics import compute_all, ncc_accuracy
+from nctransfer.metrics.probe import DEFAULT_C_GRID, probe_accuracy
+
+CORRELATED = ("nc1", "vci", "cdnv")
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, int]:
+    """Spearman rank correlation of the finite pairs: ``(rho, p_value, n_pairs)`` (NaN when fewer than 3 pairs or a
+    constant input)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    n = int(ok.sum())
+    if n < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return float("nan"), float("nan"), n
+    res = spearmanr(a[ok], b[ok])
+    return float(res.statistic if hasattr(res, "statistic") else res[0]), float(res.pvalue), n
+
+
+@dataclass
+class LayerAnalysis:
+    """Result of :func:`analyze`.
+
+    Attributes:
+        rows: one dict per tap, in forward order: ``tap``, ``index``, ``dim``, every metric, ``probe_accuracy``,
+            ``probe_C``, ``probe_val_accuracy``, ``ncc_test_accuracy``.
+        correlations: ``spearman_<metric>_accuracy`` (rho across taps) for NC1, VCI and CDNV, and
+            ``p_value_nc1`` / ``n_taps``.
+        metric_correlations: ``{metric: {"spearman": rho, "p_value": p}}`` for every metric.
+        info: model, dataset and run details (sizes, cache hits, timings).
+    """
+
+    rows: list[dict[str, Any]]
+    correlations: dict[str, float]
+    metric_correlations: dict[str, dict[str, float]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def taps(self) -> list[str]:
+        return [r["tap"] for r in self.rows]
+
+    def column(self, key: str) -> list[float]:
+        return [float(r.get(key, float("nan"))) for r in self.rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``layers.json`` content: ``{"taps": [...], "correlations": {...}, "metric_correlations": {...},
+        "info": {...}}``."""
+        return {"taps": self.rows, "correlations": self.correlations,
+                "metric_correlations": self.metric_correlations, "info": self.info}
+
+    def to_dataframe(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def table(self, columns: Sequence[str] = ("dim", "nc1", "vci", "cdnv", "numerical_rank", "ncc_test_accuracy",
+                                                "probe_accuracy"), digits: int = 4) -> str:
+        """Plain-text table (one line per tap) followed by the correlations."""
+        cols = [c for c in columns if any(c in r for r in self.rows)]
+        head = ["#", "tap", *cols]
+        body = []
+        for r in self.rows:
+            cells = [str(r["index"]), str(r["tap"])]
+            for c in cols:
+                v = r.get(c)
+                if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                    cells.append(str(v))
+                elif v is None or (isinstance(v, float) and math.isnan(v)):
+                    cells.append("nan")
+                elif c.endswith("accuracy"):
+                    cells.append(f"{100 * v:.1f}%")
+                else:
+                    cells.append(f"{v:.{digits}g}")
+            body.append(cells)
+        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+        right = [True] + [False] + [True] * len(cols)
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right))
+
+        out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+        corr = ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}"
+                         for k, v in self.correlations.items())
+        return "\n".join(out) + ("\n" + corr if corr else "")
+
+    def plot(self, path: Any = None, title: str | None = None, dpi: int = 120) -> Any:
+        """Two panels: NC1 (log scale) and probe accuracy per tap; probe accuracy against NC1 across taps.
+        Saves a PNG when ``path`` is given; returns the matplotlib figure."""
+        from nctransfer.layers.plot import plot_layers
+
+        return plot_layers(self, path=path, title=title, dpi=dpi)
+
+
+def _features(result: Any, tap: str) -> tuple[np.ndarray, np.ndarray]:
+    r = result[tap]
+    return np.asarray(r.features, dtype=np.float64), np.asarray(r.labels)
+
+
+def analyze(
+    model: Any,
+    train: Any,
+    test: Any,
+    taps: Any = "all",
+    *,
+    metrics: Sequence[str] | None = None,
+    metric_options: dict[str, dict[str, Any]] | None = None,
+    probe: bool = True,
+    C_grid: Sequence[float] | None = DEFAULT_C_GRID,
+    probe_val_fraction: float = 0.2,
+    probe_max_iter: int = 500,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str | None = None,
+    dtype: str | None = None,
+    token_pool: str = "mean",
+    cache_dir: Any = None,
+    no_cache: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
+) -> LayerAnalysis:
+    """Layer-wise collapse metrics and linear-probe accuracy of ``model`` on ``(train, test)``.
+
+    Args:
+        model: a model from :func:`nctransfer.models.load_model` (any ``nn.Module`` with discoverable taps works).
+        train, test: datasets from :func:`nctransfer.data.load_dataset` (with the model's transform).
+        taps: tap selector (default every unit and ``penultimate``); see :func:`nctransfer.features.select_taps`.
+        metrics: metric names/patterns for ``compute_all`` (default every applicable one).
+        metric_options: per-metric options for ``compute_all`` (e.g. ``{"vci": {"ridge": 1e-3}}``).
+        probe: fit the linear probe (``False``: collapse metrics and NCC accuracy only).
+        C_grid, probe_val_fraction, probe_max_iter, seed: probe settings (spec section 3).
+        batch_size, device, dtype, token_pool, cache_dir, no_cache, progress: extraction settings
+            (:func:`nctransfer.extract.extract`); features of both splits are cached when ``cache_dir`` is given.
+        threads: if given, the number of torch intra-op and BLAS threads during the analysis (restored after).
+            The probes and metrics are small problems: on a busy machine one thread is often much faster.
+
+    Returns:
+        :class:`LayerAnalysis` (``rows``, ``correlations``, ``table()``, ``plot()``, ``to_dict()``).
+
+    Example:
+        >>> model = load_model("efficientnet_lite0")                                    # doctest: +SKIP
+        >>> tr = load_dataset("fashion-mnist", "train", model=model, image_size=64, per_class=50)  # doctest: +SKIP
+        >>> te = load_dataset("fashion-mnist", "test", model=model, image_size=64, per_class=50)   # doctest: +SKIP
+        >>> print(analyze(model, tr, te).table())                                       # doctest: +SKIP
+    """
+    if threads is None:
+        return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
+                        probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache, progress)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputValueError(f"threads must be a positive integer or None; got {threads!r}.")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
+                            probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache,
+                            progress)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_options: Any, probe: bool,
+             C_grid: Any, probe_val_fraction: float, probe_max_iter: int, seed: int, batch_size: int,
+             device: Any, dtype: Any, token_pool: str, cache_dir: Any, no_cache: bool,
+             progress: bool) -> LayerAnalysis:
+    import time
+
+    t0 = time.perf_counter()
+    common = dict(batch_size=batch_size, device=device, dtype=dtype, token_pool=token_pool, store_features=True,
+                  cache_dir=cache_dir, no_cache=no_cache, progress=progress)
+    tr = extract(model, train, taps, desc="layers: train", **common)
+    te = extract(model, test, tr.taps, desc="layers: test", **common)
+    t_extract = time.perf_counter() - t0
+    if len(np.unique(train.targets)) < 2:
+        raise InputValueError("analyze: the training set needs at least 2 classes.")
+    rows: list[dict[str, Any]] = []
+    for i, tap in enumerate(tr.taps):
+        Xtr, ytr = _features(tr, tap)
+        Xte, yte = _features(te, tap)
+        row: dict[str, Any] = {"tap": tap, "index": i, "dim": int(Xtr.shape[1])}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = compute_all(Xtr, ytr, metrics=metrics, options=metric_options)
+        row.update({k: float(v) for k, v in values.items()})
+        notes = sorted({str(w.message).split(":")[0] for w in caught})
+        if notes:
+            row["warnings"] = notes
+        row["ncc_test_accuracy"] = float(ncc_accuracy(Xte, yte, means=tr[tap].stats))
+        if probe:
+            p = probe_accuracy(Xtr, ytr, Xte, yte, C_grid=C_grid, val_fraction=probe_val_fraction,
+                               max_iter=probe_max_iter, seed=seed)
+            row["probe_accuracy"] = p.accuracy
+            row["probe_C"] = p.C
+            row["probe_train_accuracy"] = p.train_accuracy
+            row["probe_val_accuracy"] = max(p.val_accuracy.values()) if p.val_accuracy else float("nan")
+        rows.append(row)
+    target = "probe_accuracy" if probe else "ncc_test_accuracy"
+    metric_names = [k for k in rows[0] if k not in ("tap", "index", "dim", "warnings") and not k.startswith("probe")
+                    and k != "ncc_test_accuracy"]
+    acc = [r[target] for r in rows]
+    metric_corr = {}
+    for m in metric_names:
+        rho, p, n = spearman([r.get(m, float("nan")) for r in rows], acc)
+        metric_corr[m] = {"spearman": rho, "p_value": p, "n_taps": n}
+    suffix = "accuracy" if probe else "ncc_accuracy"
+    correlations: dict[str, Any] = {}
+    for m in CORRELATED:
+        if m in metric_corr:
+            correlations[f"spearman_{m}_{suffix}"] = metric_corr[m]["spearman"]
+    if "nc1" in metric_corr:
+        correlations["p_value_nc1"] = metric_corr["nc1"]["p_value"]
+    correlations["n_taps"] = len(rows)
+    info = getattr(model, "nctransfer_info", None)
+    run = {
+        "model": info.name if info is not None else type(model).__name__,
+        "train": getattr(train, "describe", lambda: {"n": len(train)})(),
+        "test": getattr(test, "describe", lambda: {"n": len(test)})(),
+        "accuracy_target": target,
+        "extract_seconds": round(t_extract, 3),
+        "analysis_seconds": round(time.perf_counter() - t0 - t_extract, 3),
+        "train_from_cache": tr.from_cache,
+        "test_from_cache": te.from_cache,
+        "token_pool": token_pool,
+    }
+    for d in (run["train"], run["test"]):
+        if isinstance(d, dict) and len(d.get("classes", [])) > 50:
+            d.pop("classes")
+    return LayerAnalysis(rows=rows, correlations=correlations, metric_correlations=metric_corr, info=run)
