@@ -24,7 +24,6 @@ Outputs go to ``--out`` (default ``benchmarks/results/study_fashion_mnist[_quick
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import shutil

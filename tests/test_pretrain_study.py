@@ -15,7 +15,7 @@ import nctransfer.pretrain.study as study_mod
 from nctransfer.cli.main import main as cli_main
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.metrics import METRICS
-from nctransfer.pretrain import Recipe, StudyGrid, load_study_data, pretrain
+from nctransfer.pretrain import StudyGrid, load_study_data, pretrain
 from nctransfer.pretrain.datasets import parse_classes, parse_spec
 from nctransfer.pretrain.study import StudyConfig, run_study
 from nctransfer.transferability import METHODS

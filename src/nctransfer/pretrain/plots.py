@@ -61,7 +61,7 @@ def _plain_log(axis: Any) -> None:
     lo, hi = sorted(axis.get_view_interval())
     narrow = lo > 0 and hi / lo < 10
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if narrow or f"{v:.1g}"[0] in "25" else ""))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if narrow or f"{v:.0e}"[0] in "25" else ""))
 
 
 def _rho_text(rho: float) -> str:
@@ -82,7 +82,7 @@ def _save(fig: Any, path: Path) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-5, abs_tol=0.0)
 
 
 def plot_layer_nc1(records: list[dict[str, Any]], path: str | Path) -> str:

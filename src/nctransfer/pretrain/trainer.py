@@ -281,8 +281,8 @@ def _train_epoch(net: PretrainNet, opt: torch.optim.Optimizer, sched: Any, recip
         out = net(aug.normalize(xb))
         loss = loss_fn(out, yb)
         if not torch.isfinite(loss):
-            raise InputValueError(f"recipe {recipe.name!r}: the loss became {float(loss.detach())} at epoch {epoch + 1}; "
-                                  f"lower lr (now {recipe.lr}).")
+            raise InputValueError(f"recipe {recipe.name!r}: the loss became {float(loss.detach())} at epoch "
+                                  f"{epoch + 1}; lower lr (now {recipe.lr}).")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
