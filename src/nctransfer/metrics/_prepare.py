@@ -186,9 +186,15 @@ class PreparedFeatures:
     def total_covariance(self) -> np.ndarray:
         """``Sigma_T [d, d]`` (from the statistics, or a chunked exact float64 pass over the samples)."""
         def compute() -> np.ndarray:
-            if self.stats is not None:
-                return self.stats.sigma_T()
             from scipy.linalg import blas
+
+            if self.stats is not None:
+                # Sigma_T = G/N - m m^T (G about the shift, m = mu_G - shift), built with one d x d allocation:
+                # large temporaries cost page faults comparable to the arithmetic. Exactly symmetric.
+                T = self.stats.gram_ * (1.0 / self.n)
+                m = self.global_offset()
+                out = blas.dger(-1.0, m, m, a=T.T, overwrite_a=1)  # T.T: Fortran-order view, updated in place
+                return T if np.shares_memory(out, T) else np.ascontiguousarray(out.T)
 
             acc = np.zeros((self.d, self.d), order="F")
             g = self.global_offset()
