@@ -5,18 +5,23 @@ reports the largest value over the epochs as ``peak_memory_mb``.
 
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the memory allocated when
   the run started (method ``"cuda_max_allocated"``).
-- CPU: a daemon thread samples the resident set size (``/proc/self/statm``) every ``interval`` seconds; the
-  reported peak is the highest sample minus the RSS when the run started (method ``"rss_sampled"``). Where
-  ``/proc`` is missing it falls back to ``resource.getrusage`` (``ru_maxrss`` high-water mark, method
-  ``"ru_maxrss"``), which can only see growth beyond the process's earlier peak.
+- CPU with glibc: a daemon thread samples the bytes currently allocated through ``malloc`` (``mallinfo2()``:
+  in-use heap bytes of the main arena plus all ``mmap``-ed blocks, where PyTorch's large CPU tensors live) every
+  ``interval`` seconds; the peak is the highest sample minus the value at the start (method
+  ``"malloc_in_use_sampled"``). Unlike the RSS it falls when tensors are freed, so repeated runs in one process
+  are measured correctly. Allocations made by other threads' malloc arenas are not seen (PyTorch allocates tensors
+  from the calling thread).
+- Other CPUs: the same sampling of the resident set size (``/proc/self/statm``, method ``"rss_sampled"``), which
+  only sees growth beyond memory the process already holds; without ``/proc``, ``resource.getrusage``
+  (``ru_maxrss`` high-water mark, method ``"ru_maxrss"``).
 
-The CPU figure is the memory the run *added* to the process: activations, gradients, optimiser state and data.
-Memory freed by an earlier run in the same process can be reused without raising the RSS, so compare methods in
-fresh processes (as ``benchmarks/finetune_fashion_mnist.py`` does).
+The CPU figure is the memory the run *added* to the process: activations, gradients, optimiser state and batches.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 from typing import Any
@@ -32,12 +37,48 @@ def _rss_bytes() -> int | None:
         return None
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _load_mallinfo2() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.restype = _MallInfo2
+    fn.argtypes = []
+    return fn
+
+
+_MALLINFO2 = _load_mallinfo2()
+
+
+def _malloc_in_use_bytes() -> int | None:
+    """Bytes currently allocated by malloc (main arena in-use + mmap-ed blocks), or None without glibc >= 2.33."""
+    if _MALLINFO2 is None:
+        return None
+    m = _MALLINFO2()
+    return int(m.uordblks) + int(m.hblkhd)
+
+
 def _maxrss_bytes() -> int:
     import resource
     import sys
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(r) if sys.platform == "darwin" else int(r) * 1024
+
+
+def memory_method(device: Any = "cpu") -> str:
+    """The method :class:`PeakMemory` uses on ``device`` in this process."""
+    if str(device).startswith("cuda"):
+        return "cuda_max_allocated"
+    if _malloc_in_use_bytes() is not None:
+        return "malloc_in_use_sampled"
+    return "rss_sampled" if _rss_bytes() is not None else "ru_maxrss"
 
 
 class PeakMemory:
@@ -72,14 +113,19 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.method = "cuda_max_allocated"
             return self
-        base = _rss_bytes()
+        base = _malloc_in_use_bytes()
+        self._read = _malloc_in_use_bytes
+        self.method = "malloc_in_use_sampled"
+        if base is None:
+            base = _rss_bytes()
+            self._read = _rss_bytes
+            self.method = "rss_sampled"
         if base is None:
             self._base = _maxrss_bytes()
             self.method = "ru_maxrss"
             return self
         self._base = base
         self._max = base
-        self.method = "rss_sampled"
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, name="nctransfer-peak-memory", daemon=True)
         self._thread.start()
@@ -87,14 +133,14 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            r = _rss_bytes()
+            r = self._read()
             if r is not None and r > self._max:
                 self._max = r
 
     def update(self) -> None:
         """Take one sample now (also done by the background thread)."""
-        if self.method == "rss_sampled":
-            r = _rss_bytes()
+        if self.method in ("rss_sampled", "malloc_in_use_sampled"):
+            r = self._read()
             if r is not None and r > self._max:
                 self._max = r
 

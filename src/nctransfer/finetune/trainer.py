@@ -37,6 +37,7 @@ from torch import nn
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune.config import FinetuneConfig
 from nctransfer.finetune.memory import PeakMemory
+from nctransfer.finetune.memory import memory_method as _memory_method
 from nctransfer.finetune.selection import apply_trainable, classifier_path, head_parameter_names
 from nctransfer.utils.io import atomic_path
 
@@ -347,7 +348,7 @@ class Trainer:
         total_steps = cfg.epochs * self.steps_per_epoch()
         history: list[dict[str, Any]] = []
         start_epoch, step, peak = 0, 0, 0.0
-        memory_method = "cuda_max_allocated" if self.device.type == "cuda" else "rss_sampled"
+        memory_method = _memory_method(self.device)
         self.resumed_from_ = 0
         if resume:
             state = self.load_checkpoint()
