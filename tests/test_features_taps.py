@@ -26,6 +26,15 @@ LITE0 = ["blocks.0.0", "blocks.1.0", "blocks.1.1", "blocks.2.0", "blocks.2.1", "
 LITE0_W = [16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small forwards: one intra-op thread is about as fast and immune to CPU oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def tiny_vit():
     return load_model("timm:vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=3)
@@ -188,3 +197,34 @@ def test_generic_fallback_units():
     m.add_module("fc", torch.nn.Linear(6, 2))
     units = infer_widths(m, input_size=(3, 8, 8))
     assert [(u.name, u.width) for u in units] == [("stem", 4), ("body", 6), ("penultimate", 6)]
+
+
+def test_hf_vit_encoder_layers_and_penultimate():
+    transformers = pytest.importorskip("transformers")
+    from nctransfer.models import wrap_hf_model
+
+    cfg = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=3,
+                                 num_attention_heads=2, intermediate_size=64, num_labels=5)
+    hf = transformers.ViTForImageClassification(cfg).eval()
+    m = wrap_hf_model(hf, "hf:tiny", pretrained=False)
+    units = infer_widths(m, input_size=(3, 32, 32))
+    assert len(units) == 4 and units[-1].name == "penultimate"
+    assert all(u.name.startswith("model.vit.") and u.name.endswith(str(i)) for i, u in enumerate(units[:3]))
+    assert [u.out_shape for u in units] == [(17, 32)] * 3 + [(32,)]
+    x = torch.randn(2, 3, 32, 32)
+    with TapRecorder(m, "penultimate") as rec, torch.no_grad():
+        m(x)
+        pen = rec.collect()["penultimate"]
+        ref = hf.vit(pixel_values=x).last_hidden_state[:, 0]  # the HF classifier reads the (normed) class token
+    torch.testing.assert_close(pen, ref)
+
+
+def test_torchvision_vit_and_efficientnet_units():
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=3, num_heads=2, hidden_dim=32, mlp_dim=64)
+    units = infer_widths(vit, input_size=(3, 32, 32))
+    assert [u.name for u in units] == [f"encoder.layers.encoder_layer_{i}" for i in range(3)] + ["penultimate"]
+    assert units[-1].path == "heads.head" and [u.width for u in units] == [32] * 4
+    eff = load_model("torchvision:efficientnet_b0", pretrained=False)
+    assert list_taps(eff)[:3] == ["features.0", "features.1.0", "features.2.0"] and len(list_taps(eff)) == 19

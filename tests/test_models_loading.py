@@ -20,6 +20,15 @@ from nctransfer.models import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small forwards: one intra-op thread is about as fast and immune to CPU oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _preprocess(img: np.ndarray, info: ModelInfo) -> torch.Tensor:
     """Independent reference preprocessing from the ModelInfo (PIL + torchvision)."""
     import torchvision.transforms as T

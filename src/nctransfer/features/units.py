@@ -7,8 +7,9 @@ Rules, tried in order (module registration order = forward order for these famil
 2. **timm ``blocks``**: EfficientNet/MobileNet-style ``blocks.i.j`` when ``blocks.i`` are sequences of blocks,
    ViT-style ``blocks.i`` otherwise.
 3. **``stages``** (timm ConvNeXt, RegNet, ...): ``stages.i.blocks.j`` (or the children of each stage).
-4. **Transformer encoders**: Hugging Face ``encoder.layer.i`` (ViT, BEiT, DeiT...), ``encoder.layers.*``
-   (torchvision ViT), ``encoder.stages.i.layers.j`` (HF ResNet/ConvNeXt).
+4. **Transformer encoders**: ``encoder.stages.i.layers.j`` (HF ResNet/ConvNeXt), else the longest homogeneous
+   sequence of blocks named ``layer``/``layers``/``blocks`` at any depth: Hugging Face ``vit.encoder.layer.i``
+   (``vit.layers.i`` in transformers >= 5), torchvision ViT ``encoder.layers.encoder_layer_i``.
 5. **torchvision ``features``** (EfficientNet, MobileNet, ConvNeXt, DenseNet...): ``features.i.j`` when
    ``features.i`` is a sequence of blocks, else ``features.i``.
 6. **Generic fallback**: the top-level named children that have parameters, except the classifier.
@@ -93,12 +94,9 @@ def _block_paths(model: Any, classifier: str | None) -> list[str]:
                 out.append(f"stages.{i}")
         if out:
             return out
-    # 4. transformer encoders (any depth, e.g. "model.vit.encoder.layer")
-    for path, m in names.items():
-        leaf = path.rsplit(".", 1)[-1]
-        parent = path.rsplit(".", 1)[0] if "." in path else ""
-        if leaf in ("layer", "layers") and parent.endswith("encoder") and _is_seq(m) and len(m) > 0:
-            return _children_paths(m, path)
+    # 4. transformer encoders at any depth: HF ``encoder.stages.i.layers.j`` first, then the longest homogeneous
+    #    sequence named layer/layers/blocks (HF ``vit.encoder.layer``, transformers>=5 ``vit.layers``, torchvision
+    #    ``encoder.layers``)
     for path, m in names.items():
         if path.endswith("encoder.stages") and _is_seq(m):
             out = []
@@ -107,6 +105,17 @@ def _block_paths(model: Any, classifier: str | None) -> list[str]:
                 out += _children_paths(inner, f"{path}.{i}.layers") if _is_seq(inner) else [f"{path}.{i}"]
             if out:
                 return out
+    best: tuple[int, str] | None = None
+    for path, m in names.items():
+        leaf = path.rsplit(".", 1)[-1]
+        if leaf not in ("layer", "layers", "blocks") or not _is_seq(m) or len(m) < 1:
+            continue
+        kids = [c for _, c in m.named_children()]
+        if len({type(c) for c in kids}) == 1 and all(any(True for _ in c.children()) for c in kids):
+            if best is None or len(kids) > best[0]:
+                best = (len(kids), path)
+    if best is not None:
+        return _children_paths(names[best[1]], best[1])
     # 5. torchvision features
     if "features" in names and _is_seq(names["features"]):
         out = []
