@@ -269,3 +269,13 @@ def test_register_rank_average_checks():
         register_rank_average("logme", ["hscore", "gbc"])
     with pytest.raises(NotFoundError):
         register_rank_average("x_unknown", ["logme", "nosuchscore"])
+
+
+def test_constant_score_has_no_ranking_quality():
+    """A score equal (up to rounding) for every candidate, e.g. H-score = K - 1 when N < d, gets NaN correlations
+    rather than scipy's arbitrary weighted tau of a fully tied ranking."""
+    from nctransfer.transferability import evaluate
+
+    e = evaluate({"a": 9.0, "b": 9.0 + 1e-13, "c": 9.0, "d": 9.0}, {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.8})
+    assert all(np.isnan(e[k]) for k in ("weighted_tau", "kendall", "spearman", "pearson"))
+    assert e["top1_regret"] == pytest.approx(0.8 - 0.65)  # every candidate tied for the top: mean accuracy

@@ -24,6 +24,8 @@ from nctransfer.reports.schema import (
 
 #: rows of the ranking table shown before the rest is folded into a <details> element
 TOP_ROWS = 25
+#: warnings listed in the report (all of them stay in results.json)
+MAX_WARNINGS = 30
 
 _CSS = """
 :root { --fg:#1d2733; --muted:#5b6b7c; --line:#e3e8ee; --accent:#c2410c; --bg:#f6f8fa; --good:#15803d; }
@@ -293,6 +295,16 @@ def _cards(r: Mapping[str, Any]) -> str:
         tau = ev.get("weighted_tau")
         cards.append(("", "ranked by", method_label(r, rec_score),
                       f"weighted τ = {tau:+.3f} on this pool" if is_number(tau) else "the recommended score"))
+    controls = [c["name"] for c in r["candidates"] if c.get("control")]
+    if rec_score and controls:
+        pos = {n: i + 1 for i, n in enumerate(order)}
+        best_ctl = min(pos[c] for c in controls if c in pos)
+        n_ctl = len(controls)
+        last = best_ctl > len(order) - n_ctl
+        cards.append(("", "controls", f"ranked {best_ctl}/{len(order)}" if not last else
+                      ("all ranked last" if n_ctl > 1 else "ranked last"),
+                      f"{n_ctl} control candidate(s) (random init)"
+                      + ("" if last else "; the best of them")))
     if is_number(ev.get("top1_regret")):
         cards.append(("", "top-1 regret", f"{100 * float(ev['top1_regret']):.1f} points",
                       "true accuracy lost by trusting the score"))
@@ -380,9 +392,15 @@ def render_html(results: Mapping[str, Any], figures: Mapping[str, bytes] | None 
                      + _finetune_table(r) + _figure(figures, "finetune", "fine-tuning", "") + "</section>")
     if r.get("timings"):
         parts.append("<section><h2>Timings</h2>" + _timings_table(r) + "</section>")
-    if r.get("warnings"):
-        parts.append("<section><h2>Warnings</h2>" + "".join(f"<div class=warn>{esc(w)}</div>" for w in r["warnings"])
-                     + "</section>")
+    notes = list(r.get("notes") or [])
+    warns = list(r.get("warnings") or [])
+    if notes or warns:
+        shown = warns[:MAX_WARNINGS]
+        more = (f"<p class=note>... and {len(warns) - MAX_WARNINGS} more warnings in results.json.</p>"
+                if len(warns) > MAX_WARNINGS else "")
+        parts.append("<section><h2>Notes and warnings</h2>"
+                     + "".join(f"<div class=note>{esc(n)}</div>" for n in notes)
+                     + "".join(f"<div class=warn>{esc(w)}</div>" for w in shown) + more + "</section>")
     errors = r.get("score_errors") or {}
     if any(errors.values()):
         items = "".join(f"<li><code>{esc(c)}</code> / {esc(m)}: {esc(msg)}</li>"

@@ -171,8 +171,11 @@ def render_markdown(results: Mapping[str, Any], figure_files: Mapping[str, str] 
         rows = [[k + (" (cached)" if k in cached else ""), f"{v:.2f}"] for k, v in t.items()]
         rows.append(["**total**", f"**{sum(t.values()):.2f}**"])
         out += ["## Timings", "", md_table(["stage", "seconds"], rows, ["l", "r"]), ""]
-    if r.get("warnings"):
-        out += ["## Warnings", ""] + [f"- {w}" for w in r["warnings"]] + [""]
+    if r.get("notes") or r.get("warnings"):
+        warns = list(r.get("warnings") or [])
+        out += ["## Notes and warnings", ""] + [f"- {n}" for n in r.get("notes") or []] + [
+            f"- {w}" for w in warns[:30]] + ([f"- ... and {len(warns) - 30} more in results.json"]
+                                             if len(warns) > 30 else []) + [""]
     if r.get("config"):
         out += ["## Resolved configuration", "", "```"] + [f"{k}: {v}" for k, v in r["config"].items()] + ["```", ""]
     env = r.get("environment") or {}

@@ -40,6 +40,11 @@ Keys:
     config (dict, optional): the resolved configuration.
     environment (dict, optional): :func:`nctransfer.utils.repro.environment_stamp`.
     warnings (list[str], optional): warnings raised during the run, shown in the report.
+    notes (list[str], optional): why some scores were skipped (e.g. LEEP without source probabilities at a tap).
+    extraction (dict, optional): per model ``{"seconds", "from_cache", "taps", "n_train", "n_test"}``.
+    seconds_total (float, optional): wall time of the whole run.
+
+Candidates may also carry ``has_probs`` (source-classifier probabilities were available for LEEP/NCE).
 """
 
 from __future__ import annotations

@@ -290,6 +290,11 @@ def _evaluate_one(score: "Any", truth: "Any", method: str) -> dict[str, float]:
     if len(s) < 2:
         return out
     a, b = s.to_numpy(dtype=float), t.to_numpy(dtype=float)
+    if np.ptp(a) <= 1e-9 * max(1.0, float(np.abs(a).max())):
+        # a (numerically) constant score carries no ranking information: scipy's weightedtau would still return
+        # a value (e.g. 0.94 for 4 tied models), and rounding noise would decide the order; correlations are NaN
+        out["top1_regret"] = float(b.max() - b.mean())
+        return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out["weighted_tau"] = float(st.weightedtau(b, a).statistic)
