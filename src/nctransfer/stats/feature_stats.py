@@ -130,6 +130,7 @@ class FeatureStats:
         self._acc = None  # pending float64 upper-triangular syrk accumulator (Fortran order)
         self._buf = None  # centred rows waiting for one large syrk (shared across update calls)
         self._buf_rows = 0
+        self._c32 = None  # float32 scratch result of the fast mode's ssyrk
 
     def _flush(self) -> None:
         """Run the pending ``syrk`` on the buffered rows and fold the accumulator into the symmetric ``_gram``."""
@@ -155,14 +156,20 @@ class FeatureStats:
             out = blas.dsyrk(1.0, rows.T, beta=1.0, c=self._acc, overwrite_c=1)
             if out is not self._acc:
                 self._acc = out
-        else:  # fast: one float32 ssyrk per buffer, accumulated in float64
-            self._acc += blas.ssyrk(1.0, rows.T)
+        else:  # fast: one float32 ssyrk per buffer (into a reused scratch matrix), accumulated in float64
+            if getattr(self, "_c32", None) is None or self._c32.shape != self._acc.shape:
+                self._c32 = np.zeros(self._acc.shape, dtype=np.float32, order="F")
+            out = blas.ssyrk(1.0, rows.T, beta=0.0, c=self._c32, overwrite_c=1)  # upper triangle; lower stays 0
+            if out is not self._c32:
+                self._c32 = out
+            self._acc += self._c32
         self._buf_rows = 0
 
     def __getstate__(self) -> dict[str, Any]:
         self._flush()  # pickles and deep copies carry no pending buffer
         state = self.__dict__.copy()
         state["_buf"] = None
+        state["_c32"] = None
         return state
 
     def update(self, X: Any, y: Any) -> "FeatureStats":
