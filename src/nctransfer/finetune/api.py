@@ -4,8 +4,8 @@ generic :func:`finetune` (spec section 3; paper 000 section 3.3 and appendix B).
 Example (real ImageNet weights, Fashion-MNIST, a few minutes on CPU):
 
     >>> from nctransfer.finetune import scl_ft
-    >>> res = scl_ft("efficientnet_lite0", "fashion-mnist", unit="auto", epochs=3, per_class=100,
-    ...              test_per_class=100, image_size=64, lr=0.05, out_dir="runs/scl")   # doctest: +SKIP
+    >>> res = scl_ft("efficientnet_lite0", "fashion-mnist", "fashion-mnist", unit="auto", epochs=3,
+    ...              per_class=100, test_per_class=100, image_size=64, lr=0.05, out_dir="runs/scl")  # doctest: +SKIP
     >>> res.test_accuracy, res.trainable_percent, res.auto["chosen"]                     # doctest: +SKIP
 """
 
