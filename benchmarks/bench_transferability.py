@@ -21,6 +21,7 @@ Usage::
     python benchmarks/bench_transferability.py --quick    # smoke run, small sizes (seconds)
     python benchmarks/bench_transferability.py --out results.json
     python benchmarks/bench_transferability.py --real     # rank pixel feature pools on Fashion-MNIST / digits
+    python benchmarks/bench_transferability.py --real-models   # EfficientNet-Lite0/1/2 (+ random init) on F-MNIST
 """
 
 from __future__ import annotations
@@ -325,6 +326,79 @@ def run_real(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def model_features(name: str, pretrained: bool, per_class: int, image_size: int, seed: int
+                   ) -> tuple[np.ndarray, ...]:
+    """Penultimate features and ImageNet-classifier probabilities of one model on Fashion-MNIST (train, test)."""
+    import torch
+
+    from nctransfer.data import load_dataset
+    from nctransfer.models import load_model
+
+    torch.manual_seed(seed)
+    model = load_model(name, pretrained=pretrained).eval()
+    out = []
+    for split in ("train", "test"):
+        ds = load_dataset("fashion-mnist", split, model=model, image_size=image_size, per_class=per_class, seed=seed)
+        loader = torch.utils.data.DataLoader(ds, batch_size=100, shuffle=False)
+        feats, probs, labels = [], [], []
+        with torch.no_grad():
+            for xb, yb in loader:
+                f = model.forward_head(model.forward_features(xb), pre_logits=True)
+                logits = model.get_classifier()(f)
+                feats.append(f.double().numpy())
+                probs.append(torch.softmax(logits.double(), dim=1).numpy())
+                labels.append(np.asarray(yb))
+        out += [np.concatenate(feats), np.concatenate(probs), np.concatenate(labels)]
+    return tuple(out)
+
+
+def run_real_models(args: argparse.Namespace) -> dict[str, Any]:
+    """Rank real ImageNet models (bundled EfficientNet-Lite0/1/2 weights) and their randomly initialised twins on
+    Fashion-MNIST; truth = linear-probe test accuracy on the penultimate features."""
+    from nctransfer.metrics import probe_accuracy
+    from nctransfer.transferability import evaluate, rank
+    from nctransfer.transferability._common import lapack_threads
+
+    from pathlib import Path
+
+    save = Path(args.save_dir) if args.save_dir else None
+    cands, truth = {}, {}
+    for arch in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        for pretrained in (True, False):
+            name = f"{arch.replace('efficientnet_', '')}-{'imagenet' if pretrained else 'random'}"
+            t0 = time.perf_counter()
+            cached = save / f"{name}.npz" if save else None
+            if cached is not None and cached.is_file():
+                with np.load(cached) as z:
+                    ftr, ytr, ptr, acc = z["X"], z["y"], z["P"], float(z["probe_accuracy"])
+            else:
+                ftr, ptr, ytr, fte, _, yte = model_features(arch, pretrained, args.models_per_class,
+                                                            args.image_size, args.seed)
+                with lapack_threads(10 ** 9):
+                    acc = probe_accuracy(ftr, ytr, fte, yte, C_grid=args.c_grid, seed=args.seed).accuracy
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cached, X=ftr, y=ytr, P=ptr, probe_accuracy=acc)
+            truth[name] = acc
+            cands[name] = (ftr, ytr, ptr)
+            print(f"  {name:>16s}: features {ftr.shape}, probe accuracy {truth[name]:.4f} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if save is not None:
+        (save / "truth.csv").write_text("model,accuracy\n" + "".join(f"{k},{v}\n" for k, v in truth.items()))
+    # the LogME reference code on the same features: its N < d defect (dropped (d - r)/2 log alpha)
+    ref = {c: logme_reference(X, np.searchsorted(np.unique(y), y)) for c, (X, y, _) in cands.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = rank(cands, methods=args.real_methods)
+    df["logme_reference_code"] = [ref[c] for c in df.index]
+    df.attrs["seconds"]["logme_reference_code"] = float("nan")
+    res = {"dataset": f"fashion-mnist {args.image_size}px, EfficientNet-Lite pool", "n_train": len(ytr),
+           "truth": truth, "scores": {c: df.loc[c].to_dict() for c in df.index},
+           "evaluation": evaluate(df, truth), "seconds": df.attrs["seconds"], "notes": df.attrs["notes"]}
+    print(real_markdown(res))
+    return res
+
+
 def real_markdown(res: dict[str, Any]) -> str:
     ev = res["evaluation"]
     lines = [f"{res['dataset']} ({res['n_train']} training images, {len(res['truth'])} candidates)", "",
@@ -360,8 +434,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real-test", type=int, default=2000, help="Fashion-MNIST test images for --real")
     p.add_argument("--c-grid", default="0.01,0.1,1,10", help="inverse L2 strengths of the linear probe (--real)")
     p.add_argument("--real-methods", default="all", help="methods for --real (default: all)")
+    p.add_argument("--real-models", action="store_true",
+                   help="rank EfficientNet-Lite0/1/2 (bundled ImageNet weights) and their random-init twins on "
+                        "Fashion-MNIST against linear-probe accuracy")
+    p.add_argument("--models-per-class", type=int, default=100, help="images per class and split (--real-models)")
+    p.add_argument("--image-size", type=int, default=64, help="input size for --real-models")
+    p.add_argument("--save-dir", default=None,
+                   help="--real-models: keep each model's features as DIR/<model>.npz (X, y, P) and DIR/truth.csv; "
+                        "reused when present (then `nctransfer rank DIR/*.npz --truth DIR/truth.csv` works)")
     args = p.parse_args(argv)
     args.c_grid = tuple(float(v) for v in str(args.c_grid).split(","))
+    if args.real_models:
+        res = run_real_models(args)
+        if args.out:
+            from nctransfer.utils.io import write_json_atomic
+
+            write_json_atomic(args.out, {"real_models": res, "argv": sys.argv[1:]})
+        return 0
     if args.real:
         results = run_real(args)
         if args.out:
@@ -374,6 +463,15 @@ def main(argv: list[str] | None = None) -> int:
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     from nctransfer.transferability import METHODS
 
+    # warm-up: imports and one-time initialisation are not part of any method's time
+    Xw, yw, Pw = make_data(300, 80, 4, seed=1, n_source=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, info in METHODS.items():
+            if name not in args.skip:
+                info.fn(Xw, yw, Pw) if info.needs_probs else info.fn(Xw, yw)
+        logme_reference(Xw, yw)
+        sfda_reference(Xw, yw)
     rows = []
     for d in (int(v) for v in args.dims.split(",")):
         for K in (int(v) for v in args.classes.split(",")):

@@ -152,7 +152,17 @@ def run_files(args: argparse.Namespace) -> int:
     if dup:
         raise InputValueError(f"rank: two FILEs have the same stem {dup}; the stem is the model name.")
     candidates = dict(zip(names, files))
-    df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)))
+    seen: set[str] = set()
+    for w in caught:  # one concise line per distinct message instead of Python's file:line warnings
+        msg = f"{w.category.__name__}: {w.message}"
+        if msg not in seen:
+            seen.add(msg)
+            print(f"warning: {msg}", file=sys.stderr)
     evaluation = None
     if args.truth:
         evaluation = evaluate(df, read_truth_csv(args.truth))

@@ -412,7 +412,7 @@ def pca_dims(ws: Workspace, wanted: int, fname: str, arg: str = "n_components", 
         k = max(min(wanted, ws.d, ws.n - 1), 1)
     if k < wanted:
         warn(f"{fname}: PCA to {arg}={wanted} dims needs min(N, d) >= {wanted} but N={ws.n}, d={ws.d}; "
-             f"using {k} dims instead.", NumericalWarning, stacklevel=4)
+             f"using {k} dims instead.", NumericalWarning, stacklevel=5)
     return k
 
 

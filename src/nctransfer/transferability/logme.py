@@ -267,8 +267,13 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
                 s, x2 = w[keep], P ** 2
                 res_x2 = np.maximum(ws.counts - x2.sum(0), 0.0)
             else:
-                G = ws.cached("raw_gram", lambda: _sym(ws.scatter_T + ws.n * np.outer(ws.mean, ws.mean)))
-                B = (ws.centred_class_means + ws.mean).T * ws.counts  # raw class sums [d, K]
+                def raw_gram() -> np.ndarray:
+                    if "scatter_T" in ws._cache:  # shared with other scores (rank): reuse the centred product
+                        return _sym(ws.scatter_T + ws.n * np.outer(ws.mean, ws.mean))
+                    return _sym(ws.X.T @ ws.X)  # standalone: one product, no centred copy
+
+                G = ws.cached("raw_gram", raw_gram)
+                B = ws.class_sum(ws.X).T  # raw class sums X^T t_k [d, K]
                 s, x2, res_x2 = _project_feature_domain(G, B, ws.counts, rcond, ws)
         else:
             # explicit target matrix (regression / multi-label)
@@ -293,7 +298,7 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
     if not conv.all():
         warnings.warn(f"logme: {int((~conv).sum())} of {len(conv)} targets did not converge to tol={tol:g} within "
                       f"max_iter={max_iter} fixed-point updates (the reference code stops silently at 11).",
-                      ConvergenceWarning, stacklevel=2)
+                      ConvergenceWarning, stacklevel=3)
     value = float(np.mean(ev))
     if return_details:
         return LogMEResult(value, ev, alpha, beta, iters, conv, int(len(s)), n, d, list(classes))

@@ -98,7 +98,7 @@ def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class:
     k = cpc * ws.K
     if k > ws.n:
         warn(f"nleep: {cpc} x {ws.K} = {k} mixture components exceed the {ws.n} samples; using {ws.n}.",
-             stacklevel=3)
+             stacklevel=4)
         k = ws.n
     attempts = [(k, covariance)]
     if covariance != "diag":
@@ -118,7 +118,7 @@ def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class:
             continue
         if i > 0:
             warn(f"nleep: the {attempts[0][0]}-component {attempts[0][1]}-covariance mixture failed ({last}); "
-                 f"used {kc} components with {cov} covariances instead.", stacklevel=3)
+                 f"used {kc} components with {cov} covariances instead.", stacklevel=4)
         return leep_from_probs(ws.codes, ws.K, theta)
     raise InputValueError(f"nleep: no Gaussian mixture could be fitted to the PCA features ({last}).")
 

@@ -137,7 +137,7 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
         rho = _parc_blocked(Zn, codes, ws.K)
     if not np.isfinite(rho):
         warn("parc is undefined: no pair of samples shares a class (or all do); returning NaN.",
-             UndefinedMetricWarning)
+             UndefinedMetricWarning, stacklevel=4)
         return float("nan")
     return 100.0 * rho
 
