@@ -49,6 +49,11 @@ def weighted_tau(score: dict, truth: dict) -> float:
     return evaluate(score, truth)["weighted_tau"]
 
 
+def tau0(v) -> float:
+    """A weighted tau for averaging: NaN/None (a score constant on the pool, which cannot rank it) counts as 0."""
+    return 0.0 if v is None or not np.isfinite(v) else float(v)
+
+
 def main() -> int:
     a = parse()
     if a.quick:
@@ -107,7 +112,7 @@ def main() -> int:
             ens[combo] = {p: ens_tau(combo, p) for p in pools}
 
     def mean_tau(d: dict) -> float:
-        return float(np.mean([v for v in d.values()]))
+        return float(np.mean([tau0(v) for v in d.values()]))
 
     singles = {m: {p: rows[m][p]["weighted_tau"] for p in pools} for m in feature_methods}
     # leave-one-pool-out: choose the best (single or ensemble) on 3 pools, report it on the 4th
@@ -115,8 +120,8 @@ def main() -> int:
     lopo = {}
     for held in pools:
         train = [p for p in pools if p != held]
-        best = max(candidates, key=lambda c: np.mean([candidates[c][p] for p in train]))
-        best_single = max(singles, key=lambda m: np.mean([singles[m][p] for p in train]))
+        best = max(candidates, key=lambda c: np.mean([tau0(candidates[c][p]) for p in train]))
+        best_single = max(singles, key=lambda m: np.mean([tau0(singles[m][p]) for p in train]))
         lopo[held] = {"chosen": "+".join(best), "held_out_tau": candidates[best][held],
                       "chosen_single": best_single, "single_held_out_tau": singles[best_single][held]}
 
@@ -133,8 +138,7 @@ def main() -> int:
     pnames = list(pools)
     lines = ["| score | " + " | ".join(pnames) + " | mean | control ranked last? |",
              "| --- | " + " | ".join("---:" for _ in pnames) + " | ---: | --- |"]
-    order = sorted(methods, key=lambda m: -np.nanmean([rows[m][p]["weighted_tau"] if rows[m][p]["weighted_tau"]
-                                                        is not None else np.nan for p in pnames]))
+    order = sorted(methods, key=lambda m: -np.mean([tau0(rows[m][p]["weighted_tau"]) for p in pnames]))
     for m in order:
         taus = [rows[m][p]["weighted_tau"] for p in pnames]
         last = []
@@ -143,21 +147,20 @@ def main() -> int:
             if p.endswith("/penultimate") and r["best_control_rank"] is not None:
                 last.append("yes" if r["best_control_rank"] == r["n_scored"] else f"no ({r['best_control_rank']})")
         cells = [f"{t:+.3f}" if t is not None and np.isfinite(t) else "—" for t in taus]
-        finite = [t for t in taus if t is not None and np.isfinite(t)]
-        mean = f"{np.mean(finite):+.3f}" if len(finite) == len(taus) else "—"
+        mean = f"{np.mean([tau0(t) for t in taus]):+.3f}" if all(rows[m][p]["n_scored"] for p in pnames) else "—"
         lines.append(f"| {METHODS[m].title} (`{m}`) | " + " | ".join(cells) + f" | {mean} | {', '.join(last)} |")
     lines += ["", "Best rank-average ensembles (weighted tau per pool, mean):", "",
               "| components | " + " | ".join(pnames) + " | mean |",
               "| --- | " + " | ".join("---:" for _ in pnames) + " | ---: |"]
     for d in summary["ensembles_top"][:8]:
-        lines.append(f"| {' + '.join(d['components'])} | " + " | ".join(f"{d['taus'][p]:+.3f}" for p in pnames)
+        lines.append(f"| {' + '.join(d['components'])} | " + " | ".join(f"{tau0(d['taus'][p]):+.3f}" for p in pnames)
                      + f" | {d['mean']:+.3f} |")
     lines += ["", "Leave one pool out (choose on the other three by mean weighted tau, evaluate on the held-out):", "",
               "| held-out pool | chosen (single or ensemble) | tau | chosen single | tau |",
               "| --- | --- | ---: | --- | ---: |"]
     for p, d in lopo.items():
-        lines.append(f"| {p} | {d['chosen']} | {d['held_out_tau']:+.3f} | {d['chosen_single']} | "
-                     f"{d['single_held_out_tau']:+.3f} |")
+        lines.append(f"| {p} | {d['chosen']} | {tau0(d['held_out_tau']):+.3f} | {d['chosen_single']} | "
+                     f"{tau0(d['single_held_out_tau']):+.3f} |")
     lines += ["", "Time per pool (seconds, first run / stages):", ""]
     for p, r in pools.items():
         lines.append(f"- {p}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items()))

@@ -4,12 +4,11 @@ evaluation, report) and the recommended score (:mod:`nctransfer.pipeline.recomme
 from nctransfer.pipeline.core import FINETUNE_DEFAULTS, PROBE_C_GRID, RANDOM_PREFIX, rank_models, write_outputs
 from nctransfer.pipeline.recommended import (
     DEFAULT_RECOMMENDED,
-    ensure_registered,
     percentile_ranks,
     register_rank_average,
 )
 
 __all__ = [
-    "DEFAULT_RECOMMENDED", "FINETUNE_DEFAULTS", "PROBE_C_GRID", "RANDOM_PREFIX", "ensure_registered",
+    "DEFAULT_RECOMMENDED", "FINETUNE_DEFAULTS", "PROBE_C_GRID", "RANDOM_PREFIX",
     "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
 ]

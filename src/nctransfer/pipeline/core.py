@@ -35,7 +35,7 @@ from nctransfer.pipeline.checks import (
     parse_models,
     read_truth_csv,
 )
-from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED, ensure_registered
+from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
 
 #: prefix of a model spec that asks for random initialisation and marks the model as a control
 RANDOM_PREFIX = "random:"
@@ -502,15 +502,16 @@ def rank_models(
     truth_arg = check_truth_arg(truth)
     if taps not in ("penultimate", "all") and not isinstance(taps, (list, tuple, int, str)):
         raise InputValueError(f"taps: expected 'penultimate', 'all' or a tap selector; got {taps!r}.")
-    ensure_registered()
     from nctransfer.transferability import METHODS, get_method
 
     rec = recommended_score or DEFAULT_RECOMMENDED
     get_method(rec)  # unknown name -> NotFoundError with suggestions
     if methods is not None and not (isinstance(methods, str) and methods.strip().lower() == "all"):
-        wanted = [s.strip() for s in methods.split(",")] if isinstance(methods, str) else list(methods)
-        for w in wanted:
-            get_method(w)
+        wanted = [s.strip() for s in methods.split(",") if s.strip()] if isinstance(methods, str) else list(methods)
+        wanted = [get_method(w).name for w in wanted]
+        if get_method(rec).name not in wanted:  # the ranking score is always computed
+            wanted.append(get_method(rec).name)
+        methods = wanted
     if cache_dir == "default":
         from nctransfer.extract import default_cache_dir
 
@@ -576,9 +577,16 @@ def rank_models(
                           index=[c.name for c in cands], dtype=float)
         evaluation = {m: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
                       for m, e in evaluate(df, acc).items()} if len(cands) >= 2 else {}
-    if rec not in sc["columns"]:
-        raise InputValueError(f"recommended_score {rec!r} was not computed (methods={methods!r}); add it to "
-                              "methods or choose one of " + ", ".join(sc["columns"]) + ".")
+    if not any(sc["scores"][c.name].get(rec) is not None for c in cands):
+        # e.g. a pool-relative score (NCTI, ensembles) with a single candidate: rank by the first per-model score
+        fallback = next((m for m in sc["columns"] if not METHODS[m].pool_relative
+                         and any(sc["scores"][c.name].get(m) is not None for c in cands)), None)
+        if fallback is None:
+            raise InputValueError(f"recommended_score {rec!r} could not be computed for any candidate and no other "
+                                  f"score is available (methods={methods!r}).")
+        sc["notes"].append(f"{rec} could not be computed for this pool ({len(cands)} candidate(s)); ranked by "
+                           f"{fallback} instead.")
+        rec = fallback
 
     results: dict[str, Any] = {
         "schema": "nctransfer.results/1",
