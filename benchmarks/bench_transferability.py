@@ -376,15 +376,19 @@ def run_real_models(args: argparse.Namespace) -> dict[str, Any]:
                                                             args.image_size, args.seed)
                 with lapack_threads(10 ** 9):
                     acc = probe_accuracy(ftr, ytr, fte, yte, C_grid=args.c_grid, seed=args.seed).accuracy
-                if cached is not None:
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    np.savez(cached, X=ftr, y=ytr, P=ptr, probe_accuracy=acc)
+                if cached is not None:  # written atomically: an interrupted run resumes at the next model
+                    from nctransfer.utils.io import atomic_path
+
+                    with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+                        np.savez(fh, X=ftr, y=ytr, P=ptr, probe_accuracy=acc)
             truth[name] = acc
             cands[name] = (ftr, ytr, ptr)
             print(f"  {name:>16s}: features {ftr.shape}, probe accuracy {truth[name]:.4f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if save is not None:
-        (save / "truth.csv").write_text("model,accuracy\n" + "".join(f"{k},{v}\n" for k, v in truth.items()))
+        from nctransfer.utils.io import write_text_atomic
+
+        write_text_atomic(save / "truth.csv", "model,accuracy\n" + "".join(f"{k},{v}\n" for k, v in truth.items()))
     # the LogME reference code on the same features: its N < d defect (dropped (d - r)/2 log alpha)
     ref = {c: logme_reference(X, np.searchsorted(np.unique(y), y)) for c, (X, y, _) in cands.items()}
     with warnings.catch_warnings():

@@ -178,3 +178,23 @@ def test_cli_table_notes_and_errors(tmp_path, capsys):
     assert "METHOD.KEY=VALUE" in capsys.readouterr().err
     assert main(["rank", "--list-methods"]) == 0
     assert "logme" in capsys.readouterr().out
+
+
+def test_rank_shared_work_equals_standalone_calls():
+    """rank() shares the scatter matrix, decompositions and posteriors between methods of one candidate: every
+    value must equal the method called alone."""
+    from nctransfer.transferability import METHODS, etran, ncti
+
+    pool = make_pool(n=120, d=70)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = rank(pool, methods="all")
+        for name, info in METHODS.items():
+            if info.pool_relative:
+                alone = (ncti if name == "ncti" else etran)({k: v[:2] for k, v in pool.items()})[name]
+                np.testing.assert_allclose(df[name].to_numpy(), alone.to_numpy(), rtol=1e-9, atol=1e-12,
+                                           err_msg=name)
+                continue
+            for model, (X, y, P) in pool.items():
+                alone = info.fn(X, y, P) if info.needs_probs else info.fn(X, y)
+                assert df.loc[model, name] == pytest.approx(alone, rel=1e-9, abs=1e-12), (name, model)

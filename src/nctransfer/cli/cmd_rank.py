@@ -156,7 +156,8 @@ def run_files(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)))
+        df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)),
+                  progress=sys.stderr.isatty())
     seen: set[str] = set()
     for w in caught:  # one concise line per distinct message instead of Python's file:line warnings
         msg = f"{w.category.__name__}: {w.message}"
