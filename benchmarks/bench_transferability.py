@@ -446,8 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-dir", default=None,
                    help="--real-models: keep each model's features as DIR/<model>.npz (X, y, P) and DIR/truth.csv; "
                         "reused when present (then `nctransfer rank DIR/*.npz --truth DIR/truth.csv` works)")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS threads for the scores and baselines (0: the library default); 1 is the most stable "
+                        "on a shared machine")
     args = p.parse_args(argv)
     args.c_grid = tuple(float(v) for v in str(args.c_grid).split(","))
+    from nctransfer.transferability import set_blas_threads
+
+    set_blas_threads(args.blas_threads or None)
     if args.real_models:
         res = run_real_models(args)
         if args.out:

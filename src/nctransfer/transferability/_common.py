@@ -3,9 +3,10 @@ quantities, PCA, shrinkage LDA, min-max normalisation and the linear algebra hel
 
 Everything here is private (leading underscore in the public modules' imports). Numerics are float64.
 
-Threads: every public score runs with one BLAS thread by default (:func:`set_blas_threads`,
-``NCTRANSFER_BLAS_THREADS``): on the shared 2-core development machine OpenBLAS's threads made every operation
-slower (threaded tridiagonalisation 5-15x slower; small products stalling for tens of milliseconds).
+Threads: scores use the BLAS library's own thread count unless :func:`set_blas_threads` or
+``NCTRANSFER_BLAS_THREADS`` limits it. On an oversubscribed machine (several processes sharing 2 cores) one
+thread was measured faster (threaded tridiagonalisation 5-15x slower; small products stalling for tens of
+milliseconds): set ``NCTRANSFER_BLAS_THREADS=1`` there.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from nctransfer.utils.validation import (
 EPS = float(np.finfo(np.float64).eps)
 
 def _default_threads() -> int | None:
-    env = os.environ.get("NCTRANSFER_BLAS_THREADS", "1").strip().lower()
+    env = os.environ.get("NCTRANSFER_BLAS_THREADS", "none").strip().lower()
     if env in ("", "none", "default", "0"):
         return None
     try:
@@ -48,7 +49,7 @@ _CONTROLLER: Any = None
 def set_blas_threads(n: int | None) -> None:
     """Number of BLAS/LAPACK threads used while a transferability score runs (``None``: the library default).
 
-    Default 1 (or the environment variable ``NCTRANSFER_BLAS_THREADS``; ``none`` = library default). On the
+    Default: the BLAS library's own setting (or the environment variable ``NCTRANSFER_BLAS_THREADS``). On the
     loaded 2-core development machine OpenBLAS's threads were measured slower than one thread for every operation
     (``eigh`` of 2048 x 2048: 1.2-1.8 s with one thread, 10-20 s with two; a 10 000 x 2048 Gram product 0.7 s vs
     1.0 s; small products stall for tens of milliseconds). On an idle many-core machine raise it. The previous
