@@ -34,11 +34,12 @@ def test_auto_respects_budget_and_reports(tmp_path):
     over = [c["unit"] for c in rep["skipped_over_budget"]]
     assert tried == ["layer1.0", "layer2.0", "layer3.0"] and over == ["layer4.0"]  # layer4.0 trains ~ 19% > 10%
     assert all(c["trainable_percent"] <= 10.0 for c in rep["candidates"])
-    best = min(rep["candidates"], key=lambda c: c["probe_nc1"])
+    best = min(rep["candidates"], key=lambda c: c["train_nc1"])
     assert rep["chosen"] == best["unit"] == res.unit
     for phrase in ("lowest NC1", "within the budget", "16 training images"):
         assert phrase in rep["reason"]
-    assert rep["probe"]["n_images"] == 16 and rep["probe"]["n_heldout"] == 16
+    assert rep["probe"]["n_images"] == 16 and rep["probe"]["n_heldout"] == 16 and rep["criterion"] == "train_nc1"
+    assert rep["probe"]["steps"] == 40 and rep["probe"]["epochs"] == 20  # 16 images, batch 8: 2 steps per epoch
     assert res.trainable_percent <= 10.0 and res.trainable_params < 0.1 * total + 10
     saved = json.loads((tmp_path / "result.json").read_text())["auto"]
     assert saved["chosen"] == res.unit and (tmp_path / "auto_unit.json").is_file()
@@ -59,3 +60,18 @@ def test_budget_too_small_fails_clearly():
     cfg = FinetuneConfig(method="scl", unit="auto", **FAST, auto={"max_trainable_params": 10})
     with pytest.raises(InputValueError, match=r"no candidate fits the parameter budget.*the smallest needs"):
         choose_unit(tiny_model("tv_resnet18"), data(), cfg)
+
+
+def test_heldout_criteria_rank_by_other_training_images():
+    cfg = FinetuneConfig(method="scl", unit="auto", **FAST,
+                         auto={"candidates": [4, 6], "probe_per_class": 4, "probe_steps": 4,
+                               "criterion": "heldout_accuracy"})
+    rep = choose_unit(tiny_model("tv_resnet18"), data(), cfg)
+    accs = {c["unit"]: c["heldout_accuracy"] for c in rep["candidates"]}
+    assert rep["chosen"] == max(accs, key=lambda u: (accs[u], -dict((c["unit"], c["trainable_params"])
+                                                                   for c in rep["candidates"])[u]))
+    assert all(0 <= c["heldout_nc1"] for c in rep["candidates"]) and "held-out training images" in rep["reason"]
+    everything = FinetuneConfig(method="scl", unit="auto", **FAST,
+                                auto={"probe_per_class": None, "criterion": "heldout_nc1"})
+    with pytest.raises(InputValueError, match="needs training images outside the probe subset"):
+        choose_unit(tiny_model("tv_resnet18"), data(), everything)

@@ -44,7 +44,8 @@ def test_defaults_follow_paper_appendix_b():
     ({"method": "lp", "nc1_taps": 3}, r"nc1_taps"),
     ({"method": "lp", "unit": True}, r"unit"),
     ({"method": "lp", "nesterov": True, "momentum": 0.0}, r"nesterov"),
-    ({"method": "lp", "auto": {"probe_epochs": 0}}, r"AutoUnitConfig.probe_epochs"),
+    ({"method": "lp", "auto": {"probe_steps": 0}}, r"AutoUnitConfig.probe_steps"),
+    ({"method": "lp", "auto": {"criterion": "acc"}}, r"AutoUnitConfig.criterion must be one of"),
     ({"method": "lp", "auto": {"candidates": "some"}}, r"AutoUnitConfig.candidates"),
     ({"method": "lp", "auto": {"max_trainable_percent": 0}}, r"max_trainable_percent"),
 ])

@@ -65,7 +65,11 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--auto-max-percent", type=float, default=None,
                    help="parameter budget: skip units whose run trains more than this %% of the parameters")
     a.add_argument("--auto-max-params", type=int, default=None, help="parameter budget in parameters")
-    a.add_argument("--auto-probe-epochs", type=int, default=1, help="epochs of the probe run per candidate")
+    a.add_argument("--auto-probe-steps", type=int, default=40,
+                   help="optimiser steps of the probe run per candidate (whole epochs over the probe subset)")
+    a.add_argument("--auto-criterion", choices=("train_nc1", "heldout_nc1", "heldout_accuracy"), default="train_nc1",
+                   help="train_nc1: lowest penultimate NC1 on the probe images (paper 000 conjecture); heldout_nc1: "
+                        "on other training images; heldout_accuracy: accuracy on other training images")
     a.add_argument("--auto-probe-per-class", type=_int_or_none, default=20,
                    help="training images per class used by the probe ('all' for every image)")
 
@@ -100,7 +104,8 @@ def config_from_args(args: argparse.Namespace, method: str = "linear_probe", uni
     method = canonical_method(method, "--method")
     taps = _split_list(args.nc1_taps)
     auto = AutoUnitConfig(candidates=_split_list(args.auto_candidates), max_trainable_percent=args.auto_max_percent,
-                          max_trainable_params=args.auto_max_params, probe_epochs=args.auto_probe_epochs,
+                          max_trainable_params=args.auto_max_params, probe_steps=args.auto_probe_steps,
+                          criterion=args.auto_criterion,
                           probe_per_class=args.auto_probe_per_class)
     return FinetuneConfig(
         method=method, unit=unit if method in ("layer_ft", "scl_ft") else None,

@@ -39,6 +39,7 @@ SHORT_NAMES: dict[str, str] = {"linear_probe": "lp", "layer_ft": "layer", "scl_f
 SKIP_MODES: tuple[str, ...] = ("pad", "conv")
 BN_POLICIES: tuple[str, ...] = ("update", "frozen")
 CANDIDATE_MODES: tuple[str, ...] = ("all", "stage_first")
+AUTO_CRITERIA: tuple[str, ...] = ("train_nc1", "heldout_nc1", "heldout_accuracy")
 
 
 def canonical_method(method: str, name: str = "method") -> str:
@@ -151,8 +152,8 @@ class AutoUnitConfig(_ConfigMixin):
 
     Each candidate unit is fine-tuned briefly with the requested method (a *probe*) on a balanced subset of the
     training data; the unit whose penultimate features are most collapsed afterwards (lowest NC1, spec section
-    1.1, on that training subset) wins. Candidates whose method would train more parameters than the budget are
-    skipped (and reported).
+    1.1, on that training subset; or on other training images, ``criterion="heldout_nc1"``) wins. Candidates whose
+    method would train more parameters than the budget are skipped (and reported).
     """
 
     candidates: Any = _opt("all", "units to try: 'all', 'stage_first' (first unit of each stage, as the paper "
@@ -160,9 +161,12 @@ class AutoUnitConfig(_ConfigMixin):
     max_trainable_percent: float | None = _opt(None, "budget: skip units whose run would train more than this "
                                                      "percentage of all parameters (classifier included)")
     max_trainable_params: int | None = _opt(None, "budget: skip units whose run would train more parameters")
-    probe_epochs: int = _opt(1, "epochs of the short probe run per candidate")
+    probe_steps: int = _opt(40, "optimiser steps of the probe run per candidate (whole epochs over the probe subset, "
+                                "at least this many steps)")
     probe_per_class: int | None = _opt(20, "training images per class used by the probe (None: all)")
-    probe_max_steps: int | None = _opt(None, "cap on optimiser steps per probe run (None: no cap)")
+    criterion: str = _opt("train_nc1", "'train_nc1' (the paper's conjecture: lowest penultimate NC1 on the probe's "
+                                       "training images), 'heldout_nc1' (NC1 on other training images) or "
+                                       "'heldout_accuracy'")
 
     def __post_init__(self) -> None:
         c = self.candidates
@@ -177,9 +181,9 @@ class AutoUnitConfig(_ConfigMixin):
             )
         _check_float(self, "max_trainable_percent", 0.0, 100.0, low_open=True, allow_none=True)
         _check_int(self, "max_trainable_params", 1, allow_none=True)
-        _check_int(self, "probe_epochs", 1)
+        _check_int(self, "probe_steps", 1)
         _check_int(self, "probe_per_class", 1, allow_none=True)
-        _check_int(self, "probe_max_steps", 1, allow_none=True)
+        _check_choice(self, "criterion", AUTO_CRITERIA)
 
 
 @dataclass

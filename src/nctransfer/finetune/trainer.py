@@ -16,7 +16,8 @@
   RNG states (torch, CUDA, NumPy, Python) are saved in every checkpoint and restored on resume, so on CPU a run
   stopped after epoch ``k`` and resumed gives the same numbers as an uninterrupted one.
 - After every ``eval_every`` epochs (and the last): test accuracy and loss, and the penultimate NC1 (spec section
-  1.1) of the training data (the classifier's input, after the SCL sum; eval mode), optionally NC1 of other taps.
+  1.1) of the training data (the classifier's input, after the SCL sum; eval mode) - and, for information, of the
+  test data (``test_penultimate_nc1``) - optionally NC1 of other taps on the training data.
 - ``checkpoint.pt`` is written atomically after every epoch; an interrupted run loses at most one epoch.
 - Memory: :class:`~nctransfer.finetune.memory.PeakMemory` around each epoch's training pass; the history records
   it per epoch and ``peak_memory_mb_`` is the maximum.
@@ -421,10 +422,10 @@ class Trainer:
                 t1 = time.perf_counter()
                 tr = evaluate(model, train_eval_loader, self.device, amp=use_amp, penultimate=True,
                               taps=self.nc1_taps or None)
-                te = evaluate(model, test_loader, self.device, amp=use_amp)
+                te = evaluate(model, test_loader, self.device, amp=use_amp, penultimate=True)
                 record.update({
                     "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
-                    "penultimate_nc1": _compute_nc1(tr["stats"]),
+                    "penultimate_nc1": _compute_nc1(tr["stats"]), "test_penultimate_nc1": _compute_nc1(te["stats"]),
                 })
                 if self.nc1_taps:
                     record["tap_nc1"] = {t: _compute_nc1(s) for t, s in tr["tap_stats"].items()}
