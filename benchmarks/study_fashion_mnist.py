@@ -220,6 +220,20 @@ def markdown(records: list[dict[str, Any]], random_rec: dict[str, Any] | None, a
     return "\n".join(lines) + "\n"
 
 
+def pooled_records(summ: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seed-pooled pseudo-records (geometric-mean NC1, mean accuracy) in the shape the plot functions read."""
+    out = []
+    for row in summ.values():
+        taps = list(row["source_layers_nc1"])
+        out.append({
+            "name": row["name"], "recipe": {**row["recipe"], "name": row["name"], "seed": None},
+            "source": {"taps": taps, "layers": {t: {"nc1": row["source_layers_nc1"][t]} for t in taps}},
+            "targets": [{"target": t["target"], "probe_accuracy": t["accuracy"][0],
+                         "layers": {"penultimate": {"nc1": t["target_nc1"]}}} for t in row["targets"]],
+        })
+    return out
+
+
 def expand_seeds(grid: Any, seeds: list[int]) -> Any:
     """The grid repeated for every seed (first seed: the recipes as written; others: ``seed`` set and ``-s<seed>``
     appended to the name)."""
@@ -328,6 +342,9 @@ def _main(args: argparse.Namespace) -> int:
             files["nc1_layers"] = plot_layer_nc1(first_seed + ([random_rec] if random_rec else []),
                                                  study_out / "nc1_layers.png")
         analysis = analyse(result.records, random_rec)
+        if len(first_seed) < len(result.records):  # figures of the seed means (one point per recipe)
+            files = write_study_plots(pooled_records(analysis["recipes"]) + ([random_rec] if random_rec else []),
+                                      study_out / "seed_means")
         md = markdown(result.records, random_rec, analysis)
         write_text_atomic(study_out / "summary.md", md)
         summary[label] = {"analysis": analysis, "random_init": random_rec, "wall_seconds_this_call": wall,

@@ -106,7 +106,7 @@ def plot_layer_nc1(records: list[dict[str, Any]], path: str | Path) -> str:
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_ylabel("NC1 on source training data")
     ax.set_title("Progressive collapse across layers (paper 000 fig. 2)")
-    ax.legend(fontsize=7, ncol=1, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.legend(fontsize=7, ncol=1, loc="outside right upper")
     ax.grid(alpha=0.3, which="both")
     return _save(fig, Path(path))
 
@@ -115,11 +115,14 @@ def _target_names(records: list[dict[str, Any]]) -> list[str]:
     return [t["target"] for t in records[0]["targets"]]
 
 
-def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlabel: str, title: str) -> str:
+def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlabel: str, title: str,
+             label_points: bool | None = None) -> str:
     plt = _plt()
     targets = _target_names(records)
     fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.3), squeeze=False,
                              layout="constrained")
+    if label_points is None:  # names only while they stay readable
+        label_points = len(records) <= 24
     for j, (ax, tname) in enumerate(zip(axes[0], targets)):
         xs, ys = [], []
         for r in records:
@@ -130,7 +133,8 @@ def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlab
             kind = _kind(r["recipe"])
             ax.scatter([x], [y], color=_LOSS_COLORS.get(r["recipe"]["loss"], "gray"), marker=_MARKERS[kind], s=36,
                        edgecolor="k", lw=0.4)
-            ax.annotate(r["name"], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+            if label_points:
+                ax.annotate(r["name"], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
         if all(v > 0 for v in xs if math.isfinite(v)):
             ax.set_xscale("log")
         ax.set_title(f"target {tname}: Spearman rho = {_rho_text(spearman(xs, ys))}", fontsize=9)
@@ -139,7 +143,7 @@ def _scatter(records: list[dict[str, Any]], path: str | Path, *, x_of: Any, xlab
         ax.grid(alpha=0.3, which="both")
     handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=f"loss {k}") for k, c in _LOSS_COLORS.items()]
     handles += [plt.Line2D([], [], ls="", marker=m, color="gray", label=k) for k, m in _MARKERS.items()]
-    axes[0][-1].legend(handles=handles, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.legend(handles=handles, fontsize=7, loc="outside right upper")
     fig.suptitle(title, fontsize=10)
     return _save(fig, Path(path))
 
