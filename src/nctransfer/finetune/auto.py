@@ -203,7 +203,8 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
         "chosen": best["unit"], "criterion": a.criterion,
         "reason": reason, "candidates": rows, "skipped_over_budget": over,
         "budget": {"max_trainable_percent": a.max_trainable_percent, "max_trainable_params": a.max_trainable_params},
-        "probe": {"epochs": epochs, "steps": epochs * steps_per_epoch, "per_class": a.probe_per_class, "n_images": int(len(probe_idx)),
+        "probe": {"epochs": epochs, "steps": epochs * steps_per_epoch, "per_class": a.probe_per_class,
+                  "n_images": int(len(probe_idx)),
                   "n_heldout": int(len(held_idx)), "batch_size": bs, "method": config.method,
                   "total_params": total, "num_classes": k},
     }
