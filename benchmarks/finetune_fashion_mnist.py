@@ -36,7 +36,8 @@ HERE = Path(__file__).resolve().parent
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/bench_finetune", help="output directory")
-    p.add_argument("--quick", action="store_true", help="reduced form: 20 images/class, 32 px, 1 epoch, one unit")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced form: 20 images/class, 32 px, 1 epoch, one unit, auto over stage-first units")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--per-class", type=int, default=100, help="training images per class")
     p.add_argument("--test-per-class", type=int, default=100, help="test images per class (100 -> 1000 images)")
@@ -49,6 +50,8 @@ def parse() -> argparse.Namespace:
                    help="hand-picked units for Layer/SCL FT (comma-separated)")
     p.add_argument("--auto-budget", type=float, default=10.0, help="auto: max trainable percentage")
     p.add_argument("--auto-probe-per-class", type=int, default=20)
+    p.add_argument("--auto-probe-steps", type=int, default=40)
+    p.add_argument("--auto-candidates", default="all", help="'all', 'stage_first' or a comma-separated list")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads per run (default 1: on a shared machine 2 OpenMP threads can be 10-40x "
@@ -63,7 +66,8 @@ def runs(a: argparse.Namespace) -> list[tuple[str, list[str]]]:
         out.append((f"layer[{u}]", ["--method", "layer", "--unit", u]))
         out.append((f"scl[{u}]", ["--method", "scl", "--unit", u]))
     out.append(("scl[auto]", ["--method", "scl", "--unit", "auto", "--auto-max-percent", str(a.auto_budget),
-                              "--auto-probe-per-class", str(a.auto_probe_per_class)]))
+                              "--auto-probe-per-class", str(a.auto_probe_per_class),
+                              "--auto-probe-steps", str(a.auto_probe_steps), "--auto-candidates", a.auto_candidates]))
     out.append(("full", ["--method", "full"]))
     return out
 
@@ -73,7 +77,7 @@ def main() -> int:
     if a.quick:
         a.per_class, a.test_per_class, a.image_size, a.epochs = 20, 20, 32, 1
         a.units = a.units.split(",")[-1]
-        a.auto_probe_per_class = 5
+        a.auto_probe_per_class, a.auto_probe_steps, a.auto_candidates = 5, 10, "stage_first"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     common = ["--model", a.model, "--data", "fashion-mnist", "--per-class", str(a.per_class),

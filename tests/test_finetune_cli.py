@@ -49,13 +49,15 @@ def test_cli_yaml_config_and_errors(tmp_path, capsys):
 
 def test_cli_sweep_table_plot_and_reuse(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["finetune-sweep", *TINY, "--sizes", "10,20", "--methods", "lp,scl", "--unit", "4", "--out", str(out)]
+    args = ["finetune-sweep", *TINY, "--sizes", "10,20", "--methods", "lp,scl", "--unit", "4", "--min-steps", "3",
+            "--out", str(out)]
     assert main(args) == 0
     table = pd.read_csv(out / "sweep.csv")
     assert list(table["size"]) == [10, 10, 20, 20] and list(table["method"]) == ["linear_probe", "scl_ft"] * 2
     assert table.loc[table.method == "scl_ft", "unit"].tolist() == ["layer3.0"] * 2
     assert (out / "sweep.png").stat().st_size > 1000 and "| size |" in (out / "sweep.md").read_text()
-    assert (table["batch_size"] == 10).all()
+    assert (table["batch_size"] == 10).all() and list(table["unit"]) == ["-", "layer3.0"] * 2
+    assert list(table["epochs"]) == [3, 3, 2, 2]  # at least 3 optimiser steps: 1 or 2 steps per epoch
     stamp = (out / "runs" / "n20_scl" / "result.json").stat().st_mtime_ns
     capsys.readouterr()
     assert main(args) == 0  # finished runs are reused, not retrained

@@ -33,6 +33,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size-mode", choices=("total", "per_class"), default="total",
                         help="sizes count images in total (paper) or per class")
     parser.add_argument("--methods", default="lp,layer,scl,full", help="comma-separated methods (lp,layer,scl,full)")
+    parser.add_argument("--min-steps", type=int, default=None,
+                        help="train small subsets for more epochs so that every run makes at least this many "
+                             "optimiser steps (default: --epochs for every size)")
     parser.add_argument("--unit", default=None, help="unit of layer/scl: a name, an index or 'auto' (required when "
                                                      "layer or scl is run)")
     add_data_model_options(parser)
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     res = data_scarcity_sweep(
         args.model, args.data, args.test_data if args.test_data is not None else args.data, sizes=args.sizes,
         size_mode=args.size_mode, methods=methods, unit=args.unit, skip=args.skip, config=base, out_dir=args.out,
-        resume=args.resume, test_per_class=args.test_per_class, pretrained=args.pretrained,
+        resume=args.resume, test_per_class=args.test_per_class, pretrained=args.pretrained, min_steps=args.min_steps,
     )
     print(res.markdown_path.read_text() if res.markdown_path else res.table.to_string())
     print(f"wrote {res.csv_path}, {res.markdown_path}, {res.plot_path}")

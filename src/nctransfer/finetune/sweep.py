@@ -11,6 +11,9 @@ training data and evaluate on the same test set.
 - Subsets are nested: each class's images are taken as prefixes of one seeded permutation, so the subset of size
   ``n`` contains the subset of every smaller size.
 - A subset smaller than ``batch_size`` trains with ``batch_size = n`` (recorded in the table).
+- ``min_steps``: with few epochs a tiny subset gets only a handful of optimiser steps (10 images, batch 10,
+  5 epochs: 5 steps), which measures under-training rather than data scarcity; ``min_steps`` raises the number of
+  epochs of such runs so that each makes at least that many steps (recorded in the ``epochs`` column).
 - Every run writes ``runs/n<size>_<method>/result.json``; with ``resume=True`` finished runs are read back and an
   interrupted run continues from its checkpoint.
 
@@ -101,7 +104,8 @@ def plot_sweep(table: Any, path: str | os.PathLike, title: str = "") -> Path:
         g = g.sort_values("size")
         label = SHORT_NAMES.get(method, method)
         axes[0].plot(g["size"], 100 * g["test_accuracy"], marker="o", label=label)
-        axes[1].plot(g["size"], g["penultimate_nc1"], marker="o", label=label)
+        nc1 = g["penultimate_nc1"].where(g["penultimate_nc1"] > 0)  # NC1 = 0 (one image per class): off the log axis
+        axes[1].plot(g["size"], nc1, marker="o", label=label)
     for ax, ylab in zip(axes, ("test accuracy (%)", "penultimate NC1 (train)")):
         ax.set_xscale("log")
         ax.set_xlabel("training images")
@@ -135,6 +139,8 @@ def data_scarcity_sweep(
     test_per_class: int | None = None,
     pretrained: bool = True,
     subset_seed: int | None = None,
+    min_steps: int | None = None,
+    final_eval_only: bool = True,
     **options: Any,
 ) -> SweepResult:
     """Run the methods over training subsets of the given sizes (module docstring).
@@ -152,6 +158,10 @@ def data_scarcity_sweep(
         resume: reuse finished runs and checkpoints in ``out_dir``.
         test_per_class: balanced subsample of the test set (images per class), the same for every run.
         subset_seed: seed of the subsets (default: the config's seed).
+        min_steps: train small subsets for more epochs so that every run makes at least this many optimiser steps
+            (``None``: the same number of epochs for every size, as in the paper, where 200 epochs gave even the
+            smallest subset 200 steps).
+        final_eval_only: evaluate only after the last epoch (the table needs only the final numbers).
 
     Returns:
         :class:`SweepResult`.
@@ -201,8 +211,11 @@ def data_scarcity_sweep(
             warnings.warn(f"sweep: size {n} has fewer than 2 classes; skipped.", stacklevel=2)
             continue
         bs = min(base.batch_size, len(idx))
+        steps = len(idx) // bs if len(idx) % bs == 1 else -(-len(idx) // bs)
+        epochs = base.epochs if min_steps is None else max(base.epochs, -(-int(min_steps) // steps))
         cfg = base.replace(method=m, unit=unit if m in ("layer_ft", "scl_ft") else None,
-                           skip=skip if m == "scl_ft" else "pad", batch_size=bs)
+                           skip=skip if m == "scl_ft" else "pad", batch_size=bs, epochs=epochs,
+                           eval_every=epochs if final_eval_only else min(base.eval_every, epochs))
         run_dir = out / "runs" / f"n{n}_{SHORT_NAMES[m]}" if out is not None else None
         res = None
         if resume and run_dir is not None and (run_dir / RESULT_NAME).is_file():
@@ -215,7 +228,7 @@ def data_scarcity_sweep(
                            num_classes=k, pretrained=pretrained)
             res.model = None
         results[(n, m)] = res
-        rows.append({"size": n, "n_train": int(len(idx)), "method": m, "unit": res.unit, "skip": res.skip,
+        rows.append({"size": n, "n_train": int(len(idx)), "method": m, "unit": res.unit or "-", "skip": res.skip or "-",
                      "test_accuracy": res.test_accuracy, "penultimate_nc1": res.penultimate_nc1,
                      "trainable_params": res.trainable_params, "trainable_percent": res.trainable_percent,
                      "seconds_per_epoch": res.seconds_per_epoch, "peak_memory_mb": res.peak_memory_mb,
