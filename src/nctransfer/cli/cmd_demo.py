@@ -32,8 +32,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=D["finetune_options"]["epochs"],
                         help="epochs of the linear probe vs SCL FT comparison (default: %(default)s)")
     parser.add_argument("--unit", default=D["finetune_options"]["unit"],
-                        help="SCL FT unit: 'auto' (chosen by collapse under a 10%% parameter budget) or a unit name "
-                             "such as blocks.5.0 (default: %(default)s)")
+                        help="SCL FT unit: 'recommended' (the tap of the top-ranked candidate), 'auto' (chosen by "
+                             "collapse under a 10%% parameter budget) or a unit name such as blocks.5.0 "
+                             "(default: %(default)s)")
     parser.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning comparison")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--cache-dir", default="default",
@@ -49,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     ft = dict(DEMO_DEFAULTS["finetune_options"])
     ft["epochs"] = args.epochs
-    if args.unit != "auto":
-        ft["unit"] = args.unit
-        ft.pop("auto", None)
+    ft["unit"] = args.unit
     results = run_demo(
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         data=None if args.data == "auto" else args.data,

@@ -25,7 +25,8 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "batch_size": 100,
     "truth": "probe",
     "compare_finetune": True,
-    "finetune_options": {"epochs": 3, "batch_size": 32, "lr": 0.05, "backbone_lr": 0.01, "unit": "auto",
+    "finetune_options": {"epochs": 3, "batch_size": 32, "lr": 0.01, "backbone_lr": 0.01, "bn_policy": "frozen",
+                         "unit": "recommended",
                          "auto": {"candidates": "stage_first", "max_trainable_percent": 10.0, "probe_per_class": 10}},
     "out": "runs/demo",
     "seed": 0,
@@ -76,9 +77,9 @@ def format_summary(results: Mapping[str, Any], top: int = 8) -> str:
                      and is_number(a) else f"  {i + 1:>3}. {n}")
     controls = [c["name"] for c in results["candidates"] if c.get("control")]
     if controls:
-        pos = {n: i + 1 for i, n in enumerate(order)}
-        lines.append("  controls ranked " + ", ".join(f"{c}: {pos[c]}/{len(order)}" for c in controls[:3])
-                     + (" ..." if len(controls) > 3 else ""))
+        pos = sorted({n: i + 1 for i, n in enumerate(order)}[c] for c in controls)
+        lines.append(f"  {len(controls)} control candidate(s) ranked " + (f"{pos[0]}/{len(order)}" if len(pos) == 1
+                     else f"from {pos[0]} to {pos[-1]} of {len(order)}"))
     ev = results.get("evaluation") or {}
     if ev:
         lines.append("")

@@ -39,7 +39,7 @@ h2 { font-size:19px; margin:0 0 10px; }
 h3 { font-size:15px; margin:16px 0 6px; }
 .sub { color:var(--muted); margin:0; }
 section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:18px 20px; margin:16px 0; }
-.cards { display:grid; grid-template-columns:repeat(auto-fit,minmax(200px,1fr)); gap:12px; margin:16px 0; }
+.cards { display:grid; grid-template-columns:repeat(auto-fit,minmax(160px,1fr)); gap:12px; margin:16px 0; }
 .card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
 .card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
 .card .v { font-size:18px; font-weight:650; overflow-wrap:anywhere; }
