@@ -279,3 +279,31 @@ def test_constant_score_has_no_ranking_quality():
     e = evaluate({"a": 9.0, "b": 9.0 + 1e-13, "c": 9.0, "d": 9.0}, {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.8})
     assert all(np.isnan(e[k]) for k in ("weighted_tau", "kendall", "spearman", "pearson"))
     assert e["top1_regret"] == pytest.approx(0.8 - 0.65)  # every candidate tied for the top: mean accuracy
+
+
+def test_finetune_truth_and_comparison_on_a_tiny_pool(tmp_path):
+    """truth='finetune' (SCL FT at a tap, full FT for the penultimate candidate) and the linear probe vs SCL FT
+    comparison with the SCL unit taken from the recommended candidate."""
+    taps = ["layer2.0", "penultimate"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rank_models(MODELS[:1], tiny_arrays(n_per_class=16), taps=taps, truth="finetune",
+                          truth_finetune={"epochs": 1, "batch_size": 16}, methods=["neg_nc1"],
+                          recommended_score="neg_nc1", compare_finetune=True,
+                          finetune_options={"epochs": 1, "batch_size": 16, "unit": "recommended"},
+                          out=tmp_path, cache_dir=tmp_path / "cache", **FAST)
+    names = [f"{MODELS[0]}@{t}" for t in taps]
+    assert res["truth"]["kind"] == "finetune"
+    assert res["truth"]["details"][names[0]]["method"] == "scl_ft" and res["truth"]["details"][names[0]]["unit"] \
+        == "layer2.0"
+    assert res["truth"]["details"][names[1]]["method"] == "full_ft"
+    assert all(0.0 <= res["truth"]["accuracy"][n] <= 1.0 for n in names)
+    ft = res["finetune"]
+    assert ft["model"] == MODELS[0] and set(ft["methods"]) == {"linear_probe", "scl_ft"}
+    top_tap = res["recommended"].split("@")[1]
+    if top_tap != "penultimate":
+        assert ft["unit"] == top_tap and "recommended candidate's tap" in ft["description"]
+    else:
+        assert ft["methods"]["scl_ft"].get("auto")
+    assert (tmp_path / "finetune" / "scl_ft" / "result.json").is_file()
+    assert "Fine-tuning" in (tmp_path / "report.html").read_text()
