@@ -197,3 +197,17 @@ def test_browser_check_detects_broken_image_and_blank_page(tmp_path):
     check = check_in_browser(page, tmp_path / "b.png", window=(400, 300))
     assert check.n_images == 1 and check.n_loaded == 0 and not check.all_images_loaded
     assert check.blank
+
+
+def test_report_files_get_the_usual_file_mode(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the report must end up with the umask-based mode a plain
+    open() gives, so that it can be shared or served."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_report(make_results(), tmp_path)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "figures" / "summary.png").stat().st_mode & 0o777 == 0o644

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.exceptions import InputValueError
 from nctransfer.pipeline.cache import ResultCache, array_digest
 from nctransfer.pipeline.checks import (
     check_out_dir,
@@ -503,7 +503,9 @@ def rank_models(
         config: extra entries for the resolved configuration (e.g. the CLI's options).
 
     Returns:
-        The results structure of :mod:`nctransfer.reports.schema` (a JSON-able dict).
+        The results structure of :mod:`nctransfer.reports.schema` (a JSON-able dict). Warnings raised by the
+        stages (e.g. a probe that stopped at its iteration cap) are collected in ``results["warnings"]`` and listed
+        in the report instead of being printed.
 
     Raises:
         NotFoundError: unknown model, dataset, tap or method; missing truth CSV.

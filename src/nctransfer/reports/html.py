@@ -53,7 +53,8 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-spac
 tr.top td { background:#fff7ed; font-weight:600; }
 tr.control td { color:#8a94a0; }
 tr.rec td:first-child { border-left:3px solid var(--accent); }
-.bar { display:inline-block; height:9px; border-radius:2px; background:#93c5fd; vertical-align:middle; margin-right:6px; }
+.bar { display:inline-block; height:9px; border-radius:2px; background:#93c5fd; vertical-align:middle;
+  margin-right:6px; }
 .tag { display:inline-block; font-size:11px; padding:0 6px; border-radius:9px; background:#eef2f6; color:var(--muted);
   margin-left:6px; font-weight:500; }
 .tag.rec { background:#ffedd5; color:var(--accent); }
@@ -65,7 +66,8 @@ details { margin-top:8px; }
 summary { cursor:pointer; color:#2563eb; }
 pre { background:#0f172a; color:#e2e8f0; padding:12px; border-radius:8px; overflow:auto; font-size:12px; }
 .note { color:var(--muted); font-size:13px; }
-.warn { background:#fffbeb; border:1px solid #fcd34d; border-radius:8px; padding:8px 12px; margin:6px 0; font-size:13px; }
+.warn { background:#fffbeb; border:1px solid #fcd34d; border-radius:8px; padding:8px 12px; margin:6px 0;
+  font-size:13px; }
 .kv td:first-child { color:var(--muted); width:32%; }
 footer { color:var(--muted); font-size:12px; text-align:center; margin-top:24px; }
 """
@@ -313,7 +315,8 @@ def _cards(r: Mapping[str, Any]) -> str:
         cards.append(("", "wall time", f"{sum(float(v) for v in t.values() if is_number(v)):.0f} s",
                       f"{len(t)} stages"))
     return "<div class=cards>" + "".join(
-        f'<div class="card {cls}"><div class=k>{esc(k)}</div><div class=v>{_breakable(v)}</div><div class=n>{esc(n)}</div>'
+        f'<div class="card {cls}"><div class=k>{esc(k)}</div><div class=v>{_breakable(v)}</div>'
+        f'<div class=n>{esc(n)}</div>'
         "</div>" for cls, k, v, n in cards) + "</div>"
 
 
