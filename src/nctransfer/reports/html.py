@@ -15,6 +15,7 @@ from nctransfer.reports.schema import (
     EVALUATION_MEASURES,
     candidate_names,
     check_results,
+    format_number,
     is_number,
     method_label,
     method_names,
@@ -78,14 +79,7 @@ def esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
-def fmt(v: Any, digits: int = 4) -> str:
-    """A number to ``digits`` significant digits; ``—`` for missing/NaN."""
-    if not is_number(v):
-        return "—"
-    v = float(v)
-    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-        return f"{v:.{max(digits - 1, 1)}e}"
-    return f"{v:.{digits}g}"
+fmt = format_number
 
 
 def pct(v: Any, digits: int = 1) -> str:

@@ -9,6 +9,7 @@ from nctransfer.reports.schema import (
     EVALUATION_MEASURES,
     candidate_names,
     check_results,
+    format_number,
     is_number,
     method_label,
     method_names,
@@ -17,13 +18,7 @@ from nctransfer.reports.schema import (
 )
 
 
-def _f(v: Any, digits: int = 4) -> str:
-    if not is_number(v):
-        return "—"
-    v = float(v)
-    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-        return f"{v:.{max(digits - 1, 1)}e}"
-    return f"{v:.{digits}g}"
+_f = format_number
 
 
 def _pct(v: Any) -> str:

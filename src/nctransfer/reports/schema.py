@@ -74,6 +74,16 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
+def format_number(v: Any, digits: int = 4) -> str:
+    """A number to ``digits`` significant digits (scientific outside [1e-3, 1e5)); ``—`` for missing/NaN."""
+    if not is_number(v):
+        return "—"
+    v = float(v)
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        return f"{v:.{max(digits - 1, 1)}e}"
+    return f"{v:.{digits}g}"
+
+
 def check_results(results: Any) -> dict[str, Any]:
     """Check the structure described in this module's docstring; return it.
 
