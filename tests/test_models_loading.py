@@ -165,7 +165,9 @@ def test_file_state_dict_with_arch_and_full_module(tmp_path):
         with torch.no_grad():
             assert torch.allclose(m(x), ref)
     torch.save(src, tmp_path / "full.pt")
-    full = load_model(f"file:{tmp_path / 'full.pt'}")
+    with pytest.raises(InputValueError, match="allow_pickle=True"):  # a pickled module runs code: opt-in only
+        load_model(f"file:{tmp_path / 'full.pt'}")
+    full = load_model(f"file:{tmp_path / 'full.pt'}", allow_pickle=True)
     assert full.nctransfer_info.classifier == "fc"
     with torch.no_grad():
         assert torch.allclose(full(x), ref)

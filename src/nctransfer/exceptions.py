@@ -25,6 +25,15 @@ class NotFittedError(NCTransferError, RuntimeError):
     """Statistics or estimators used before any data was seen."""
 
 
+class UnsafeFileError(InputValueError):
+    """A file would need unpickling (which can run arbitrary code) and the caller did not opt in with
+    ``allow_pickle=True`` / ``--allow-pickle``."""
+
+
+class InsufficientMemoryError(NCTransferError, MemoryError):
+    """A computation would need more memory than is available; the message says what to change."""
+
+
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for the given data (e.g. a class too small); NaN is returned."""
 

@@ -72,9 +72,9 @@ def _from_mapping(data: dict[str, Any], args: argparse.Namespace, path: Path) ->
     if _STATS_KEYS <= set(keys) and args.x_key is None:
         state = {k: data[k] for k in keys}
         if "classes_json" in state or "classes_pickle" in state:  # FeatureStats.save layout
-            return {"stats": FeatureStats.load(path)}
+            return {"stats": FeatureStats.load(path, allow_pickle=bool(getattr(args, "allow_pickle", False)))}
         state = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in state.items()}
-        return {"stats": FeatureStats.from_state_dict(state)}
+        return {"stats": FeatureStats.from_state_dict(state, source=f"statistics in {str(path)!r}")}
     out = {"X": data[_pick(keys, args.x_key, X_KEYS, "features", path)],
            "y": data[_pick(keys, args.y_key, Y_KEYS, "labels", path)]}
     for opt, name in (("w_key", "W"), ("b_key", "b")):
@@ -122,9 +122,9 @@ def load_features_file(path: str | Path, args: argparse.Namespace | None = None)
     """
     defaults = dict(x_key=None, y_key=None, w_key=None, b_key=None, allow_pickle=False)
     ns = argparse.Namespace(**{k: getattr(args, k, v) for k, v in defaults.items()})
-    p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"features file {str(p)!r} does not exist.")
+    from nctransfer.utils.paths import check_input_file
+
+    p = check_input_file(path, "features file")
     suffix = p.suffix.lower()
     if suffix == ".npz":
         import zipfile
@@ -132,7 +132,7 @@ def load_features_file(path: str | Path, args: argparse.Namespace | None = None)
         if not zipfile.is_zipfile(p):
             raise InputValueError(f"could not read {p} as .npz: not a zip archive written by numpy.savez.")
         try:
-            with np.load(p, allow_pickle=ns.allow_pickle) as z:
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=ns.allow_pickle) as z:
                 data = {k: z[k] for k in z.files}
         except ValueError as exc:
             if "allow_pickle" in str(exc):
@@ -179,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
     from nctransfer import metrics as M
     from nctransfer.utils.config import resolved_dict
     from nctransfer.utils.io import write_json_atomic
+    from nctransfer.utils.paths import check_output_file
 
+    if args.output:  # before loading or computing anything: a bad --output must not lose the results
+        check_output_file(args.output, "--output")
     data = load_features_file(args.file, args)
     source = data["stats"] if "stats" in data else data["X"]
     y = None if "stats" in data else data["y"]

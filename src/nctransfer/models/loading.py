@@ -22,8 +22,9 @@ import difflib
 import hashlib
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qs
 
 from nctransfer.exceptions import InputValueError, NotFoundError, ShapeError
@@ -106,12 +107,28 @@ def _torchvision_names() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+_PICKLE_ALLOWED = False  # set by `pickle_allowed()` (the CLI's --allow-pickle); read by load_model
+
+
+@contextmanager
+def pickle_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within this block ``load_model("file:...")`` behaves as if ``allow_pickle=allowed`` was passed (used by the
+    CLI's ``--allow-pickle`` so that commands that load models deep inside a pipeline honour the opt-in)."""
+    global _PICKLE_ALLOWED
+    old, _PICKLE_ALLOWED = _PICKLE_ALLOWED, bool(allowed)
+    try:
+        yield
+    finally:
+        _PICKLE_ALLOWED = old
+
+
 def load_model(
     name: str,
     pretrained: bool = True,
     num_classes: int | None = None,
     *,
     arch: str | None = None,
+    allow_pickle: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Load a model by name and attach its :class:`ModelInfo` as ``model.nctransfer_info``.
@@ -123,6 +140,9 @@ def load_model(
         num_classes: if given, replace the classifier by a freshly initialised one with this many outputs
             (timm ``reset_classifier``; torchvision/HF: a new ``nn.Linear``); 0 removes it (identity).
         arch: architecture name for ``file:`` state dicts (same as ``?arch=`` in the name).
+        allow_pickle: for ``file:`` only: also load files that need full unpickling (a whole ``torch.save(model)``
+            module). Unpickling can run arbitrary code, so this is off by default: state dicts (``save_model``,
+            ``torch.save(model.state_dict())``) and ``.safetensors`` load without it.
         **kwargs: passed to ``timm.create_model`` / ``torchvision.models.get_model`` / ``from_pretrained``.
 
     Returns:
@@ -168,7 +188,7 @@ def load_model(
     elif source == "hf":
         model = _load_hf(rest, pretrained, **kwargs)
     else:
-        model = _load_file(rest, arch=arch, **kwargs)
+        model = _load_file(rest, arch=arch, allow_pickle=allow_pickle or _PICKLE_ALLOWED, **kwargs)
     if num_classes is not None:
         info = model.nctransfer_info
         path = reset_classifier(model, num_classes, info.classifier)
@@ -419,7 +439,7 @@ def load_state_dict_flexible(model: Any, state_dict: dict[str, Any], *, what: st
     return "by-order"
 
 
-def _load_file(spec: str, arch: str | None = None, **kwargs: Any) -> Any:
+def _load_file(spec: str, arch: str | None = None, allow_pickle: bool = False, **kwargs: Any) -> Any:
     import torch
     import torch.nn as nn
 
@@ -431,6 +451,9 @@ def _load_file(spec: str, arch: str | None = None, **kwargs: Any) -> Any:
                               "accepted.")
     arch = arch or params.get("arch")
     path = Path(path_str).expanduser()
+    if path.is_dir():
+        raise InputValueError(f"file: model {str(path)!r} is a directory; expected a weights file (.pt, .pth, "
+                              ".safetensors).")
     if not path.is_file():
         raise NotFoundError(f"file: model {str(path)!r} does not exist.")
     name = f"file:{path}"
@@ -439,11 +462,7 @@ def _load_file(spec: str, arch: str | None = None, **kwargs: Any) -> Any:
 
         obj: Any = load_file(str(path))
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a pickled full module needs the unrestricted loader
-            # A full ``torch.save(model)`` file can execute code when unpickled: only load files you trust.
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = _torch_load_checked(path, name, allow_pickle)
     digest = _sha256(path)[:16]
     if isinstance(obj, nn.Module):
         model = obj
@@ -491,6 +510,41 @@ def _load_file(spec: str, arch: str | None = None, **kwargs: Any) -> Any:
         weights=f"{path}#sha256:{digest}", extra={**info.extra, "state_dict_mapping": how, "arch_name": arch},
     )
     return model
+
+
+def _torch_load_checked(path: Path, name: str, allow_pickle: bool) -> Any:
+    """``torch.load`` with ``weights_only=True``; the unrestricted unpickler only when the caller opted in.
+
+    Raises:
+        UnsafeFileError: the file needs full unpickling (e.g. a whole pickled module) and ``allow_pickle`` is False.
+        InputValueError: the file is not a readable torch file (truncated, corrupt, another format).
+    """
+    import pickle
+
+    import torch
+
+    from nctransfer.exceptions import UnsafeFileError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not allow_pickle:
+            raise UnsafeFileError(
+                f"{name} needs full unpickling (it holds pickled Python objects, e.g. a whole torch.save(model) "
+                "module), and unpickling a file can run arbitrary code. Pass allow_pickle=True (CLI: "
+                "--allow-pickle) only if you trust the file, or re-save it as a state dict "
+                "(nctransfer.models.save_model(model, path)) or .safetensors.") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "weights_only" not in str(exc):
+            raise InputValueError(f"{name} could not be read with torch.load: {first}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:  # truncated zip, not a torch file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputValueError(f"{name} is not a readable torch file (truncated or corrupt?): {first}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - explicit opt-in
+    except Exception as exc:  # noqa: BLE001 - any failure of a trusted file is reported in one line
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputValueError(f"{name} could not be loaded even with allow_pickle=True: {first}") from None
 
 
 def save_model(model: Any, path: str | os.PathLike) -> Path:

@@ -41,7 +41,12 @@ def check_features(X: Any, name: str = "X", allow_empty: bool = False) -> Any:
         InputValueError: NaN or Inf values (how many, and in which rows).
     """
     if not is_torch(X) and not isinstance(X, np.ndarray):
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        if X.dtype.kind not in "fc":
+            try:
+                X = X.astype(np.float64)
+            except (TypeError, ValueError):
+                raise InputValueError(f"{name} must hold numbers; got values of dtype {X.dtype}.") from None
     shape = _shape(X)
     if len(shape) != 2:
         hint = ""
@@ -54,6 +59,9 @@ def check_features(X: Any, name: str = "X", allow_empty: bool = False) -> Any:
     if not allow_empty and (shape[0] == 0 or shape[1] == 0):
         raise ShapeError(f"{name} is empty: expected at least one sample and one feature, got shape {shape}.")
     if is_torch(X):
+        if X.dtype.is_complex:
+            raise InputValueError(f"{name} must hold real numbers; got complex dtype {X.dtype}. Take the real part, "
+                                  "the magnitude, or stack real and imaginary parts as separate features.")
         if not X.dtype.is_floating_point:
             X = X.double()
         if bool(X.sum().isfinite()):  # cheap check first: no [N, d] mask on the normal path
@@ -64,7 +72,10 @@ def check_features(X: Any, name: str = "X", allow_empty: bool = False) -> Any:
             rows = bad_mask.any(dim=1).nonzero().flatten()[: _MAX_ROWS_SHOWN + 1].cpu().tolist()
             _raise_non_finite(name, n_bad, rows, int(bad_mask.any(dim=1).sum()))
     else:
-        if X.dtype.kind not in "fc":
+        if X.dtype.kind == "c":
+            raise InputValueError(f"{name} must hold real numbers; got complex dtype {X.dtype}. Take the real part, "
+                                  "the magnitude, or stack real and imaginary parts as separate features.")
+        if X.dtype.kind != "f":
             if X.dtype.kind in "iub":
                 X = X.astype(np.float64)
             else:
@@ -89,8 +100,13 @@ def _raise_non_finite(name: str, n_bad: int, rows: list[int], n_rows: int) -> No
     )
 
 
-def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.ndarray:
-    """Return labels as a 1-D numpy array; check the length against ``n_samples``."""
+def check_labels(y: Any, n_samples: int | None = None, name: str = "y", *, discrete: bool = True) -> np.ndarray:
+    """Return labels as a 1-D numpy array; check the length against ``n_samples``.
+
+    With ``discrete=True`` (default) the labels must be class labels (:func:`check_target_type`: continuous values
+    such as 0.5 and complex numbers are refused); ``discrete=False`` accepts any hashable values (the streaming
+    statistics accumulate whatever grouping they are given; metrics check the labels when they use them).
+    """
     y_np = to_numpy(y)
     if y_np.ndim == 2 and 1 in y_np.shape:
         y_np = y_np.reshape(-1)
@@ -100,7 +116,71 @@ def check_labels(y: Any, n_samples: int | None = None, name: str = "y") -> np.nd
         raise ShapeError(f"X and {name} have different lengths: X has {n_samples} rows, {name} has {len(y_np)}.")
     if y_np.dtype.kind == "f" and not np.all(np.isfinite(y_np)):
         raise InputValueError(f"{name} contains NaN or Inf labels.")
+    if discrete:
+        check_target_type(y_np, name)
     return y_np
+
+
+def type_of_target(y: Any) -> str:
+    """Kind of a label vector, as scikit-learn's ``sklearn.utils.multiclass.type_of_target`` names it.
+
+    Returns ``"binary"`` (at most two distinct values), ``"multiclass"`` (more, all discrete: integers, integral
+    floats, strings, booleans, tuples...), ``"continuous"`` (a float value that is not an integer, e.g. 0.5) or
+    ``"complex"`` (complex numbers). Only 1-D label vectors are classified here.
+    """
+    y_np = to_numpy(y)
+    kind = y_np.dtype.kind
+    if kind == "c":
+        return "complex"
+    if kind == "f":
+        finite = y_np[np.isfinite(y_np)]
+        if finite.size and np.any(finite != np.round(finite)):
+            return "continuous"
+    elif kind == "O":
+        for v in y_np.ravel().tolist():
+            if isinstance(v, (complex, np.complexfloating)):
+                return "complex"
+            if isinstance(v, (float, np.floating)) and np.isfinite(v) and v != round(v):
+                return "continuous"
+    try:
+        n_unique = len(np.unique(y_np)) if kind != "O" else len(set(y_np.ravel().tolist()))
+    except TypeError:  # unhashable objects: let the label encoder report them
+        n_unique = len(y_np)
+    return "binary" if n_unique <= 2 else "multiclass"
+
+
+def check_target_type(y: Any, name: str = "y") -> str:
+    """Raise unless ``y`` holds discrete class labels (``binary`` or ``multiclass``); return the kind.
+
+    Continuous values (e.g. 0.5, 1.5) and complex numbers are refused: treating every distinct real value as a
+    class gives one sample per class and a meaningless "perfect collapse".
+    """
+    kind = type_of_target(y)
+    if kind == "continuous":
+        y_np = to_numpy(y).ravel()
+        vals = [v for v in y_np.tolist() if isinstance(v, float) and v != round(v)][:3]
+        raise InputValueError(
+            f"{name} must hold class labels (integers, strings, ...); got continuous values such as "
+            f"{', '.join(f'{v:g}' for v in vals)}. Map the classes to integers, bin a real-valued target into "
+            "classes, or use a regression form where a score has one (logme(X, y, regression=True)).")
+    if kind == "complex":
+        raise InputValueError(f"{name} must hold class labels (integers, strings, ...); got complex numbers.")
+    return kind
+
+
+def check_class_sizes(counts: Any, name: str = "y") -> None:
+    """Raise unless at least one class has two or more samples.
+
+    With one sample per class (``N = K``) every within-class scatter is 0 by construction, so collapse metrics
+    would report perfect collapse (NC1 = 0, NCC accuracy = 1) whatever the features: such labels are not a
+    classification of the samples.
+    """
+    c = np.asarray(counts)
+    if c.size and int(np.max(c)) < 2:
+        raise InputValueError(
+            f"{name} has one sample per class ({c.size} classes, {int(np.sum(c))} samples): no class has two "
+            "samples, so within-class variability is undefined and every collapse measure would look perfect. "
+            "Are these class labels (not sample ids or a continuous target)?")
 
 
 def check_consistent_length(**arrays: Any) -> int:
