@@ -1,5 +1,7 @@
 # The README's two commands: `make demo` (main job on built-in defaults) and `make test` (whole suite).
 # Both create the virtual environment and install everything they need on a fresh machine.
+# `make docs` builds the documentation site (strict: a broken link fails); `make wheel-smoke` builds the wheel and
+# sdist and tries the wheel in fresh virtual environments (core only, then with PyTorch); `make test` runs both.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,14 +13,17 @@ else
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 endif
 PYTEST_ARGS ?=
+# extras installed for development: everything (torch, report, hf, ray, weights) + docs + test
+DEV_EXTRAS := all,docs,test
+SMOKE := build/smoke
 
-.PHONY: test demo install system-deps lint bench clean
+.PHONY: test demo install system-deps lint docs wheel wheel-smoke bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[test,weights]'
+	$(PY) -m pip install -q -e '.[$(DEV_EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP) system-deps
@@ -39,7 +44,29 @@ system-deps:
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-test: install lint
+# the documentation site -> build/site (mkdocs.yml); --strict turns every warning (broken link, bad reference) into an error
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+
+# wheel and sdist -> build/dist
+wheel: $(STAMP)
+	rm -rf build/dist
+	$(PY) -m build --outdir build/dist . >/dev/null
+
+# the wheel in a fresh venv with the core dependencies only (from PyPI, pip's cache reused), then in a fresh venv
+# that sees this venv's PyTorch (installed --no-deps, so nothing large is downloaded twice); run outside the tree
+wheel-smoke: wheel
+	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
+	python3 -m venv $(SMOKE)/core
+	$(SMOKE)/core/bin/python -m pip install -q build/dist/nctransfer-*.whl
+	cd $(SMOKE) && core/bin/python $(CURDIR)/.ci/smoke_core.py
+	python3 -m venv $(SMOKE)/torch
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+	  > "$$($(SMOKE)/torch/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/dev-venv.pth"
+	$(SMOKE)/torch/bin/python -m pip install -q --no-deps build/dist/nctransfer-*.whl
+	cd $(SMOKE) && torch/bin/python $(CURDIR)/.ci/smoke_torch.py
+
+test: install lint docs wheel-smoke
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install

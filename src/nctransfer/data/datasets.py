@@ -93,6 +93,9 @@ class _LabeledBase:
 
 
 def _make_torch_dataset_base() -> Any:
+    from nctransfer.utils.extras import require_extra
+
+    require_extra("torch", "nctransfer.data.datasets", ("torch",))  # torch is optional: name the extra
     from torch.utils.data import Dataset
 
     return Dataset

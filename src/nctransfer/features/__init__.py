@@ -1,5 +1,9 @@
 """Layer taps: ordered fine-tuning units, tap selection, pooling and the hook recorder (spec 1.11, section 3)."""
 
+from nctransfer.utils.extras import require_extra
+
+require_extra("torch", "nctransfer.features", ("torch",))  # fail now, naming the extra to install
+
 from nctransfer.features.pooling import TOKEN_POOLS, first_tensor, pool_features
 from nctransfer.features.taps import (
     HookNotFiredError,

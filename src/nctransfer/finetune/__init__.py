@@ -18,6 +18,10 @@ Example:
     'linear_probe'
 """
 
+from nctransfer.utils.extras import require_extra
+
+require_extra("torch", "nctransfer.finetune", ("torch",))  # fail now, naming the extra to install
+
 from nctransfer.finetune.api import (
     FinetuneResult,
     finetune,

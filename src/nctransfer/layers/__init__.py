@@ -1,5 +1,9 @@
 """Layer-wise collapse and linear-probe accuracy of a model on a dataset (paper 000 fig. 9; spec 1.11, 3)."""
 
+from nctransfer.utils.extras import require_extra
+
+require_extra("torch", "nctransfer.layers", ("torch",))  # fail now, naming the extra to install
+
 from nctransfer.layers.analysis import LayerAnalysis, analyze, spearman
 
 __all__ = ["LayerAnalysis", "analyze", "spearman"]

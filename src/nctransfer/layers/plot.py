@@ -10,6 +10,9 @@ import numpy as np
 
 def plot_layers(analysis: Any, path: Any = None, title: str | None = None, dpi: int = 120) -> Any:
     """Draw :class:`~nctransfer.layers.analysis.LayerAnalysis` (see its ``plot``); PNG written atomically."""
+    from nctransfer.utils.extras import require_extra
+
+    require_extra("report", "nctransfer.layers.plot")  # matplotlib is optional: say which extra installs it
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -1,6 +1,10 @@
 """Models from every source with their preprocessing metadata: :func:`load_model` (timm, torchvision, Hugging Face,
 files, and the bundled real ImageNet EfficientNet-Lite0/1/2)."""
 
+from nctransfer.utils.extras import require_extra
+
+require_extra("torch", "nctransfer.models")  # fail now, naming the extra to install
+
 from nctransfer.models.bundled import BUNDLED_MODELS, bundled_weights_path
 from nctransfer.models.heads import find_classifier, reset_classifier
 from nctransfer.models.info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, get_model_info

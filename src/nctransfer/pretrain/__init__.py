@@ -10,6 +10,10 @@ adversarial training shape collapse on the source data and transfer to a target.
   write ``study.json``, ``study.csv`` and the figures (resumable).
 """
 
+from nctransfer.utils.extras import require_extra
+
+require_extra("torch", "nctransfer.pretrain", ("torch",))  # fail now, naming the extra to install
+
 from nctransfer.pretrain.adversarial import pgd_linf
 from nctransfer.pretrain.augment import LEVEL_TRANSFORMS, Augmenter
 from nctransfer.pretrain.datasets import OFFLINE_DATASETS, StudyData, load_study_data, parse_spec

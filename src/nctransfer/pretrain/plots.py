@@ -21,6 +21,9 @@ _LOSS_COLORS = {"ce": "tab:blue", "mse": "tab:red", "supcon": "tab:green", "ls":
 
 
 def _plt() -> Any:
+    from nctransfer.utils.extras import require_extra
+
+    require_extra("report", "nctransfer.pretrain.plots")  # matplotlib is optional: say which extra installs it
     import matplotlib
 
     matplotlib.use("Agg", force=False)

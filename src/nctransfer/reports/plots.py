@@ -24,6 +24,9 @@ CONTROL_COLOR = "#7f7f7f"
 
 
 def _figure(width: float, height: float) -> Any:
+    from nctransfer.utils.extras import require_extra
+
+    require_extra("report", "nctransfer.reports")  # matplotlib is optional: say which extra installs it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
