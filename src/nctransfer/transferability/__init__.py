@@ -42,6 +42,7 @@ from nctransfer.transferability.ncti import ncti, ncti_combine, ncti_terms  # no
 from nctransfer.transferability.etran import etran, etran_combine, etran_terms  # noqa: E402  isort: skip
 from nctransfer.transferability.nleep import nleep  # noqa: E402  isort: skip
 from nctransfer.transferability.parc import parc  # noqa: E402  isort: skip
+from nctransfer.transferability.ped import PEDMotion, PEDResult, ped, ped_motion  # noqa: E402  isort: skip
 from nctransfer.transferability.ranking import (  # noqa: E402  isort: skip
     EVALUATION_KEYS,
     evaluate,
@@ -72,4 +73,5 @@ __all__ = [
     "logme", "LogMEResult", "hscore", "reg_hscore", "gbc", "transrate", "sfda", "SFDAResult",
     "neg_nc1", "neg_log_nc1", "neg_vci", "neg_cdnv", "ncc_accuracy", "leep", "nce",
     "ncti", "ncti_terms", "ncti_combine", "etran", "etran_terms", "etran_combine", "nleep", "parc",
+    "ped", "ped_motion", "PEDMotion", "PEDResult",
 ]

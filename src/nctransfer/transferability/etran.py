@@ -6,14 +6,19 @@ Two per-model terms, combined over the pool:
 
 - **energy**: ``E_i = logsumexp_j x_ij`` over the feature dimensions (the code's "energy score"); the term is the
   mean ``E_i`` over the 0.5% of samples with the lowest ``E_i`` (the code's ``'bot'`` tail; at least one sample).
-- **lda**: mean true-class posterior of the SFDA-style shrinkage LDA (spec section 2.8, first pass only, no
-  ConfMix).
+- **lda**: mean true-class posterior of a linear discriminant. Default (``lda_covariance="identity"``): what the
+  authors' released code computes, an isotropic nearest-class-mean softmax
+  ``p(k | x) = softmax_k(x . mu_k - |mu_k|^2 / 2 + log pi_k)``. Option ``lda_covariance="shrunk"``: the variant
+  the paper describes, LDA with the SFDA-style shrunk pooled within-class covariance (first pass only, no ConfMix).
 - pool combination: ``ETran = 0.15 minmax(energy) + 0.85 minmax(lda)``.
 
-Note on the authors' code: its LDA class calls ``numpy.linalg.eigh`` on the non-symmetric product
-``S_W^-1 S_B``; ``eigh`` reads one triangle and returns orthonormal vectors ``V`` with ``V V^T = I``, so its
-coefficients reduce to the class means (an isotropic nearest-mean softmax). The spec's SFDA-style posterior is the
-default here; ``lda_covariance="identity"`` reproduces the code's effective computation.
+Why the default is the isotropic softmax: the authors' LDA class calls ``numpy.linalg.eigh`` on the non-symmetric
+product ``S_W^-1 S_B``; ``eigh`` reads one triangle only, as if the matrix were symmetric, and returns orthonormal
+eigenvectors ``V`` (``V V^T = I``), so the coefficients ``M V V^T`` reduce to the class means ``M``: the
+covariance drops out. That computation produced the published ETran numbers users compare with, so it is the
+default. Measured on 24 real EfficientNet-Lite taps (N = 3 000): the shrunk variant's LDA term differs from the
+code's by up to 104% relative (the identity variant agrees to 2e-15), and the ranking with it drops from weighted
+tau 0.80 to 0.25.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def _row_logsumexp(X: np.ndarray, chunk: int = 4096) -> np.ndarray:
 
 @blas_limited
 def etran_terms(X: Any, y: Any = None, *, percent: float = 0.5, tail: str = "bottom",
-                lda_covariance: str = "shrunk", a: float = 5.0, n_power_iter: int = 3,
+                lda_covariance: str = "identity", a: float = 5.0, n_power_iter: int = 3,
                 min_shrinkage: float = 1e-10) -> dict[str, float]:
     """The two raw ETran terms of one model (spec section 2.10).
 
@@ -64,8 +69,9 @@ def etran_terms(X: Any, y: Any = None, *, percent: float = 0.5, tail: str = "bot
         X: features ``[N, d]``; y: labels ``[N]``.
         percent: percentage of samples in the energy tail (0.5, i.e. 0.5%; at least one sample).
         tail: ``"bottom"`` (default, the code's ``'bot'``: lowest logsumexp) or ``"top"``.
-        lda_covariance: ``"shrunk"`` (spec: SFDA-style shrunk pooled covariance) or ``"identity"`` (the effective
-            computation of the authors' code, see the module docstring).
+        lda_covariance: ``"identity"`` (default: the effective computation of the authors' released code, an
+            isotropic nearest-class-mean softmax, see the module docstring) or ``"shrunk"`` (the paper's variant:
+            SFDA-style shrunk pooled within-class covariance).
         a, n_power_iter, min_shrinkage: the SFDA adaptive shrinkage (5, 3, 1e-10).
 
     Returns:
@@ -124,7 +130,7 @@ def etran(pool: Any, y: Any = None, *, weights: Sequence[float] = (0.15, 0.85), 
     return etran_combine({name: etran_terms(X, yy, **options) for name, X, yy in items}, weights)
 
 
-register("etran", title="ETran", spec="2.10",
+etran_terms = register("etran", title="ETran", spec="2.10",
          reference="Gholami, Akbari, Wang & Zhang, ICCV 2023",
          pool_relative=True, combine=etran_combine, passes=2, cost="O(N d^2 + d^3/3)")(etran_terms)
 

@@ -8,6 +8,18 @@ as ``theta``. The mixture is fitted on the rows in a canonical (lexicographic) o
 depend on the order of the samples. When the fit fails (ill-conditioned covariances) it falls back, with a
 :class:`NumericalWarning`, to diagonal covariances, then to fewer components; more components than samples are
 reduced to ``N``.
+
+Relation to released code: the NLEEP authors released no implementation. The copy that produced the NLEEP
+numbers published by later papers (in the code of SFDA, ETran and PED) differs in two ways, which explain why its
+values differ from the default here by up to 11x on some real taps:
+
+1. it returns the mean *probability* ``(1/N) sum_i sum_z P(y_i | z) theta_i(z)`` instead of the mean
+   *log*-probability (``log=False`` reproduces this; on well-separated features the mean probability is near 1
+   and the mean log near 0, so their ratio grows without bound);
+2. its mixture is fitted with an unseeded k-means initialisation, so its value changes from run to run (here
+   ``seed`` fixes it).
+
+The default keeps the paper's definition (LEEP's mean log-likelihood), since there is no authors' code to follow.
 """
 
 from __future__ import annotations
@@ -62,7 +74,8 @@ def _fit_gmm(Z: np.ndarray, k: int, covariance: str, seed: int, max_iter: int, r
 
 @blas_limited
 def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class: int = 5,
-          covariance: str = "full", seed: int = 0, max_iter: int = 100, reg_covar: float = 1e-6) -> float:
+          covariance: str = "full", seed: int = 0, max_iter: int = 100, reg_covar: float = 1e-6,
+          log: bool = True) -> float:
     """NLEEP score (spec section 2.4).
 
     Args:
@@ -73,9 +86,11 @@ def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class:
         seed: seed of the k-means initialisation.
         max_iter: EM iterations (100, scikit-learn's default).
         reg_covar: ridge added to the covariances (1e-6, scikit-learn's default).
+        log: True (default, the paper's definition): mean log-likelihood. False: mean probability, as the copy in
+            the SFDA / ETran / PED code computes it (see the module docstring).
 
     Returns:
-        NLEEP (a mean log-likelihood, ``<= 0``; higher = better).
+        NLEEP (a mean log-likelihood, ``<= 0``; ``log=False``: a mean probability in ``[0, 1]``; higher = better).
 
     Warns:
         NumericalWarning: fewer components or diagonal covariances used (ill-conditioned mixture, or more
@@ -119,11 +134,11 @@ def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class:
         if i > 0:
             warn(f"nleep: the {attempts[0][0]}-component {attempts[0][1]}-covariance mixture failed ({last}); "
                  f"used {kc} components with {cov} covariances instead.", stacklevel=4)
-        return leep_from_probs(ws.codes, ws.K, theta)
+        return leep_from_probs(ws.codes, ws.K, theta, log=bool(log))
     raise InputValueError(f"nleep: no Gaussian mixture could be fitted to the PCA features ({last}).")
 
 
-register("nleep", title="NLEEP", spec="2.4",
+nleep = register("nleep", title="NLEEP", spec="2.4",
          reference="Li, Jia, Sang, Zhu, Green, Wang & Gong, CVPR 2021",
          passes=3, expensive=True, randomized=True, cost="O(N d^2 + d^3) + O(iters N K p^2)")(nleep)
 

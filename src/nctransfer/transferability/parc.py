@@ -2,7 +2,9 @@
 
 Bolya, Mittapalli & Hoffman, "Scalable Diverse Model Selection for Accessible Transfer Learning", NeurIPS 2021.
 
-Features are reduced by PCA to 32 dimensions and standardised per dimension; the representation dissimilarity
+Features are reduced by PCA to 32 dimensions (default: as the authors' code does it, scikit-learn's randomized
+PCA with one power iteration and random state 1919; ``pca="exact"``: an exact, deterministic PCA) and standardised
+per dimension; the representation dissimilarity
 matrix is ``1 - corr(f_i, f_j)`` over pairs of samples (Pearson correlation across the dimensions), the label
 dissimilarity matrix is ``1 - corr(onehot(y_i), onehot(y_j))`` (0 within a class, ``1 + 1/(K-1)`` across classes),
 and ``PARC = 100 * Spearman(lower triangle of both)``.
@@ -13,6 +15,13 @@ within-class dissimilarities (memory ``O(N * block + within pairs)`` instead of 
 reference code; ties between dissimilarities, which have probability zero for continuous features, are ranked
 by mid-ranks within the cross/within comparison but not in the rank variance). Below it, ``scipy.stats.spearmanr``
 on the two triangles (exact, as the reference).
+
+Relation to the authors' released code: its randomized PCA with a single power iteration only approximates the
+leading subspace when the spectrum decays slowly (typical of wide real features): that approximation is why an
+exact PCA gives values about 3% away from the code's on real EfficientNet-Lite taps. The default reproduces the
+code (``pca="randomized"``, identical to it when ``n_components + 10 >= d``, where the random range covers every
+dimension); ``pca="exact"`` is the deterministic variant. The correlation between rows after per-dimension
+standardisation depends on the signs of the components; both variants use scikit-learn's sign convention.
 """
 
 from __future__ import annotations
@@ -21,9 +30,29 @@ from typing import Any
 
 import numpy as np
 
-from nctransfer.exceptions import UndefinedMetricWarning
-from nctransfer.transferability._common import blas_limited, check_positive_int, pca_dims, warn, workspace
+from nctransfer.exceptions import InputValueError, UndefinedMetricWarning
+from nctransfer.transferability._common import (
+    blas_limited,
+    check_positive_int,
+    lapack_threads,
+    pca_dims,
+    warn,
+    workspace,
+)
 from nctransfer.transferability.base import register
+
+
+_PCA = ("randomized", "exact")
+
+
+def _randomized_pca(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """PCA scores ``[N, k]`` as the authors' code computes them: scikit-learn's randomized solver, one power
+    iteration, a fixed random state."""
+    from sklearn.decomposition import PCA
+
+    with lapack_threads(X.shape[1]):
+        return PCA(n_components=k, svd_solver="randomized", random_state=int(seed),
+                   iterated_power=1).fit_transform(X)
 
 
 def _row_normalised(F: np.ndarray) -> np.ndarray:
@@ -91,7 +120,8 @@ def _parc_blocked(Zn: np.ndarray, codes: np.ndarray, K: int, block: int = 1024) 
 
 @blas_limited
 def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: int = 2_000_000,
-         max_samples: int | None = None, seed: int = 0) -> float:
+         max_samples: int | None = None, seed: int = 0, pca: str = "randomized",
+         pca_seed: int = 1919) -> float:
     """PARC score (spec section 2.11).
 
     Args:
@@ -103,6 +133,9 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
         max_samples: optional stratified random subsample of this many samples (seeded) -- the reference code
             intended to subsample above 15 000 samples. Default: all samples.
         seed: seed of the subsample.
+        pca: ``"randomized"`` (default, the authors' code: scikit-learn's randomized PCA, ``iterated_power=1``,
+            ``random_state=pca_seed``) or ``"exact"`` (deterministic full eigendecomposition).
+        pca_seed: random state of the randomized PCA (1919 in the authors' code).
 
     Returns:
         PARC in ``[-100, 100]`` (higher = better). NaN with an :class:`UndefinedMetricWarning` when every class
@@ -111,6 +144,8 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
     Cost: ``O(N^2 p)`` time, ``O(N * 1024 + within-class pairs)`` memory.
     """
     fname = "parc"
+    if pca not in _PCA:
+        raise InputValueError(f"parc: pca must be one of {_PCA}; got {pca!r}.")
     exact_pairs = check_positive_int(exact_pairs, "exact_pairs", fname, minimum=0)
     ws = workspace(X, y, fname)
     if n_components is None:
@@ -118,7 +153,7 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
     else:
         k = pca_dims(ws, check_positive_int(n_components, "n_components", fname), fname,
                       rule="available")
-        F = ws.pca(k)[0]
+        F = ws.pca(k)[0] if pca == "exact" else _randomized_pca(ws.X, k, pca_seed)
     codes = ws.codes
     if max_samples is not None:
         max_samples = check_positive_int(max_samples, "max_samples", fname, minimum=ws.K)
@@ -142,7 +177,7 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
     return 100.0 * rho
 
 
-register("parc", title="PARC", spec="2.11",
+parc = register("parc", title="PARC", spec="2.11",
          reference="Bolya, Mittapalli & Hoffman, NeurIPS 2021",
          passes=2, expensive=True, randomized=True, cost="O(N^2 p)")(parc)
 
