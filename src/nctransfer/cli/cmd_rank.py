@@ -156,6 +156,12 @@ def run_files(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        truth = read_truth_csv(args.truth) if args.truth else None  # inputs first: no scoring before a bad truth
+        if truth is not None:
+            missing = [n for n in names if n not in truth]
+            if missing:
+                raise InputValueError(f"rank: the truth file {args.truth!r} has no accuracy for {missing}; it has "
+                                      f"rows for {sorted(truth)[:10]}.")
         df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)),
                   progress=sys.stderr.isatty())
     seen: set[str] = set()
@@ -165,8 +171,8 @@ def run_files(args: argparse.Namespace) -> int:
             seen.add(msg)
             print(f"warning: {msg}", file=sys.stderr)
     evaluation = None
-    if args.truth:
-        evaluation = evaluate(df, read_truth_csv(args.truth))
+    if truth is not None:
+        evaluation = evaluate(df, truth)
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     if args.json:

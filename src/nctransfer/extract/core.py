@@ -6,6 +6,8 @@ streaming statistics; section 1.11: pooling) and, on request, into the on-disk f
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import os
 import time
 import warnings
@@ -204,7 +206,47 @@ class _StatsFeeder:
                 self.pool.shutdown(wait=True)
 
 
+# ------------------------------------------------------------------------------------------------ locks
+#: the cache-entry locks held by the running :func:`extract` call (released when it returns or raises)
+_HELD_LOCKS: contextvars.ContextVar[contextlib.ExitStack] = contextvars.ContextVar("nctransfer_extract_locks")
+
+
+def _releasing_locks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with a fresh lock stack in :data:`_HELD_LOCKS`; every lock entered there is released on exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with contextlib.ExitStack() as stack:
+            token = _HELD_LOCKS.set(stack)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _HELD_LOCKS.reset(token)
+
+    return wrapper
+
+
+def _reuse_locked(cand: CacheEntry, taps: list[str], store: bool, n: int, key: dict[str, Any],
+                  t0: float) -> "ExtractionResult | None":
+    """Serve the request from the complete entry ``cand`` under its lock (re-read, verified), or wipe it when it
+    is corrupted; ``None`` when it cannot serve."""
+    with cand.lock():
+        fresh = cand.reopen()
+        if fresh is None or not (fresh.complete and fresh.covers(taps, store)):
+            return None
+        files = [fresh.manifest["stats_file"], *fresh.shard_names()]
+        if fresh.verify(files):
+            try:
+                return _from_entry(fresh, taps, n, key, t0, resumed=fresh.done, computed=0, from_cache=True)
+            except (OSError, ValueError, KeyError):
+                pass
+        fresh.wipe()
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ main
+# ------------------------------------------------------------------------------------------------ main
+@_releasing_locks
 def extract(
     model: Any,
     dataset: Any,
@@ -242,7 +284,9 @@ def extract(
         token_pool: ``"mean"`` or ``"cls"`` for transformer taps (spec 1.11).
         store_features: also keep the pooled features (in memory, or in the cache when ``cache_dir`` is set).
         cache_dir: feature store directory (``None``: no disk cache). Entries are keyed by model name, weights hash,
-            dataset fingerprint (data, split, subsampling, transform), token pooling, dtype and taps.
+            dataset fingerprint (data, split, subsampling, transform), token pooling, dtype and taps. Many
+            processes may share one directory: an entry's writer holds its file lock, a second writer of the same
+            entry waits and then reuses it (:mod:`nctransfer.utils.locking`).
         no_cache: ignore ``cache_dir`` entirely (neither read nor write).
         shard_size: samples per shard: the unit of resumption (rounded up to a multiple of ``batch_size``).
         precision: ``FeatureStats`` precision (``"exact"`` or ``"fast"``).
@@ -300,16 +344,20 @@ def extract(
         base = Path(cache_dir).expanduser() / digest(key)
         for cand in CacheEntry.candidates(base):
             if cand.complete and cand.covers(tap_names, store_features):
-                files = [cand.manifest["stats_file"], *cand.shard_names()]
-                if cand.verify(files):
-                    try:
-                        return _from_entry(cand, tap_names, n, key, t0, resumed=cand.done, computed=0,
-                                           from_cache=True)
-                    except (OSError, ValueError, KeyError):
-                        pass
-                cand.wipe()
+                hit = _reuse_locked(cand, tap_names, store_features, n, key, t0)
+                if hit is not None:
+                    return hit
         entry = CacheEntry.create(base, key, tap_names, store_features, n, shard_size)
+        # held until extract() returns: a concurrent writer of this entry waits here, then reuses our entry
+        _HELD_LOCKS.get().enter_context(entry.lock())
         old = CacheEntry.open(entry.path)
+        if old is not None and old.complete and old.covers(tap_names, store_features):
+            files = [old.manifest["stats_file"], *old.shard_names()]
+            if old.verify(files):
+                try:
+                    return _from_entry(old, tap_names, n, key, t0, resumed=old.done, computed=0, from_cache=True)
+                except (OSError, ValueError, KeyError):
+                    pass
         if old is not None and not old.complete and old.manifest["n"] == n and old.taps == tap_names:
             files = [f for f in [old.manifest.get("stats_file")] if f] + old.shard_names()
             if old.verify(files):

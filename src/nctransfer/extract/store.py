@@ -11,6 +11,11 @@ token pooling, dtype); ``entry`` hashes the tap set and whether features are sto
 subset of taps is served by an existing entry. The manifest is rewritten (atomically) after each shard: it is the
 commit point, so a run killed at any moment resumes from the last completed shard, and every file it lists is
 verified against its checksum before use (a mismatch or an unreadable file means the entry is rebuilt).
+
+Many workers may share one cache directory: each entry has an inter-process lock (``.<entry>.lock`` beside it,
+:mod:`nctransfer.utils.locking`). A writer holds it from its look-up to its last commit, so a second writer of the
+same entry waits and then reuses the complete entry; readers hold it while verifying and reading, so they never
+see an entry half rebuilt.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from nctransfer.stats import FeatureStats
 from nctransfer.utils.io import write_bytes_atomic, write_json_atomic
+from nctransfer.utils.locking import entry_lock
 
 STORE_VERSION = 1
 
@@ -181,6 +187,15 @@ class CacheEntry:
     def wipe(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def lock(self) -> Any:
+        """Context manager holding this entry's inter-process lock (:func:`nctransfer.utils.locking.entry_lock`):
+        writers hold it while they check, write and commit the entry, readers while they verify and read it."""
+        return entry_lock(self.path)
+
+    def reopen(self) -> "CacheEntry | None":
+        """This entry's manifest read afresh from disk (another process may have committed shards since)."""
+        return CacheEntry.open(self.path)
+
     # -------------------------------------------------------------- writing
     def _write(self, name: str, payload: bytes) -> None:
         write_bytes_atomic(self.path / name, payload)
@@ -229,13 +244,14 @@ class CacheEntry:
             raise NotFoundError(f"cache entry {self.path} holds statistics only (store_features=False).")
         i = self.taps.index(tap)
         names = self.shard_names()
-        if not self.verify(names):
-            raise OSError(f"cache entry {self.path}: corrupted shard; rerun the extraction to rebuild it.")
         feats, labels = [], []
-        for name in names:
-            with np.load(self.path / name, allow_pickle=False) as z:
-                feats.append(z[f"t{i}"])
-                labels.append(z["labels"])
+        with self.lock():  # a concurrent rebuild of this entry cannot swap shards under the reader
+            if not self.verify(names):
+                raise OSError(f"cache entry {self.path}: corrupted shard; rerun the extraction to rebuild it.")
+            for name in names:
+                with np.load(self.path / name, allow_pickle=False) as z:
+                    feats.append(z[f"t{i}"])
+                    labels.append(z["labels"])
         d = int(self.manifest["dims"].get(tap, 0))
         if not feats:
             return np.zeros((0, d), dtype=np.float32), np.zeros(0, dtype=np.int64)

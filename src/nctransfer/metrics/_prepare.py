@@ -24,7 +24,15 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFittedError, NumericalWarning
 from nctransfer.stats.feature_stats import FeatureStats
-from nctransfer.utils.validation import LabelEncoder, check_features, check_labels, check_n_classes, to_numpy
+from nctransfer.utils.validation import (
+    LabelEncoder,
+    check_class_sizes,
+    check_features,
+    check_labels,
+    check_n_classes,
+    check_target_type,
+    to_numpy,
+)
 
 EPS = float(np.finfo(np.float64).eps)
 CHUNK_ROWS = 4096
@@ -271,6 +279,8 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
         if s.n_samples == 0:
             raise NotFittedError("FeatureStats has seen no data: call update(X, y) first.")
         check_n_classes(s.n_classes, name="the statistics' labels")
+        check_target_type(np.asarray(s.classes, dtype=object), "the statistics' labels")
+        check_class_sizes(s.counts_, "the statistics' labels")
         if domain == "gram":
             raise InputValueError("domain='gram' needs per-sample features (X, y), not FeatureStats.")
         out.stats = s
@@ -299,6 +309,7 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
     out.X = X
     out.n, out.d = X.shape
     out.counts = np.bincount(out.codes, minlength=out.K).astype(np.float64)
+    check_class_sizes(out.counts, "y")
     out._shift = X.mean(0, dtype=np.float64)  # two-pass: centre about the sample mean
     msum = np.zeros((out.K, out.d))
     for X64, c in out._chunks():

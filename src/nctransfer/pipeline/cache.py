@@ -9,11 +9,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from nctransfer.utils.io import write_json_atomic
+from nctransfer.utils.locking import entry_lock
 
 
 def array_digest(*arrays: Any) -> str:
@@ -41,7 +42,8 @@ class ResultCache:
     """``get(kind, key)`` / ``put(kind, key, value)`` of JSON values under ``root/<kind>/<digest>.json``.
 
     A ``None`` root disables the cache (``get`` always misses). Unreadable entries are treated as misses and
-    overwritten; writes are atomic.
+    overwritten; writes are atomic and hold the entry's file lock, so many processes may share one cache root
+    (:meth:`get_or_compute` computes a shared entry once).
     """
 
     def __init__(self, root: str | os.PathLike | None) -> None:
@@ -71,7 +73,25 @@ class ResultCache:
         path = self._path(kind, key)
         if path is not None:
             try:
-                write_json_atomic(path, {"key": key, "value": value})
+                with entry_lock(path):  # one writer per entry; readers see the old or the new file (atomic)
+                    write_json_atomic(path, {"key": key, "value": value})
             except OSError:  # a read-only cache must not break a run
                 pass
         return value
+
+    def get_or_compute(self, kind: str, key: Any, compute: Callable[[], Any]) -> Any:
+        """The cached value of ``(kind, key)``, or ``compute()`` stored under it.
+
+        The check and the computation run under the entry's inter-process lock
+        (:func:`nctransfer.utils.locking.entry_lock`), so workers sharing the cache that ask for the same entry at
+        the same time compute it once: the others wait and read the stored value.
+        """
+        path = self._path(kind, key)
+        if path is None:
+            self.misses += 1
+            return compute()
+        with entry_lock(path):
+            hit = self.get(kind, key)
+            if hit is not None:
+                return hit
+            return self.put(kind, key, compute())

@@ -23,6 +23,7 @@ from nctransfer.exceptions import InputValueError, NCTransferError, NumericalWar
 from nctransfer.stats.feature_stats import FeatureStats
 from nctransfer.utils.validation import (
     LabelEncoder,
+    check_class_sizes,
     check_features,
     check_labels,
     check_n_classes,
@@ -230,6 +231,7 @@ class Workspace:
                 self.classes, self.codes = encode_labels(y_np)
                 self.K = len(self.classes)
                 check_n_classes(self.K, 2, "y")
+                check_class_sizes(np.bincount(self.codes, minlength=self.K), "y")
         except NCTransferError as exc:
             raise wrap(exc) from None
         self._cache: dict[str, Any] = {}

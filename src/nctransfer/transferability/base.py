@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -96,10 +98,45 @@ def register(name: str, *, title: str, reference: str, spec: str, needs_probs: b
         inputs = f"{inputs} (or FeatureStats)"
 
     def decorator(fn: Callable) -> Callable:
-        METHODS[name] = MethodInfo(name, fn, title, reference, spec, needs_probs, pool_relative, combine,
+        guarded = finite_or_nan(fn, name)
+        METHODS[name] = MethodInfo(name, guarded, title, reference, spec, needs_probs, pool_relative, combine,
                                    accepts_stats, int(passes), inputs, cost, expensive, randomized)
-        return fn
+        return guarded
     return decorator
+
+
+def _finite(value: Any, where: str) -> Any:
+    """``value`` with every ``+-inf`` float (also inside a dict of terms) replaced by NaN, with a warning."""
+    import math
+
+    from nctransfer.exceptions import UndefinedMetricWarning
+
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}[{k}]") for k, v in value.items()}
+    if isinstance(value, float) or type(value).__module__ == "numpy" and hasattr(value, "dtype") \
+            and getattr(value, "ndim", 1) == 0 and value.dtype.kind == "f":
+        if math.isinf(float(value)):
+            warnings.warn(f"{where}: the score is {float(value)} (e.g. perfectly collapsed features give "
+                          "-log NC1 = inf); returning NaN so that it cannot decide a ranking.", UndefinedMetricWarning,
+                          stacklevel=4)
+            return float("nan")
+    return value
+
+
+def finite_or_nan(fn: Callable, name: str) -> Callable:
+    """Wrap a score function so that it never returns ``+-inf`` (NaN with an
+    :class:`~nctransfer.exceptions.UndefinedMetricWarning` instead): an infinite score would top (or end) any
+    ranking whatever the other candidates. Applied by :func:`register` to every registered method, so the public
+    functions, :func:`score` and :func:`~nctransfer.transferability.rank` all share it."""
+    if getattr(fn, "_nctransfer_finite", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return _finite(fn(*args, **kwargs), name)
+
+    wrapper._nctransfer_finite = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def list_methods(pattern: str = "*", *, needs_probs: bool | None = None, pool_relative: bool | None = None,

@@ -49,17 +49,17 @@ def load_features_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
         NotFoundError: the file does not exist.
         InputValueError: not an ``.npz`` file or a required array is missing.
     """
+    from nctransfer.stats.feature_stats import read_npz
+
     p = Path(path)
+    if p.is_dir():
+        raise InputValueError(f"features file {str(p)!r} is a directory; expected an .npz file.")
     if not p.is_file():
         raise NotFoundError(f"features file {str(p)!r} does not exist.")
     if p.suffix.lower() != ".npz":
         raise InputValueError(f"features file {str(p)!r}: expected an .npz file with arrays X, y (and optionally "
                               f"P); got suffix {p.suffix!r}.")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise InputValueError(f"features file {str(p)!r} could not be read as .npz: {exc}") from None
+    arrays = read_npz(p, "features file")  # truncated/corrupt archives and pickled arrays: one clear error
 
     def pick(keys: tuple[str, ...], required: bool) -> np.ndarray | None:
         for k in keys:
@@ -90,6 +90,119 @@ def _candidate(name: str, value: Any) -> tuple[Any, Any, Any]:
         return value[0], value[1], (value[2] if len(value) == 3 else None)
     raise InputValueError(f"rank: candidate {name!r} must be (X, y), (X, y, probs), a features file path (.npz) or "
                           f"a FeatureStats; got {type(value).__name__}.")
+
+
+def _target_labels(name: str, value: Any) -> tuple[str, Any]:
+    """``(description, labels)`` of one candidate without loading its features: a file's ``y`` array alone
+    (``.npz`` members load lazily), a mapping's or tuple's ``y``, or ``("stats", (classes, counts))``."""
+    if isinstance(value, (str, os.PathLike)):
+        p = Path(value)
+        if p.suffix.lower() != ".npz" or not p.is_file():
+            return f"file {str(p)!r}", None  # load_features_file reports it with the usual message
+        try:
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # members load lazily: y only
+                key = next((k for k in _Y_KEYS if k in z.files), None)
+                return f"file {str(p)!r}", (None if key is None else z[key])
+        except Exception:  # noqa: BLE001 - unreadable: load_features_file reports it in one line
+            return f"file {str(p)!r}", None
+    if isinstance(value, FeatureStats):
+        return f"candidate {name!r}", ("stats", value)
+    if isinstance(value, Mapping):
+        return f"candidate {name!r}", next((value[k] for k in _Y_KEYS if k in value), None)
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return f"candidate {name!r}", value[1]
+    return f"candidate {name!r}", None
+
+
+def _canonical_labels(y: Any) -> np.ndarray:
+    """Labels as a 1-D array with integral floats and every integer dtype as int64 (``1 == 1.0`` as labels)."""
+    from nctransfer.utils.validation import check_labels
+
+    a = check_labels(y, None, "y", discrete=False)
+    if a.dtype.kind in "iu" or (a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+        return a.astype(np.int64)
+    return a
+
+
+def target_fingerprint(y: Any) -> str:
+    """SHA-256 of a label vector in canonical form (sorted class list and the per-sample class codes), so that
+    ``[0, 1, 1]`` as int64, int32, float or a torch tensor give the same fingerprint and a permutation does not."""
+    import hashlib
+    import json
+
+    from nctransfer.transferability._common import encode_labels
+
+    classes, codes = encode_labels(_canonical_labels(y))
+    h = hashlib.sha256(json.dumps([repr(c) for c in classes]).encode())
+    h.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _describe_difference(y_ref: Any, y: Any) -> str:
+    from nctransfer.transferability._common import encode_labels
+
+    a, b = _canonical_labels(y_ref), _canonical_labels(y)
+    if len(a) != len(b):
+        return f"a different number of samples N ({len(b)} vs {len(a)})"
+    ca, _ = encode_labels(a)
+    cb, _ = encode_labels(b)
+    if ca != cb:
+        extra = [c for c in cb if c not in ca][:5]
+        missing = [c for c in ca if c not in cb][:5]
+        parts = ([f"labels not in the first: {extra}"] if extra else []) + \
+                ([f"labels missing: {missing}"] if missing else [])
+        return "a different label set (" + "; ".join(parts) + ")"
+    ra = np.asarray([repr(v) for v in a.tolist()])
+    rb = np.asarray([repr(v) for v in b.tolist()])
+    diff = np.flatnonzero(ra != rb)
+    if len(diff) and sorted(ra.tolist()) == sorted(rb.tolist()):
+        return f"the same labels in a different order (first difference at sample {int(diff[0])})"
+    return f"different labels ({len(diff)} samples differ, first at sample {int(diff[0]) if len(diff) else 0})"
+
+
+def check_same_targets(items: list[tuple[str, Any]]) -> None:
+    """Refuse a pool whose candidates do not share one target: the same labels, in the same order, same N.
+
+    Scores are only comparable on the same target data, and NCTI and ETran normalise across the pool; candidates
+    with different labels (another label set, a permutation of the samples, another N) would give a meaningless
+    ranking. FeatureStats candidates are compared by class list and class counts.
+
+    Raises:
+        InputValueError: naming every candidate (file) that differs from the first and how.
+    """
+    if len(items) < 2:
+        return
+    from nctransfer.transferability._common import encode_labels
+
+    def class_summary(y: Any) -> str:
+        if isinstance(y, tuple) and len(y) == 2 and y[0] == "stats":
+            st = y[1]
+            return repr((st.classes, st.class_counts().tolist())) if st.n_samples else "empty"
+        classes, codes = encode_labels(_canonical_labels(y))
+        return repr((classes, np.bincount(codes, minlength=len(classes)).tolist()))
+
+    labelled = [(desc, y) for desc, y in (_target_labels(n, v) for n, v in items) if y is not None]
+    arrays = [(desc, y) for desc, y in labelled if not (isinstance(y, tuple) and y[:1] == ("stats",))]
+    bad: list[str] = []
+    ref_desc = None
+    if arrays:  # samples: same labels, same order, same N (fingerprint of y)
+        ref_desc, ref = arrays[0]
+        ref_fp = target_fingerprint(ref)
+        for desc, y in arrays[1:]:
+            if target_fingerprint(y) != ref_fp:
+                bad.append(f"{desc} has {_describe_difference(ref, y)}")
+    if len(labelled) > len(arrays):  # statistics carry no order: compare class lists and class counts
+        ref_desc_s, ref_y = labelled[0] if ref_desc is None else (ref_desc, ref)
+        ref_desc = ref_desc_s
+        ref_sum = class_summary(ref_y)
+        for desc, y in labelled:
+            if isinstance(y, tuple) and y[:1] == ("stats",) and desc != ref_desc and class_summary(y) != ref_sum:
+                bad.append(f"{desc} has different classes or class counts")
+    if bad:
+        raise InputValueError(
+            f"rank: all candidates must have the same target labels y in the same order (pool-relative scores "
+            f"such as NCTI and ETran, and the ranking itself, compare models on one target dataset); compared with "
+            f"{ref_desc}: " + "; ".join(bad) + ".")
 
 
 def _resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | None
@@ -184,6 +297,7 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
     for info in infos:
         if info.pool_relative and len(items) < 2 and info.name in explicit:
             require_pool(names, info.name, info.title)
+    check_same_targets(items)
 
     values: dict[str, dict[str, float]] = {n: {} for n in names}
     seconds: dict[str, float] = {m.name: 0.0 for m in infos}
@@ -242,6 +356,13 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
         notes.append(f"{method}: skipped for {', '.join(models)} -- needs per-sample features, got FeatureStats.")
     df = pd.DataFrame([[values[n].get(m.name, np.nan) for m in infos] for n in names],
                       index=pd.Index(names, name="model"), columns=[m.name for m in infos], dtype=float)
+    inf = np.isinf(df.to_numpy())
+    if inf.any():  # never an infinite score in a ranking (it would top or end it whatever the others)
+        from nctransfer.exceptions import UndefinedMetricWarning
+
+        where = [f"{df.index[i]}/{df.columns[j]}" for i, j in zip(*np.nonzero(inf))][:10]
+        warnings.warn(f"rank: infinite score(s) replaced by NaN: {where}.", UndefinedMetricWarning, stacklevel=3)
+        df = df.mask(np.isinf(df))
     df.attrs["seconds"] = seconds
     df.attrs["notes"] = notes
     df.attrs["terms"] = {k: v for k, v in terms.items() if v}
@@ -340,16 +461,27 @@ def evaluate(scores: Any, truth: Any) -> dict[str, Any]:
 def read_truth_csv(path: str | os.PathLike) -> dict[str, float]:
     """Read ground truth from a CSV with columns ``model,accuracy`` (extra columns ignored).
 
+    Accuracies must lie in ``[0, 1]``; a column on the percent scale (some value above 1, all within
+    ``[0, 100]``) is recognised, divided by 100 and reported with a warning.
+
     Raises:
-        NotFoundError: missing file. InputValueError: missing columns or non-numeric accuracies.
+        NotFoundError: missing file. InputValueError: a directory, an unreadable CSV, missing columns,
+        non-numeric, non-finite or out-of-range accuracies.
     """
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        raise InputValueError(f"truth file {str(p)!r} is a directory; expected a CSV file with columns "
+                              "model,accuracy.")
     if not p.is_file():
         raise NotFoundError(f"truth file {str(p)!r} does not exist.")
-    df = pd.read_csv(p)
-    cols = {c.strip().lower(): c for c in df.columns}
+    try:
+        df = pd.read_csv(p)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types (ParserError, EmptyDataError, ...)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputValueError(f"truth file {str(p)!r} could not be read as CSV: {first}") from None
+    cols = {str(c).strip().lower(): c for c in df.columns}
     if "model" not in cols or "accuracy" not in cols:
         raise InputValueError(f"truth file {str(p)!r} must have columns 'model' and 'accuracy'; "
                               f"got {list(df.columns)}.")
@@ -357,6 +489,18 @@ def read_truth_csv(path: str | os.PathLike) -> dict[str, float]:
         acc = df[cols["accuracy"]].astype(float)
     except (TypeError, ValueError):
         raise InputValueError(f"truth file {str(p)!r}: column 'accuracy' must be numeric.") from None
+    values = acc.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise InputValueError(f"truth file {str(p)!r}: column 'accuracy' contains NaN, Inf or empty cells.")
+    if len(values) and (values.min() < 0 or values.max() > 1):
+        if values.min() >= 0 and values.max() <= 100:
+            warnings.warn(f"truth file {str(p)!r}: accuracies up to {values.max():g} look like percentages; "
+                          "dividing by 100.", UserWarning, stacklevel=2)
+            acc = acc / 100.0
+        else:
+            bad = values[(values < 0) | (values > 100)][:3].tolist()
+            raise InputValueError(f"truth file {str(p)!r}: accuracies must be in [0, 1] (or percentages in "
+                                  f"[0, 100]); got {bad}.")
     models = df[cols["model"]].astype(str).str.strip()
     if models.duplicated().any():
         raise InputValueError(f"truth file {str(p)!r}: duplicated models {sorted(set(models[models.duplicated()]))}.")

@@ -158,7 +158,7 @@ def check_target_type(y: Any, name: str = "y") -> str:
     kind = type_of_target(y)
     if kind == "continuous":
         y_np = to_numpy(y).ravel()
-        vals = [v for v in y_np.tolist() if isinstance(v, float) and v != round(v)][:3]
+        vals = list(dict.fromkeys(v for v in y_np.tolist() if isinstance(v, float) and v != round(v)))[:3]
         raise InputValueError(
             f"{name} must hold class labels (integers, strings, ...); got continuous values such as "
             f"{', '.join(f'{v:g}' for v in vals)}. Map the classes to integers, bin a real-valued target into "
