@@ -44,3 +44,7 @@ class NumericalWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """An iterative solver stopped before reaching its tolerance."""
+
+
+class CacheIntegrityWarning(UserWarning):
+    """A cache entry failed its integrity check (checksum mismatch, truncated file); it is ignored and rebuilt."""

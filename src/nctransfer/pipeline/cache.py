@@ -38,11 +38,22 @@ def key_digest(obj: Any) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
+def value_checksum(value: Any) -> str:
+    """SHA-256 of the canonical JSON of a cached value (sorted keys; the value as it reads back from JSON, so the
+    checksum written with an entry and the one recomputed on reading agree exactly)."""
+    from nctransfer.utils.io import _json_default
+
+    as_read = json.loads(json.dumps(value, default=_json_default, allow_nan=True))
+    blob = json.dumps(as_read, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 class ResultCache:
     """``get(kind, key)`` / ``put(kind, key, value)`` of JSON values under ``root/<kind>/<digest>.json``.
 
-    A ``None`` root disables the cache (``get`` always misses). Unreadable entries are treated as misses and
-    overwritten; writes are atomic and hold the entry's file lock, so many processes may share one cache root
+    A ``None`` root disables the cache (``get`` always misses). Every entry carries the sha256 of its value
+    (:func:`value_checksum`), verified on reading; unreadable entries and checksum mismatches are treated as misses
+    (the latter with a warning) and overwritten; writes are atomic and hold the entry's file lock, so many processes may share one cache root
     (:meth:`get_or_compute` computes a shared entry once).
     """
 
@@ -57,14 +68,30 @@ class ResultCache:
         return self.root / kind / f"{key_digest(key)}.json"
 
     def get(self, kind: str, key: Any) -> Any:
+        """The stored value, or ``None`` (a miss) when absent, unreadable or failing its sha256 checksum.
+
+        A checksum mismatch (an edited or corrupted entry) or a missing checksum is reported with a
+        :class:`~nctransfer.exceptions.CacheIntegrityWarning`; the caller then recomputes and overwrites it.
+        """
         path = self._path(kind, key)
         if path is not None and path.is_file():
             try:
                 with open(path, encoding="utf-8") as fh:
-                    value = json.load(fh)["value"]
+                    entry = json.load(fh)
+                value = entry["value"]
+                stored = entry.get("sha256")
+                if stored != value_checksum(value):
+                    import warnings
+
+                    from nctransfer.exceptions import CacheIntegrityWarning
+
+                    why = "has no checksum" if stored is None else "does not match its sha256 checksum"
+                    warnings.warn(f"result cache entry {str(path)!r} {why} (edited or corrupted); ignoring it and "
+                                  "recomputing.", CacheIntegrityWarning, stacklevel=2)
+                    raise ValueError("checksum")
                 self.hits += 1
                 return value
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 pass
         self.misses += 1
         return None
@@ -74,7 +101,7 @@ class ResultCache:
         if path is not None:
             try:
                 with entry_lock(path):  # one writer per entry; readers see the old or the new file (atomic)
-                    write_json_atomic(path, {"key": key, "value": value})
+                    write_json_atomic(path, {"key": key, "value": value, "sha256": value_checksum(value)})
             except OSError:  # a read-only cache must not break a run
                 pass
         return value
