@@ -1,5 +1,7 @@
-"""Datasets: Fashion-MNIST (Debian IDX files), scikit-learn digits, ImageFolder, torchvision, arrays; the model's
-eval transform; seeded balanced subsampling and deterministic splits."""
+"""Datasets: Fashion-MNIST (Debian IDX files), scikit-learn digits, ImageFolder, torchvision, arrays, the user's own
+Dataset / DataLoader / Hugging Face dataset (:mod:`nctransfer.data.inputs`) with content fingerprints
+(:mod:`nctransfer.data.fingerprint`); the model's eval transform; seeded balanced subsampling and deterministic
+splits."""
 
 from nctransfer.data.arrays import (
     FASHION_MNIST_CLASSES,
@@ -17,6 +19,10 @@ def __getattr__(name: str):  # torch-backed datasets load lazily (``import nctra
         from nctransfer.data import datasets
 
         return getattr(datasets, name)
+    if name in ("LoaderDataset", "HFImageSource"):
+        from nctransfer.data import inputs
+
+        return getattr(inputs, name)
     raise AttributeError(f"module 'nctransfer.data' has no attribute {name!r}")
 
 
@@ -24,7 +30,9 @@ __all__ = [
     "ArrayImageDataset",
     "EvalTransform",
     "FASHION_MNIST_CLASSES",
+    "HFImageSource",
     "LabeledDataset",
+    "LoaderDataset",
     "WrappedImageDataset",
     "balanced_indices",
     "canonical_split",

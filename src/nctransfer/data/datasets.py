@@ -11,6 +11,15 @@ Specs:
   ``~/.cache/nctransfer/torchvision``); downloads only with ``download=True``.
 - ``(X, y)``: in-memory images ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` (uint8, or float in
   ``[0, 1]``) and labels ``[N]``.
+- ``"hf:<name>"``: a Hugging Face hub dataset (``datasets.load_dataset``; online or its local cache).
+- the user's own data (:mod:`nctransfer.data.inputs`): a map-style ``Dataset`` yielding ``(image, label)`` (PIL
+  image, ``uint8``/float tensor ``[C, H, W]`` or numpy array), a ``DataLoader`` (used as given), a Hugging Face
+  ``datasets.Dataset`` / ``DatasetDict``, an iterable stream with ``dataset_id=``.
+- explicit splits: ``train=``, ``test=`` (and ``val=``), or a dict ``{"train": ..., "test": ...}``: each used as
+  given, never re-split.
+
+Every dataset that is not a built-in is fingerprinted by its content for the feature cache (what is hashed:
+:mod:`nctransfer.data.fingerprint`).
 
 Splits (``split=``): ``"train"``, ``"val"``, ``"test"``, ``"trainval"`` (= train + val), ``"all"``. With an
 official train/test split, ``val`` is a stratified ``val_fraction`` of the official training set and ``train``
@@ -28,7 +37,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -175,11 +184,19 @@ class ArrayImageDataset(_LabeledBase, _make_torch_dataset_base()):
 
 
 class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
-    """A view (``indices``) of a dataset yielding ``(image, label)`` (ImageFolder, torchvision), with our transform
-    applied per item (PIL or tensor input)."""
+    """A view (``indices``) of a map-style dataset yielding ``(image, label)`` (ImageFolder, torchvision, the user's
+    own ``Dataset``, a Hugging Face dataset through :class:`~nctransfer.data.inputs.HFImageSource`), with our
+    transform applied per item (PIL, numpy or tensor input).
+
+    Its fingerprint depends on the content (:mod:`nctransfer.data.fingerprint`): the decoded bytes of every
+    selected sample, or for an image folder the full SHA-256 of every selected file plus a seeded sample of decoded
+    images. Per-sample hashes are computed once and shared by the subsets and re-transformed copies of this
+    dataset (``hashes``).
+    """
 
     def __init__(self, base: Any, indices: Any, targets: Any, classes: Sequence[str], transform: Any = None,
-                 name: str = "dataset", meta: dict[str, Any] | None = None) -> None:
+                 name: str = "dataset", meta: dict[str, Any] | None = None,
+                 hashes: dict[Any, str] | None = None) -> None:
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = np.asarray(targets, dtype=np.int64)[self.indices]
@@ -188,13 +205,24 @@ class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
         self.transform = transform
         self.name = name
         self.meta = dict(meta or {})
+        self._hashes: dict[Any, str] = hashes if hashes is not None else {}
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        img, _ = self.base[int(self.indices[i])]
-        x = self.transform(img) if self.transform is not None else to_float_tensor(img)
+        from nctransfer.data.inputs import item_pair
+
+        j = int(self.indices[i])
+        where = f"{self.name}[{j}]"
+        img, _ = item_pair(self.base[j], where)
+        t = self.transform
+        if t is None:
+            x = to_float_tensor(img, where)
+        elif isinstance(t, EvalTransform):
+            x = t.batch(to_float_tensor(img, where).unsqueeze(0))[0]
+        else:
+            x = t(img)
         return x, int(self.targets[i])
 
     def get_batch(self, indices: Any) -> tuple[Any, Any]:
@@ -205,25 +233,56 @@ class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
 
     def subset(self, indices: Any, **meta: Any) -> "WrappedImageDataset":
         return WrappedImageDataset(self.base, self.indices[np.asarray(indices, dtype=np.int64)], self._all_targets,
-                                   self.classes, self.transform, self.name, {**self.meta, **meta})
+                                   self.classes, self.transform, self.name, {**self.meta, **meta}, self._hashes)
 
     def with_transform(self, transform: Any) -> "WrappedImageDataset":
-        out = WrappedImageDataset(self.base, self.indices, self._all_targets, self.classes, transform, self.name,
-                                  self.meta)
-        return out
+        return WrappedImageDataset(self.base, self.indices, self._all_targets, self.classes, transform, self.name,
+                                   self.meta, self._hashes)
+
+    def _sample_hash(self, j: int) -> str:
+        from nctransfer.data.fingerprint import image_digest
+        from nctransfer.data.inputs import item_pair
+
+        key = ("img", j)
+        if key not in self._hashes:
+            self._hashes[key] = image_digest(item_pair(self.base[j], f"{self.name}[{j}]")[0])
+        return self._hashes[key]
+
+    def _file_hash(self, j: int, path: str) -> str:
+        from nctransfer.data.fingerprint import file_sha256
+
+        key = ("file", j)
+        if key not in self._hashes:
+            self._hashes[key] = file_sha256(path)
+        return self._hashes[key]
 
     def _content_id(self) -> str:
+        """Length, labels and content (see :mod:`nctransfer.data.fingerprint`)."""
+        from tqdm.auto import tqdm
+
+        from nctransfer.data.fingerprint import FOLDER_DECODED_SAMPLE, seeded_positions
+
+        if self.meta.get("dataset_id") is not None:  # the user's own identity (streams; opt-out of hashing)
+            return f"id:{self.meta['dataset_id']}:" + _hash_indices(self.indices) + hashlib.sha1(
+                self.targets.tobytes()).hexdigest()[:16]
         files = getattr(self.base, "samples", None)
-        h = hashlib.sha1(_hash_indices(self.indices).encode())
-        if files is not None:  # ImageFolder: file list + sizes/mtimes of the selected files
-            for j in self.indices:
-                p = files[int(j)][0]
-                try:
-                    st = os.stat(p)
-                    h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}".encode())
-                except OSError:
-                    h.update(p.encode())
+        h = hashlib.sha1(f"n={len(self.indices)}|".encode())
         h.update(self.targets.tobytes())
+        is_folder = isinstance(files, list) and len(files) == len(self._all_targets) and all(
+            isinstance(f, (tuple, list)) and isinstance(f[0], (str, os.PathLike)) for f in files[:1])
+        show = len(self.indices) >= 2000
+        if is_folder:
+            root = str(getattr(self.base, "root", ""))
+            for j in tqdm(self.indices, desc=f"hashing {self.name} files", unit="file", leave=False,
+                          disable=not show):
+                p = str(files[int(j)][0])
+                rel = os.path.relpath(p, root) if root else p
+                h.update(f"{rel}|{self._file_hash(int(j), p)}|".encode())
+            for pos in seeded_positions(len(self.indices), FOLDER_DECODED_SAMPLE, 0):
+                h.update(self._sample_hash(int(self.indices[pos])).encode())
+        else:
+            for j in tqdm(self.indices, desc=f"hashing {self.name}", unit="img", leave=False, disable=not show):
+                h.update(self._sample_hash(int(j)).encode())
         return h.hexdigest()[:20]
 
 
@@ -399,8 +458,139 @@ def _torchvision(name: str, split: str, transform: Any, root: Any, download: boo
     return WrappedImageDataset(base, pos, targets, classes, transform, name=f"torchvision:{name}", meta=meta)
 
 
+def _is_hf_dict(spec: Any) -> bool:
+    return type(spec).__name__ in ("DatasetDict", "IterableDatasetDict") and (type(spec).__module__ or "").startswith(
+        "datasets.")
+
+
+def _is_dataset_like(spec: Any) -> bool:
+    from nctransfer.data.inputs import is_dataloader, is_hf_dataset
+
+    first = spec[0] if len(spec) else None
+    try:
+        from torch.utils.data import Dataset
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(first, Dataset) or is_dataloader(first) or is_hf_dataset(first)
+
+
+def _hf_hub(name: str, root: Any) -> Any:
+    """``hf:<name>`` (or ``hf:<name>:<config>``): ``datasets.load_dataset`` from the Hugging Face hub (online, or
+    its local cache)."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ImportError(f"'hf:{name}' needs the optional dependency datasets: pip install 'nctransfer[hf]' (or pip "
+                          "install datasets).") from exc
+    repo, _, config = name.partition(":")
+    if not repo:
+        raise InputValueError("load_dataset: nothing after 'hf:'; expected e.g. 'hf:cifar10' or 'hf:user/name'.")
+    try:
+        return datasets.load_dataset(repo, config or None, cache_dir=None if root is None else str(root))
+    except (FileNotFoundError, ValueError, OSError, ConnectionError) as exc:
+        raise NotFoundError(f"Hugging Face dataset {repo!r} could not be loaded ({type(exc).__name__}: "
+                            f"{str(exc)[:300]}). 'hf:<name>' needs network access or a copy in the local Hugging "
+                            "Face cache ($HF_HOME); offline, build a datasets.Dataset yourself and pass it "
+                            "directly.") from exc
+
+
+_SPLIT_KEYS = {"train": ("train",), "test": ("test",), "val": ("val", "valid", "validation")}
+
+
+def _explicit_part(spec: Any, split: str | None) -> tuple[Any, str | None]:
+    """The part of explicit splits (``{"train": ..., "test": ..., "val": ...}`` or a HF ``DatasetDict``) that
+    ``split`` asks for, and the split to apply inside it (``None``: used as given)."""
+    keys = {str(k).lower(): k for k in spec.keys()}
+    s = canonical_split(split) if split is not None else "train"
+
+    def get(name: str) -> Any:
+        k = next((keys[c] for c in _SPLIT_KEYS[name] if c in keys), None)
+        return None if k is None else spec[k]
+
+    train, test, val = get("train"), get("test"), get("val")
+    unknown = sorted(k for k in keys if not any(k in v for v in _SPLIT_KEYS.values()))
+    if unknown and not _is_hf_dict(spec):
+        raise InputValueError(f"explicit splits: unknown key(s) {unknown}; expected train, test and optionally val.")
+    hf_carve = _is_hf_dict(spec) and test is None and train is not None
+    if hf_carve:  # a hub dataset with a training split only: carve test/val from it (seeded, stratified)
+        return train, s
+    if s == "all":
+        raise InputValueError("explicit splits (train=/test=/val=) are used as given; ask for split='train', 'test', "
+                              "'val' or 'trainval'.")
+    if s == "trainval" and val is not None:
+        if train is None:
+            raise InputValueError("split='trainval' needs train=.")
+        if _is_hf_dict(spec) or type(train).__module__.startswith("datasets."):
+            import datasets
+
+            return datasets.concatenate_datasets([train, val]), None
+        from torch.utils.data import ConcatDataset
+
+        return ConcatDataset([train, val]), None
+    part = {"train": train, "trainval": train, "test": test, "val": val}[s]
+    if part is None:
+        have = ", ".join(k for k, v in (("train", train), ("test", test), ("val", val)) if v is not None)
+        raise InputValueError(f"split={s!r}: no {'val' if s == 'val' else s} dataset was given (explicit splits: "
+                              f"{have or 'none'}); pass {'val' if s == 'val' else s}= as well.")
+    return part, None
+
+
+def _user_dataset(spec: Any, split: str | None, split_c: str, kw: dict[str, Any], *, classes: Any,
+                  image_column: str | None, label_column: str | None, dataset_id: str | None) -> Any:
+    """The user's own dataset object (map-style Dataset, DataLoader, HF dataset, stream): see
+    :mod:`nctransfer.data.inputs`."""
+    from nctransfer.data import inputs as I
+
+    if I.is_stream(spec):
+        if dataset_id is None:
+            raise I.stream_error(spec)
+        spec = I.stream_loader(spec)
+    if I.is_dataloader(spec):
+        if split is not None and split_c != "all":
+            raise InputValueError(f"load_dataset: a DataLoader is used as given and cannot be split (split={split!r}); "
+                                  "pass explicit train= and test= loaders (rank_models(..., train=..., test=...)).")
+        return I.LoaderDataset(spec, classes=classes, dataset_id=dataset_id, image_column=image_column,
+                               label_column=label_column, meta={"split": "given"})
+    hashes: dict[Any, str] = {}
+    if I.is_hf_dataset(spec):
+        base: Any = I.HFImageSource(spec, image_column, label_column)
+        info_name = getattr(getattr(spec, "info", None), "dataset_name", None)
+        name = f"hf:{info_name or 'Dataset'}"
+        raw = base.raw_labels()
+        names = classes if classes is not None else base.names
+    elif I.is_map_dataset(spec) and not isinstance(spec, (tuple, list)):
+        base = spec
+        name = type(spec).__name__
+        if len(spec) == 0:
+            raise InputValueError(f"load_dataset: the dataset {name} is empty.")
+        raw = None
+        for attr in ("targets", "labels"):
+            t = getattr(spec, attr, None)
+            if t is not None and not callable(t):
+                arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+                if arr.ndim == 1 and len(arr) == len(spec):
+                    raw = arr
+                    break
+        if raw is None:
+            raw = I.read_labels(spec, name, hashes)
+        names = classes if classes is not None else getattr(spec, "classes", None)
+        if names is not None:
+            names = [str(c) for c in names]
+    else:
+        raise InputValueError(
+            "load_dataset: spec must be a dataset name ('fashion-mnist', 'digits'), a directory, "
+            "'torchvision:<Name>', 'hf:<name>', (X, y) arrays, a torch Dataset yielding (image, label), a DataLoader, "
+            f"a Hugging Face datasets.Dataset, or explicit train=/test=; got {type(spec).__name__}.")
+    codes, names = I.encode_labels(raw, names, name)
+    pos = _split_positions(codes, split_c, has_official=False, **kw) if split is not None else np.arange(len(codes))
+    meta: dict[str, Any] = {"split": split_c if split is not None else "given"}
+    if dataset_id is not None:
+        meta["dataset_id"] = str(dataset_id)
+    return WrappedImageDataset(base, pos, codes, names, None, name=name, meta=meta, hashes=hashes)
+
+
 def load_dataset(
-    spec: Any,
+    spec: Any = None,
     split: str | None = None,
     transform: Callable[[Any], Any] | None = None,
     *,
@@ -416,6 +606,12 @@ def load_dataset(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     classes: Sequence[str] | None = None,
+    train: Any = None,
+    test: Any = None,
+    val: Any = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    dataset_id: str | None = None,
 ) -> Any:
     """Load a labelled image dataset (see the module docstring for ``spec`` and ``split``).
 
@@ -435,7 +631,14 @@ def load_dataset(
         root: data directory (Fashion-MNIST IDX files, torchvision root).
         download: allow torchvision to download (never by default).
         val_fraction, test_fraction, split_seed: split definition (module docstring).
-        classes: class names for ``(X, y)``.
+        classes: class names for ``(X, y)`` (and for user datasets with integer labels).
+        train, test, val: explicit splits (any of the forms above), used as given and never re-split;
+            ``split`` picks one of them (``"trainval"``: train, plus val when given). Same as
+            ``spec={"train": ..., "test": ...}``; a Hugging Face ``DatasetDict`` works the same way.
+        image_column, label_column: columns of a Hugging Face dataset (or keys of dict items); default found
+            automatically (a ``datasets.Image`` / ``ClassLabel`` feature, else common names such as ``image`` and
+            ``label``).
+        dataset_id: identity of an iterable stream (required for one; see :mod:`nctransfer.data.fingerprint`).
 
     Returns:
         a ``torch.utils.data.Dataset`` (:class:`ArrayImageDataset` or :class:`WrappedImageDataset`) with
@@ -451,7 +654,24 @@ def load_dataset(
     if not 0.0 <= kw["val_fraction"] < 1.0 or not 0.0 <= kw["test_fraction"] < 1.0:
         raise InputValueError(f"val_fraction and test_fraction must be in [0, 1); got {val_fraction!r}, "
                               f"{test_fraction!r}.")
-    is_arrays = isinstance(spec, (tuple, list)) and len(spec) == 2 and not isinstance(spec[0], str)
+    if train is not None or test is not None or val is not None:
+        if spec is not None:
+            raise InputValueError("load_dataset: give either spec or explicit train=/test=/val= datasets, not both.")
+        spec = {k: v for k, v in (("train", train), ("test", test), ("val", val)) if v is not None}
+    if spec is None:
+        raise InputValueError("load_dataset: spec is required (a dataset name, a directory, a Dataset, a DataLoader, "
+                              "a Hugging Face dataset, (X, y) arrays), or explicit train= and test= datasets.")
+    if isinstance(spec, str) and spec.lower().startswith("hf:"):
+        spec = _hf_hub(spec[3:], root)
+    if isinstance(spec, Mapping) or _is_hf_dict(spec):
+        part, part_split = _explicit_part(spec, split)
+        return load_dataset(part, part_split, transform, model=model, image_size=image_size, crop_pct=crop_pct,
+                            per_class=per_class, n=n, seed=seed, root=root, download=download,
+                            val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
+                            classes=classes, image_column=image_column, label_column=label_column,
+                            dataset_id=dataset_id)
+    is_arrays = isinstance(spec, (tuple, list)) and len(spec) == 2 and not isinstance(spec[0], str) \
+        and not _is_dataset_like(spec)
     split_c = canonical_split(split if split is not None else ("all" if is_arrays else "train"))
     in_memory = True
     if is_arrays:
@@ -494,17 +714,10 @@ def load_dataset(
                 f"unknown dataset {s!r}: not a built-in name ({', '.join(sorted(set(BUILTIN.values())))}), not "
                 "'torchvision:<Name>' and not an existing directory." + (f" Did you mean: {', '.join(close)}?"
                                                                           if close else ""))
-    elif hasattr(spec, "targets") and hasattr(spec, "__getitem__"):
-        targets = np.asarray(spec.targets, dtype=np.int64)
-        classes_ = list(getattr(spec, "classes", None) or [str(i) for i in range(int(targets.max()) + 1)])
-        pos = _split_positions(targets, split_c, has_official=False, **kw) if split is not None else np.arange(
-            len(targets))
-        ds = WrappedImageDataset(spec, pos, targets, classes_, None, name=type(spec).__name__,
-                                 meta={"split": split_c if split is not None else "all"})
-        in_memory = False
     else:
-        raise InputValueError(f"load_dataset: spec must be a dataset name, a directory, 'torchvision:<Name>', "
-                              f"(X, y) arrays or a dataset with .targets; got {type(spec).__name__}.")
+        ds = _user_dataset(spec, split, split_c, kw, classes=classes, image_column=image_column,
+                           label_column=label_column, dataset_id=dataset_id)
+        in_memory = False
     if per_class is not None or n is not None:
         ds = subsample(ds, per_class, n=n, seed=seed)
     if transform is None and model is not None:

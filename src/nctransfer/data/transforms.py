@@ -102,30 +102,59 @@ class EvalTransform:
         return ((x - mean) / std).contiguous()
 
 
-def to_float_tensor(img: Any) -> Any:
-    """An image as a float ``[C, H, W]`` tensor in ``[0, 1]`` (PIL, numpy ``[H, W]``/``[H, W, C]``, tensor)."""
+def is_pil_image(x: Any) -> bool:
+    """``isinstance(x, PIL.Image.Image)`` (never duck typing: a tensor also has ``.mode``-like attributes)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a torchvision dependency
+        return False
+    return isinstance(x, Image.Image)
+
+
+def to_float_tensor(img: Any, what: str = "image") -> Any:
+    """An image as a float ``[C, H, W]`` tensor in ``[0, 1]``.
+
+    Accepted: a ``PIL.Image.Image`` (modes ``L`` and ``RGB`` kept, ``RGBA``/``P``/``LA``/``CMYK``/``I;16``...
+    converted to ``RGB``), a numpy array ``[H, W]`` / ``[H, W, C]`` / ``[C, H, W]``, or a tensor ``[C, H, W]`` /
+    ``[H, W]`` (e.g. the output of ``torchvision.transforms.ToTensor``). ``uint8`` values are divided by 255;
+    float values are kept as given.
+
+    Raises:
+        InputValueError: ``img`` is not an image (its type is named; ``what`` says where it came from).
+        ShapeError: an array/tensor that is not one image.
+    """
     import numpy as np
     import torch
 
-    if hasattr(img, "mode") and hasattr(img, "size") and not isinstance(img, np.ndarray):  # PIL image
+    if is_pil_image(img):
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")
-        img = np.asarray(img)
+        img = np.array(img)  # a writable copy
     if isinstance(img, np.ndarray):
         arr = img
+        if arr.dtype == np.bool_ or arr.dtype.kind not in "uif":
+            raise InputValueError(f"{what}: expected a numeric image array; got dtype {arr.dtype}.")
         if arr.ndim == 2:
             arr = arr[None]
         elif arr.ndim == 3 and arr.shape[-1] in (1, 3, 4) and arr.shape[0] not in (1, 3, 4):
             arr = np.moveaxis(arr, -1, 0)
+        if arr.dtype not in (np.uint8, np.float32, np.float64, np.float16):
+            arr = arr.astype(np.float32)
         t = torch.from_numpy(np.ascontiguousarray(arr))
     elif torch.is_tensor(img):
-        t = img if img.ndim == 3 else img.unsqueeze(0) if img.ndim == 2 else img
+        t = img.unsqueeze(0) if img.ndim == 2 else img
     else:
-        raise InputValueError(f"expected a PIL image, numpy array or tensor; got {type(img).__name__}.")
+        raise InputValueError(f"{what}: expected an image (PIL.Image.Image, numpy array [H, W] / [H, W, C] or "
+                              f"tensor [C, H, W]); got {type(img).__name__}"
+                              + (f" {img!r}" if isinstance(img, (str, int, float)) else "") + ".")
     if t.ndim != 3:
-        raise ShapeError(f"expected one image [H, W], [H, W, C] or [C, H, W]; got shape {tuple(t.shape)}.")
+        raise ShapeError(f"{what}: expected one image [H, W], [H, W, C] or [C, H, W]; got shape "
+                         f"{tuple(t.shape)}.")
     if t.dtype == torch.uint8:
         return t.float() / 255.0
+    if t.dtype == torch.bool or not (torch.is_floating_point(t) or t.dtype in (torch.int16, torch.int32,
+                                                                              torch.int64)):
+        raise InputValueError(f"{what}: expected a uint8 or float image tensor; got dtype {t.dtype}.")
     return t.float()
 
 

@@ -113,6 +113,22 @@ class ExtractionResult(Mapping):
 
 
 # ------------------------------------------------------------------------------------------------ batches
+def _collate(items: list[Any]) -> tuple[Any, Any]:
+    """``(image, label)`` items of a raw dataset -> ``(x [B, ...], y [B])``: tensors stacked as given, PIL images
+    and numpy arrays converted to float ``[C, H, W]`` in ``[0, 1]`` first."""
+    import torch
+
+    from nctransfer.data.inputs import item_pair, label_value
+    from nctransfer.data.transforms import to_float_tensor
+
+    xs, ys = [], []
+    for k, item in enumerate(items):
+        img, lab = item_pair(item, f"dataset item {k} of a batch")
+        xs.append(img if torch.is_tensor(img) else to_float_tensor(img, f"dataset item {k} of a batch"))
+        ys.append(label_value(lab, f"dataset item {k} of a batch"))
+    return torch.stack(xs), torch.as_tensor(ys)
+
+
 def _batches(dataset: Any, start: int, stop: int, batch_size: int, num_workers: int) -> Iterator[tuple[Any, Any]]:
     import torch
 
@@ -123,9 +139,71 @@ def _batches(dataset: Any, start: int, stop: int, batch_size: int, num_workers: 
     from torch.utils.data import DataLoader, Subset
 
     loader = DataLoader(Subset(dataset, range(start, stop)), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers)
+                        num_workers=num_workers, collate_fn=_collate)
     for x, y in loader:
         yield x, torch.as_tensor(y)
+
+
+class _BatchSource:
+    """Batches of samples ``[lo, hi)`` for consecutive shards. Map-style datasets are indexed; a dataset that can
+    only be iterated (``iter_batches()``: a DataLoader used as given) is consumed once, its batches cut at shard
+    boundaries (eval mode: cutting a batch does not change any feature)."""
+
+    def __init__(self, dataset: Any, batch_size: int, num_workers: int) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.streaming = hasattr(dataset, "iter_batches") and not hasattr(dataset, "get_batch")
+        self._it: Iterator[tuple[Any, Any]] | None = None
+        self._pos = 0
+        self._carry: tuple[Any, Any] | None = None
+
+    def _next(self) -> tuple[Any, Any] | None:
+        if self._carry is not None:
+            out, self._carry = self._carry, None
+            return out
+        if self._it is None:
+            self._it = iter(self.dataset.iter_batches())
+        return next(self._it, None)
+
+    def take(self, lo: int, hi: int) -> Iterator[tuple[Any, Any]]:
+        if not self.streaming:
+            yield from _batches(self.dataset, lo, hi, self.batch_size, self.num_workers)
+            return
+        while self._pos < hi:
+            nxt = self._next()
+            if nxt is None:
+                raise InputValueError(f"the DataLoader yielded {self._pos} samples, fewer than the {hi} expected (its "
+                                      "length changed between passes?).")
+            x, y = nxt
+            b0, b1 = self._pos, self._pos + len(y)
+            if b1 > hi:  # keep the rest for the next shard
+                self._carry = (x[hi - b0:], y[hi - b0:])
+                x, y, b1 = x[:hi - b0], y[:hi - b0], hi
+            self._pos = b1
+            if b1 <= lo:  # resuming: skip samples of completed shards
+                continue
+            if b0 < lo:
+                x, y = x[lo - b0:], y[lo - b0:]
+            yield x, y
+
+
+def _as_extract_input(dataset: Any, dataset_id: str | None, cache: bool, batch_size: int) -> Any:
+    """DataLoaders, Hugging Face datasets and streams -> datasets :func:`extract` can iterate (no transform:
+    images are fed as given)."""
+    from nctransfer.data import inputs as I
+
+    if I.is_stream(dataset):
+        if cache and dataset_id is None:
+            raise I.stream_error(dataset, "extract")
+        return I.LoaderDataset(I.stream_loader(dataset, batch_size), dataset_id=dataset_id or "uncached-stream")
+    if I.is_dataloader(dataset):
+        return I.LoaderDataset(dataset, dataset_id=dataset_id)
+    if I.is_hf_dataset(dataset) or (type(dataset).__name__ == "DatasetDict"):
+        from nctransfer.data import load_dataset
+
+        return load_dataset(dataset, None if I.is_hf_dataset(dataset) else "train", dataset_id=dataset_id)
+    return dataset
 
 
 def _dataset_id(dataset: Any, dataset_id: str | None) -> str | None:
@@ -232,7 +310,7 @@ def _reuse_locked(cand: CacheEntry, taps: list[str], store: bool, n: int, key: d
     is corrupted; ``None`` when it cannot serve."""
     with cand.lock():
         fresh = cand.reopen()
-        if fresh is None or not (fresh.complete and fresh.covers(taps, store)):
+        if fresh is None or not (fresh.complete and fresh.covers(taps, store)) or fresh.manifest.get("key") != key:
             return None
         files = [fresh.manifest["stats_file"], *fresh.shard_names()]
         if fresh.verify(files):
@@ -244,7 +322,6 @@ def _reuse_locked(cand: CacheEntry, taps: list[str], store: bool, n: int, key: d
     return None
 
 
-# ------------------------------------------------------------------------------------------------ main
 # ------------------------------------------------------------------------------------------------ main
 @_releasing_locks
 def extract(
@@ -274,8 +351,12 @@ def extract(
     Args:
         model: ``nn.Module`` (ideally from :func:`nctransfer.models.load_model`); put in eval mode; its train/eval
             mode is restored afterwards.
-        dataset: a dataset from :func:`nctransfer.data.load_dataset` (batched transform, fingerprint) or any
-            ``torch`` dataset yielding ``(image, label)``.
+        dataset: a dataset from :func:`nctransfer.data.load_dataset` (batched transform, content fingerprint), or
+            fed as given: any ``torch`` dataset yielding ``(image, label)`` (tensors; PIL images and numpy arrays
+            converted to float ``[C, H, W]`` in ``[0, 1]``), a ``DataLoader`` (its batches and sampler as given,
+            labels from the batches), a Hugging Face ``datasets.Dataset``, or an ``IterableDataset`` (needs
+            ``dataset_id`` when caching). For the model's own preprocessing wrap the data with
+            ``load_dataset(data, model=model)``.
         taps: tap selector (:func:`nctransfer.features.select_taps`): ``"all"``, names, indices, patterns.
         batch_size: images per forward pass.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available. The model is moved there.
@@ -292,7 +373,8 @@ def extract(
         precision: ``FeatureStats`` precision (``"exact"`` or ``"fast"``).
         num_workers: DataLoader workers for datasets without ``get_batch``.
         progress: show a tqdm progress bar.
-        dataset_id: identity of a dataset that has no ``fingerprint()`` (enables caching for it).
+        dataset_id: identity of a dataset that has no ``fingerprint()`` (enables caching for it; required for an
+            iterable stream). The user is responsible for changing it when the content changes.
         desc: progress-bar label.
         flush_rows: pooled rows buffered per tap before a statistics update (larger BLAS calls, bounded memory
             ``flush_rows x d`` per tap).
@@ -319,6 +401,7 @@ def extract(
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if amp == "float16" and dev.type == "cpu":
         raise InputValueError("dtype='float16' autocast needs a CUDA device; use 'bfloat16' on CPU.")
+    dataset = _as_extract_input(dataset, dataset_id, cache_dir is not None and not no_cache, batch_size)
     n = len(dataset)
     if n == 0:
         raise InputValueError("dataset is empty.")
@@ -343,6 +426,9 @@ def extract(
                     "dtype": amp or "float32", "precision": precision})
         base = Path(cache_dir).expanduser() / digest(key)
         for cand in CacheEntry.candidates(base):
+            if cand.manifest.get("key") != key:  # recorded fingerprint differs (or a tampered manifest): never served
+                cand.wipe()
+                continue
             if cand.complete and cand.covers(tap_names, store_features):
                 hit = _reuse_locked(cand, tap_names, store_features, n, key, t0)
                 if hit is not None:
@@ -351,14 +437,16 @@ def extract(
         # held until extract() returns: a concurrent writer of this entry waits here, then reuses our entry
         _HELD_LOCKS.get().enter_context(entry.lock())
         old = CacheEntry.open(entry.path)
-        if old is not None and old.complete and old.covers(tap_names, store_features):
+        if (old is not None and old.complete and old.covers(tap_names, store_features)
+                and old.manifest.get("key") == key):
             files = [old.manifest["stats_file"], *old.shard_names()]
             if old.verify(files):
                 try:
                     return _from_entry(old, tap_names, n, key, t0, resumed=old.done, computed=0, from_cache=True)
                 except (OSError, ValueError, KeyError):
                     pass
-        if old is not None and not old.complete and old.manifest["n"] == n and old.taps == tap_names:
+        if (old is not None and not old.complete and old.manifest["n"] == n and old.taps == tap_names
+                and old.manifest.get("key") == key):
             files = [f for f in [old.manifest.get("stats_file")] if f] + old.shard_names()
             if old.verify(files):
                 entry = old
@@ -401,11 +489,12 @@ def extract(
     start = start_shard * shard_size
     bar = tqdm(total=n, initial=min(start, n), unit="img", disable=not progress, leave=False,
                desc=desc or f"extract {_model_name(model)}")
+    source = _BatchSource(dataset, batch_size, num_workers)
     try:
         with TapRecorder(model, units, token_pool=token_pool, sink=sink) as rec, torch.inference_mode():
             for s in range(start_shard, n_shards):
                 lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
-                for x, y in _batches(dataset, lo, hi, batch_size, num_workers):
+                for x, y in source.take(lo, hi):
                     y_np = np.asarray(y.cpu().numpy() if hasattr(y, "cpu") else y, dtype=np.int64)
                     current["y"] = y_np
                     x = x.to(dev, non_blocking=True)
