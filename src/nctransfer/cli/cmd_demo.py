@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=None if str(args.cache_dir).lower() == "none" else args.cache_dir, seed=args.seed,
         out=args.out, progress=not args.quiet, config={"command": "demo", "cli": resolved_dict(args)},
     )
+    from nctransfer.cli._output import print_run_warnings
+
+    print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
     print(format_summary(results))
     print("")
     print(f"Report: {report_location(args.out)}")

@@ -54,6 +54,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-init", action="store_true", help="random weights instead of pre-trained ones")
     parser.add_argument("--no-plot", action="store_true", help="do not draw layers.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="also load file: models that need full unpickling (a whole pickled module); unpickling "
+                             "can run code, so only for files you trust")
 
 
 def _taps(text: str) -> object:
@@ -96,11 +99,10 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, pretrained=not args.random_init)
     common = dict(model=model, image_size=args.image_size, root=args.root, download=args.download, seed=args.seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*fewer samples than requested.*")
-        train = load_dataset(args.data, "train", per_class=args.per_class, **common)
-        tpc = args.per_class if args.test_per_class is None else (args.test_per_class or None)
-        test = load_dataset(args.data, "test", per_class=tpc, **common)
+    # a split with fewer samples than requested is reported (one line, even with --quiet)
+    train = load_dataset(args.data, "train", per_class=args.per_class, **common)
+    tpc = args.per_class if args.test_per_class is None else (args.test_per_class or None)
+    test = load_dataset(args.data, "test", per_class=tpc, **common)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     kwargs = {}
     if c_grid is not None:

@@ -1,14 +1,28 @@
 """``nctransfer`` entry point. Each sub-command lives in its own module ``nctransfer.cli.cmd_<name>``
 exposing ``add_parser(parser)`` (adds the command's options to its sub-parser) and ``run(args) -> int``.
-Every command gets ``--config FILE.yaml`` here; ``nctransfer.utils.config.resolved_dict(args)`` gives the
-resolved options to write next to the outputs; modules are imported lazily so that
-``nctransfer metrics`` never imports timm.
+Every command gets ``--config FILE.yaml``, ``-v/--verbose`` and ``-q`` here;
+``nctransfer.utils.config.resolved_dict(args)`` gives the resolved options to write next to the outputs; modules
+are imported lazily so that ``nctransfer metrics`` never imports timm.
+
+Errors and exit codes (the same for every command):
+
+- ``0`` success;
+- ``2`` the invocation is wrong: a usage error (argparse), or bad input (a missing or malformed file, an invalid
+  value: every :class:`~nctransfer.exceptions.NCTransferError` but a memory shortage);
+- ``1`` the run failed: an I/O error while reading or writing, not enough memory, an unexpected error;
+- ``130`` interrupted (Ctrl-C); ``141`` the reader of the output went away (``nctransfer rank ... | head -1``).
+
+Each failure prints one line ``nctransfer COMMAND: error: ...`` on stderr; the Python traceback only with
+``-v``. Warnings print as one line ``nctransfer: warning: ...`` each and are shown with ``-q`` too (``-q`` only
+lowers the log level to errors and warnings).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from nctransfer.utils.config import add_config_argument, config_defaults
@@ -44,28 +58,144 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_parser(p)
         add_config_argument(p)
+        _add_verbosity(p)
         p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    only = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(only)
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` (repeatable) and ``-q`` (``--quiet`` too where the command has no ``--quiet`` of its own)."""
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log output (-vv: debug); show the full traceback of an error")
+    own_quiet = any("--quiet" in a.option_strings for a in p._actions)
+    flags = ("-q",) if own_quiet else ("-q", "--quiet")
+    p.add_argument(*flags, dest="quiet", action="store_true",
+                   help="less output: no progress bars, log errors and warnings only (warnings are still shown)")
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Route the ``nctransfer`` loggers to stderr: WARNING by default, INFO with -v, DEBUG with -vv, and
+    Python warnings as one line each (``nctransfer: warning: Category: message``), shown even with -q."""
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    logger = logging.getLogger("nctransfer")
+    logger.setLevel(level)
+    if not any(getattr(h, "_nctransfer_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("nctransfer: %(levelname)s: %(message)s"))
+        handler._nctransfer_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    import warnings
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+             line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        where = f" ({filename}:{lineno})" if verbose else ""
+        try:
+            print(f"nctransfer: warning: {category.__name__}: {text}{where}", file=sys.stderr)
+        except (OSError, ValueError):  # stderr closed
+            pass
+
+    warnings.showwarning = show
+
+
+def _error_line(command: str | None, exc: BaseException) -> str:
     from nctransfer.exceptions import NCTransferError
 
+    text = " ".join(str(exc).split()) if isinstance(exc, NCTransferError) else _describe(exc)
+    return f"nctransfer{' ' + command if command else ''}: error: {text}"
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error that is not an nctransfer error (I/O, memory, YAML, an unexpected bug)."""
+    if isinstance(exc, OSError):
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        return f"{exc.strerror or type(exc).__name__}{where} ({type(exc).__name__})"
+    if isinstance(exc, MemoryError):
+        return (f"out of memory ({' '.join(str(exc).split())[:200] or type(exc).__name__}). Use fewer samples or "
+                "features, the Gram domain (--domain gram) for N < d, or precision='fast'.")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first} (run with -v for the full traceback)"
+
+
+def _exit_code(exc: BaseException) -> int:
+    from nctransfer.exceptions import NCTransferError
+
+    if isinstance(exc, MemoryError):
+        return 1
+    if isinstance(exc, NCTransferError):
+        return 2
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = None
+    verbose = sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose")
     try:
+        only = argv[0] if argv and argv[0] in COMMANDS else None
+        parser = build_parser(only)
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
+        command = args.command
+        verbose = int(getattr(args, "verbose", 0) or 0)
         if getattr(args, "config", None):  # YAML values become defaults; explicit flags still win
             args._parser.set_defaults(**config_defaults(args._parser, args.config))
             args = parser.parse_args(argv)
+        setup_logging(verbose, bool(getattr(args, "quiet", False)))
+        _check_common(args)
+        if getattr(args, "allow_pickle", False):  # the opt-in reaches load_model("file:...") deep in pipelines
+            from nctransfer.models.loading import pickle_allowed
+
+            with pickle_allowed():
+                return int(args._run(args) or 0)
         return int(args._run(args) or 0)
-    except NCTransferError as exc:
-        print(f"nctransfer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        _quiet_print(f"nctransfer{' ' + command if command else ''}: interrupted")
+        return 130
+    except BrokenPipeError:
+        # the reader closed the pipe (`... | head -1`): stop quietly; point stdout at /dev/null so that the
+        # interpreter's final flush does not fail again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line (the traceback with -v)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        _quiet_print(_error_line(command, exc))
+        return _exit_code(exc)
+
+
+def _quiet_print(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """Checks shared by every command, run before any work: the device exists; output and cache locations can be
+    written (nothing is created here)."""
+    from nctransfer.utils.device import check_device
+    from nctransfer.utils.paths import check_output_dir
+
+    device = getattr(args, "device", None)
+    if device is not None:
+        check_device(device, "--device")
+    cache = getattr(args, "cache_dir", None)
+    if cache is not None and str(cache).lower() not in ("none", "default", ""):
+        check_output_dir(cache, "--cache-dir")
+    out = getattr(args, "out", None)
+    if isinstance(out, str) and out:
+        check_output_dir(out, "--out")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,21 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
+    if p.is_dir():
+        raise InputValueError(f"--config: {str(p)!r} is a directory; expected a YAML file.")
     if not p.is_file():
         raise NotFoundError(f"--config: file {str(p)!r} does not exist.")
-    with open(p, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(p, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputValueError(f"--config: {str(p)!r} is not valid YAML ({problem} at{where or ' an unknown place'})."
+                              ) from None
+    except UnicodeDecodeError:
+        raise InputValueError(f"--config: {str(p)!r} is not a UTF-8 text file.") from None
     if not isinstance(data, dict):
         raise InputValueError(f"--config: {p} must hold a YAML mapping of option: value; got {type(data).__name__}.")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
