@@ -1,6 +1,6 @@
 """``nctransfer finetune``: linear probe, Layer FT, SCL FT or full fine-tuning of a model on a dataset (spec section 3).
 
-Example:
+Examples:
     nctransfer finetune --model efficientnet_lite0 --data fashion-mnist --method scl --unit auto \\
         --epochs 3 --per-class 100 --test-per-class 100 --image-size 64 --lr 0.05 --out runs/scl
 
@@ -22,6 +22,16 @@ def _int_or_none(s: str) -> int | None:
     return None if s.lower() in ("none", "all", "") else int(s)
 
 
+def _per_class(s: str) -> int | None:
+    """``N`` images per class; ``0``/``all``/``none``: everything (``None``)."""
+    if str(s).strip().lower() in ("none", "all", "", "0"):
+        return None
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of images per class >= 0 (0: all); got {s!r}")
+    return v
+
+
 def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``finetune`` and ``finetune-sweep``: model, data, training hyper-parameters, auto unit."""
     g = parser.add_argument_group("model and data")
@@ -32,7 +42,10 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="downstream dataset: fashion-mnist, digits, an ImageFolder "
                                                   "directory or torchvision:<Name> (training split used)")
     g.add_argument("--test-data", default=None, help="test dataset (default: the test split of --data)")
-    g.add_argument("--test-per-class", type=int, default=None, help="balanced subsample of the test set (per class)")
+    g.add_argument("--test-per-class", type=_per_class, default=50,
+                   help="balanced, seeded subsample of the test set: images per class (default %(default)s, as "
+                        "rank; 0 or 'all': the whole test split). The final test accuracy is computed once, on "
+                        "exactly these images")
     g.add_argument("--image-size", type=int, default=None, help="input resolution (default: the model's own)")
 
     t = parser.add_argument_group("training (defaults: paper 000 appendix B)")
@@ -54,7 +67,12 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     t.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads during training (default: torch's)")
-    t.add_argument("--eval-every", type=int, default=1, help="evaluate every this many epochs (and after the last)")
+    t.add_argument("--eval-every", type=int, default=1,
+                   help="per-epoch evaluation on the fixed --eval-per-class subsets every this many epochs; 0: only "
+                        "the final evaluation (whole test split, once, after the last epoch)")
+    t.add_argument("--eval-per-class", type=_per_class, default=10,
+                   help="per-epoch evaluation subsets: images per class of the test and training data (fixed, "
+                        "seeded; default %(default)s; 0 or 'all': the whole sets every time)")
     t.add_argument("--nc1-taps", default=None, help="also record the NC1 of these taps every evaluation: 'all' or a "
                                                    "comma-separated list (paper 000 figure 10)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -113,7 +131,7 @@ def config_from_args(args: argparse.Namespace, method: str = "linear_probe", uni
         backbone_lr=args.backbone_lr, min_lr_ratio=args.min_lr_ratio, momentum=args.momentum,
         weight_decay=args.weight_decay, bn_policy=args.bn_policy, image_size=args.image_size, seed=args.seed,
         device=args.device, amp=args.amp, num_workers=args.num_workers, num_threads=args.threads,
-        eval_every=args.eval_every,
+        eval_every=args.eval_every, eval_per_class=args.eval_per_class or None,
         nc1_taps=taps if taps != "stage_first" else None, progress=args.progress, auto=auto,
     )
 
@@ -137,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     write_command(args.out, args)
     res = finetune(args.model, args.data, args.test_data if args.test_data is not None else args.data, cfg,
                    out_dir=args.out, resume=args.resume, per_class=args.per_class,
-                   test_per_class=args.test_per_class, pretrained=args.pretrained)
+                   test_per_class=args.test_per_class or None, pretrained=args.pretrained)
     if args.json:
         d = res.to_dict()
         d.pop("history", None)
@@ -147,5 +165,10 @@ def run(args: argparse.Namespace) -> int:
         print(res.summary())
         if res.auto:
             print(f"auto unit: {res.auto['reason']}")
+        t = res.timing
+        if t:
+            print(f"time: {t['total']:.1f} s (training {t['train']:.1f} s = {100 * t['train_share']:.0f}%, "
+                  f"evaluation {t['eval']:.1f} s, unit probe {t['probe']:.1f} s); test accuracy on "
+                  f"{res.n_test} images")
         print(f"wrote {args.out}/result.json")
     return 0

@@ -5,7 +5,7 @@ The four methods on class-balanced, nested training subsets of the given sizes (
 on the same test set. Writes ``DIR/sweep.csv``, ``DIR/sweep.md``, ``DIR/sweep.png`` and one run directory per
 (size, method) under ``DIR/runs/``; finished runs are reused and interrupted ones resumed when run again.
 
-Example:
+Examples:
     nctransfer finetune-sweep --model efficientnet_lite0 --data fashion-mnist --unit blocks.5.0 \\
         --sizes 10,59,344 --epochs 3 --image-size 64 --test-per-class 100 --lr 0.05 --out runs/sweep
 """
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     res = data_scarcity_sweep(
         args.model, args.data, args.test_data if args.test_data is not None else args.data, sizes=args.sizes,
         size_mode=args.size_mode, methods=methods, unit=args.unit, skip=args.skip, config=base, out_dir=args.out,
-        resume=args.resume, test_per_class=args.test_per_class, pretrained=args.pretrained, min_steps=args.min_steps,
+        resume=args.resume, test_per_class=args.test_per_class or None, pretrained=args.pretrained, min_steps=args.min_steps,
     )
     print(res.markdown_path.read_text() if res.markdown_path else res.table.to_string())
     print(f"wrote {res.csv_path}, {res.markdown_path}, {res.plot_path}")

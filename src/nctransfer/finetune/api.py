@@ -45,15 +45,23 @@ class FinetuneResult:
     Attributes:
         method: canonical method name.
         unit: fine-tuned unit name (``None`` for linear probe / full FT).
-        test_accuracy: accuracy on the test set after the last epoch.
-        penultimate_nc1: NC1 (spec section 1.1) of the classifier input on the training data after the last epoch.
+        test_accuracy: accuracy on the whole (requested) test set after the last epoch, computed once (the
+            final evaluation; per-epoch numbers in ``history`` may come from a subset, see ``evaluation``).
+        penultimate_nc1: NC1 (spec section 1.1) of the classifier input on the whole training set after the last
+            epoch.
         trainable_params, total_params: parameter counts (elements); ``total`` includes classifier and skip branch.
         trainable_percent: ``100 * trainable / total``.
         trainable_names: the explicit list of trained parameter names.
         seconds_per_epoch: mean wall time of the training pass of an epoch (evaluation excluded).
         peak_memory_mb: peak memory added by a training pass (largest over the epochs; evaluation excluded;
             :mod:`nctransfer.finetune.memory`), ``memory_method`` says how it was measured.
-        history: one dict per epoch (``train_loss``, ``test_accuracy``, ``penultimate_nc1``, ``lr``, ``seconds``...).
+        history: one dict per epoch (``train_loss``, ``lr``, ``seconds``; on evaluated epochs ``test_accuracy``,
+            ``penultimate_nc1``, ``test_penultimate_nc1``... and ``eval_samples``: on which samples they were
+            measured, ``{"train"|"test": {"split", "subset", "n"}}``).
+        evaluation: the evaluation policy and the final evaluation (``eval_every``, the per-epoch and final
+            sample sets, ``final``: the final numbers and the epoch they belong to).
+        timing: wall seconds of the run by phase: ``train`` (training passes), ``eval`` (per-epoch and final
+            evaluations), ``probe`` (``unit="auto"``), ``setup`` (loading, everything else) and ``total``.
         config: the resolved :class:`FinetuneConfig` as a dict.
         auto: the report of ``unit="auto"`` (candidates tried, their NC1 and sizes, the choice and why) or ``None``.
         model: the trained model (not serialised).
@@ -81,6 +89,8 @@ class FinetuneResult:
     auto: dict[str, Any] | None = None
     model_name: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
     model: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,8 +266,11 @@ def finetune(
             without fine-tuning units (layer/SCL), ...
         NotFoundError: unknown unit (the message lists the valid ones), model or dataset.
     """
+    import time
+
     from nctransfer.utils.repro import environment_stamp, seed_everything
 
+    t_start = time.perf_counter()
     if config is None:
         cfg = FinetuneConfig(**options)
     elif isinstance(config, dict):
@@ -311,8 +324,10 @@ def finetune(
     trainer = Trainer(net, trainable, cfg, train_ds, test_ds, out_dir=out, nc1_taps=taps,
                       on_epoch_end=on_epoch_end, extra_state={"unit": unit_name, "auto": auto_report})
     history = trainer.fit(resume=resume)
-    last_eval = next((h for h in reversed(history) if "test_accuracy" in h), {})
+    last_eval = trainer.final_eval_
     secs = [h["seconds"] for h in history]
+    evaluation = {**trainer.eval_plan_.describe(), "final": dict(last_eval)}
+    timing = _timing(trainer, auto_report, time.perf_counter() - t_start)
     result = FinetuneResult(
         method=cfg.method, unit=unit_name, skip=cfg.skip if cfg.method == "scl_ft" else None,
         test_accuracy=float(last_eval.get("test_accuracy", float("nan"))),
@@ -322,11 +337,19 @@ def finetune(
         peak_memory_mb=float(trainer.peak_memory_mb_), memory_method=trainer.memory_method_,
         epochs_completed=len(history), n_train=len(train_ds), n_test=len(test_ds), num_classes=k,
         history=history, config=cfg.to_dict(), environment=environment_stamp(), auto=auto_report,
-        model_name=model_name, data=data_info, model=net,
+        model_name=model_name, data=data_info, evaluation=evaluation, timing=timing, model=net,
     )
     if out is not None:
         result.save(out / RESULT_NAME)
     return result
+
+
+def _timing(trainer: Trainer, auto_report: dict | None, total: float) -> dict[str, Any]:
+    """Wall seconds of this call by phase (epochs restored from a checkpoint are not counted)."""
+    train, ev = float(trainer.train_seconds_), float(trainer.eval_seconds_)
+    probe = float(auto_report.get("probe_seconds", 0.0)) if auto_report and not auto_report.get("reused") else 0.0
+    return {"train": train, "eval": ev, "probe": probe, "setup": max(total - train - ev - probe, 0.0),
+            "total": total, "train_share": train / total if total > 0 else float("nan")}
 
 
 def _auto(net: nn.Module, train_ds: Any, cfg: FinetuneConfig, k: int, out: Path | None, resume: bool) -> dict:

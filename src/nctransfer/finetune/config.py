@@ -190,7 +190,7 @@ class AutoUnitConfig(_ConfigMixin):
 class FinetuneConfig(_ConfigMixin):
     """One fine-tuning run (spec section 3).
 
-    Example:
+    Examples:
         >>> cfg = FinetuneConfig(method="scl", unit="layer3.0", epochs=5)
         >>> cfg.method, cfg.skip
         ('scl_ft', 'pad')
@@ -223,7 +223,12 @@ class FinetuneConfig(_ConfigMixin):
     num_threads: int | None = _opt(None, "torch intra-op CPU threads during the run (None: leave torch's setting; 1 "
                                          "is much faster on an oversubscribed machine)")
     eval_batch_size: int | None = _opt(None, "batch size of evaluation passes (None: 2 x batch_size)")
-    eval_every: int = _opt(1, "evaluate test accuracy and NC1 every this many epochs (and always after the last)")
+    eval_every: int = _opt(1, "per-epoch evaluation (test accuracy and loss, train and test NC1 on the fixed "
+                              "eval_per_class subsets) every this many epochs; 0: none. The final evaluation on the "
+                              "whole sets always runs once, after the last epoch")
+    eval_per_class: int | None = _opt(10, "size of the fixed, seeded per-epoch evaluation subsets: images per class "
+                                          "of the test data and of the training data (None: the whole sets "
+                                          "every time)")
     nc1_taps: Any = _opt(None, "also record NC1 of these taps every evaluation: None, 'all' or a list of tap names")
     reset_head: Any = _opt("auto", "new classifier for the downstream classes: 'auto' (when the output size "
                                    "differs), True or False")
@@ -261,7 +266,8 @@ class FinetuneConfig(_ConfigMixin):
         _check_int(self, "epochs", 1)
         _check_int(self, "batch_size", 1)
         _check_int(self, "eval_batch_size", 1, allow_none=True)
-        _check_int(self, "eval_every", 1)
+        _check_int(self, "eval_every", 0)
+        _check_int(self, "eval_per_class", 1, allow_none=True)
         _check_int(self, "num_workers", 0)
         _check_int(self, "num_threads", 1, allow_none=True)
         _check_int(self, "image_size", 8, allow_none=True)

@@ -161,7 +161,8 @@ def data_scarcity_sweep(
         min_steps: train small subsets for more epochs so that every run makes at least this many optimiser steps
             (``None``: the same number of epochs for every size, as in the paper, where 200 epochs gave even the
             smallest subset 200 steps).
-        final_eval_only: evaluate only after the last epoch (the table needs only the final numbers).
+        final_eval_only: no per-epoch evaluation (``eval_every=0``): only the final one after the last epoch, on
+            the whole test set (the table needs only the final numbers).
 
     Returns:
         :class:`SweepResult`.
@@ -215,7 +216,7 @@ def data_scarcity_sweep(
         epochs = base.epochs if min_steps is None else max(base.epochs, -(-int(min_steps) // steps))
         cfg = base.replace(method=m, unit=unit if m in ("layer_ft", "scl_ft") else None,
                            skip=skip if m == "scl_ft" else "pad", batch_size=bs, epochs=epochs,
-                           eval_every=epochs if final_eval_only else min(base.eval_every, epochs))
+                           eval_every=0 if final_eval_only else min(base.eval_every, epochs))
         run_dir = out / "runs" / f"n{n}_{SHORT_NAMES[m]}" if out is not None else None
         res = None
         if resume and run_dir is not None and (run_dir / RESULT_NAME).is_file():

@@ -15,9 +15,13 @@
 - Determinism: the shuffling order of epoch ``e`` comes from a generator seeded with ``(seed, e)``; the global
   RNG states (torch, CUDA, NumPy, Python) are saved in every checkpoint and restored on resume, so on CPU a run
   stopped after epoch ``k`` and resumed gives the same numbers as an uninterrupted one.
-- After every ``eval_every`` epochs (and the last): test accuracy and loss, and the penultimate NC1 (spec section
-  1.1) of the training data (the classifier's input, after the SCL sum; eval mode) - and, for information, of the
-  test data (``test_penultimate_nc1``) - optionally NC1 of other taps on the training data.
+- Evaluation (:mod:`nctransfer.finetune.evaluation`, eval mode, one pass per set at extraction speed): every
+  ``eval_every`` epochs (``0``: never) on fixed, seeded subsets of ``eval_per_class`` images per class of the
+  test data (accuracy, loss, NC1 ``test_penultimate_nc1``) and of the training data (the penultimate NC1, spec
+  section 1.1, of the classifier's input after the SCL sum; optionally NC1 of other taps); after the last epoch,
+  once, the final evaluation on the whole test split and the whole training set. Each record's
+  ``eval_samples`` says which samples were used (``split``, ``subset``, ``n``). A run stopped early by
+  ``on_epoch_end`` gets its final evaluation after the stop (``final_eval_``; the history is unchanged).
 - ``checkpoint.pt`` is written atomically after every epoch; an interrupted run loses at most one epoch.
 - Memory: :class:`~nctransfer.finetune.memory.PeakMemory` around each epoch's training pass; the history records
   it per epoch and ``peak_memory_mb_`` is the maximum.
@@ -37,6 +41,7 @@ from torch import nn
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune.config import FinetuneConfig
+from nctransfer.finetune.evaluation import EvalPlan, EvalSet, batches, evaluate
 from nctransfer.finetune.memory import PeakMemory
 from nctransfer.finetune.memory import memory_method as _memory_method
 from nctransfer.finetune.selection import apply_trainable, classifier_path, head_parameter_names
@@ -94,90 +99,6 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def _compute_nc1(stats: Any) -> float:
-    try:
-        from nctransfer.metrics import nc1
-    except ImportError:  # the metrics package re-exports it; fall back to its module
-        from nctransfer.metrics.collapse import nc1
-
-    try:
-        return float(nc1(stats))
-    except Exception as exc:  # noqa: BLE001 - a degenerate subset must not kill a training run
-        import warnings
-
-        from nctransfer.exceptions import UndefinedMetricWarning
-
-        warnings.warn(f"penultimate NC1 undefined: {exc}", UndefinedMetricWarning, stacklevel=2)
-        return float("nan")
-
-
-class _Capture:
-    """Forward pre-hook on the classifier collecting its input (the penultimate feature) into FeatureStats."""
-
-    def __init__(self) -> None:
-        from nctransfer.stats import FeatureStats
-
-        self.stats = FeatureStats()
-        self.labels: torch.Tensor | None = None
-
-    def __call__(self, module: nn.Module, args: tuple) -> None:
-        h = args[0].detach()
-        self.stats.update(h.float().reshape(h.shape[0], -1), self.labels.cpu().numpy())
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool = False,
-             penultimate: bool = False, taps: Sequence[str] | None = None) -> dict[str, Any]:
-    """Accuracy and mean cross-entropy of ``model`` on ``loader`` in eval mode.
-
-    Args:
-        penultimate: also accumulate :class:`~nctransfer.stats.FeatureStats` of the classifier input.
-        taps: also accumulate FeatureStats of these taps (:class:`nctransfer.features.TapRecorder`).
-
-    Returns:
-        ``{"accuracy", "loss", "n", "stats" (or None), "tap_stats" (dict)}``.
-    """
-    model.eval()
-    correct, loss_sum, n = 0, 0.0, 0
-    cap = _Capture() if penultimate else None
-    handle = model.get_submodule(classifier_path(model)).register_forward_pre_hook(cap) if cap else None
-    tap_stats: dict[str, Any] = {}
-    recorder = None
-    if taps:
-        from nctransfer.features import TapRecorder
-        from nctransfer.stats import FeatureStats
-
-        recorder = TapRecorder(model, list(taps))
-        tap_stats = {t: FeatureStats() for t in taps}
-    try:
-        ctx = recorder if recorder is not None else _Null()
-        with ctx:
-            for x, y in loader:
-                x = x.to(device, non_blocking=True)
-                y = torch.as_tensor(y).long().to(device, non_blocking=True)
-                if cap is not None:
-                    cap.labels = y
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-                    logits = model(x)
-                loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-                n += int(y.numel())
-                if recorder is not None:
-                    feats = _recorder_outputs(recorder)
-                    ylab = y.cpu().numpy()
-                    for t in taps:  # type: ignore[union-attr]
-                        tap_stats[t].update(feats[t].float(), ylab)
-    finally:
-        if handle is not None:
-            handle.remove()
-    return {"accuracy": correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n,
-            "stats": cap.stats if cap else None, "tap_stats": tap_stats}
-
-
-def _recorder_outputs(recorder: Any) -> dict[str, torch.Tensor]:
-    return recorder.collect()
-
-
 def iterate_batches(dataset: Any, order: Sequence[int], batch_size: int, *, drop_singleton: bool = False,
                     num_workers: int = 0, pin_memory: bool = False) -> Any:
     """Yield ``(x, y)`` batches of ``dataset`` in the given index ``order``.
@@ -205,23 +126,15 @@ def iterate_batches(dataset: Any, order: Sequence[int], batch_size: int, *, drop
                           num_workers=num_workers, pin_memory=pin_memory)
 
 
-class _Reiterable:
-    """Sequential batches of a dataset, iterable many times (evaluation passes)."""
-
-    def __init__(self, data: Any, batch_size: int, num_workers: int, pin_memory: bool) -> None:
-        self.data, self.batch_size, self.num_workers, self.pin_memory = data, batch_size, num_workers, pin_memory
-
-    def __iter__(self) -> Any:
-        return iterate_batches(self.data, np.arange(len(self.data)), self.batch_size, num_workers=self.num_workers,
-                               pin_memory=self.pin_memory)
+_EVAL_KEYS = ("train_accuracy", "test_accuracy", "test_loss", "penultimate_nc1", "test_penultimate_nc1", "tap_nc1",
+              "eval_samples", "eval_seconds")
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
+def _is_final(record: dict[str, Any], plan: EvalPlan) -> bool:
+    """Whether a history record holds the final evaluation (both whole sets)."""
+    s = record.get("eval_samples") or {}
+    return (s.get("train", {}).get("subset") == "full" and s.get("test", {}).get("subset") == "full"
+            and s["train"].get("n") == plan.final_train.n and s["test"].get("n") == plan.final_test.n)
 
 
 class Trainer:
@@ -237,7 +150,10 @@ class Trainer:
         on_epoch_end: ``callback(record) -> bool``; returning True stops training after that epoch
             (the checkpoint is already written).
 
-    Attributes (after :meth:`fit`): ``history_`` (one dict per epoch), ``peak_memory_mb_``, ``memory_method_``,
+    Attributes (after :meth:`fit`): ``history_`` (one dict per epoch), ``final_eval_`` (the numbers of the final
+    evaluation on the whole sets, with ``eval_samples``, ``eval_seconds`` and ``epoch``), ``eval_plan_``
+    (:class:`~nctransfer.finetune.evaluation.EvalPlan`), ``train_seconds_`` / ``eval_seconds_`` (wall time of the
+    training passes / evaluations of this call), ``peak_memory_mb_``, ``memory_method_``,
     ``resumed_from_`` (epochs restored from a checkpoint, 0 for a fresh run).
     """
 
@@ -282,7 +198,27 @@ class Trainer:
 
     def _eval_loader(self, data: Any) -> Any:
         bs = self.config.eval_batch_size or 2 * self.config.batch_size
-        return _Reiterable(data, bs, self.config.num_workers, self.device.type == "cuda")
+        return batches(data, bs, self.config.num_workers, self.device.type == "cuda")
+
+    def _evaluate(self, train_set: EvalSet, test_set: EvalSet, amp: bool) -> dict[str, Any]:
+        """One pass over ``train_set`` (penultimate NC1, accuracy, taps) and one over ``test_set`` (accuracy,
+        loss and NC1 from the same pass); the numbers plus ``eval_samples`` and ``eval_seconds``."""
+        from nctransfer.finetune.evaluation import compute_nc1
+
+        t1 = time.perf_counter()
+        tr = evaluate(self.model, self._eval_loader(train_set.data), self.device, amp=amp, penultimate=True,
+                      taps=self.nc1_taps or None)
+        te = evaluate(self.model, self._eval_loader(test_set.data), self.device, amp=amp, penultimate=True)
+        out: dict[str, Any] = {
+            "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
+            "penultimate_nc1": compute_nc1(tr["stats"]), "test_penultimate_nc1": compute_nc1(te["stats"]),
+        }
+        if self.nc1_taps:
+            out["tap_nc1"] = {t: compute_nc1(s) for t, s in tr["tap_stats"].items()}
+        out["eval_samples"] = {"train": train_set.describe(), "test": test_set.describe()}
+        out["eval_seconds"] = time.perf_counter() - t1
+        self.eval_seconds_ += out["eval_seconds"]
+        return out
 
     def steps_per_epoch(self) -> int:
         n, bs = len(self.train_data), self.config.batch_size
@@ -351,6 +287,7 @@ class Trainer:
         start_epoch, step, peak = 0, 0, 0.0
         memory_method = _memory_method(self.device)
         self.resumed_from_ = 0
+        self.train_seconds_, self.eval_seconds_ = 0.0, 0.0
         if resume:
             state = self.load_checkpoint()
             if state is not None:
@@ -364,8 +301,9 @@ class Trainer:
                 self.resumed_from_ = start_epoch
         else:
             torch.manual_seed(cfg.seed)
-        train_eval_loader = self._eval_loader(self.train_data)
-        test_loader = self._eval_loader(self.test_data)
+        plan = EvalPlan.build(self.train_data, self.test_data, eval_every=cfg.eval_every,
+                              per_class=cfg.eval_per_class, seed=cfg.seed)
+        self.eval_plan_ = plan
         params = [p for n, p in model.named_parameters() if p.requires_grad]
         bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.short_method}", unit="epoch",
                    disable=not cfg.progress, leave=False)
@@ -411,6 +349,7 @@ class Trainer:
                     inner.set_postfix(loss=f"{loss_sum / n_seen:.4f}")
             inner.close()
             train_seconds = time.perf_counter() - t0
+            self.train_seconds_ += train_seconds
             peak = max(peak, mem.peak_mb)
             memory_method = mem.method
             record: dict[str, Any] = {
@@ -418,18 +357,10 @@ class Trainer:
                 "train_batch_accuracy": correct / max(n_seen, 1),
                 "lr": opt.param_groups[0]["lr"], "seconds": train_seconds, "peak_memory_mb": mem.peak_mb,
             }
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                t1 = time.perf_counter()
-                tr = evaluate(model, train_eval_loader, self.device, amp=use_amp, penultimate=True,
-                              taps=self.nc1_taps or None)
-                te = evaluate(model, test_loader, self.device, amp=use_amp, penultimate=True)
-                record.update({
-                    "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
-                    "penultimate_nc1": _compute_nc1(tr["stats"]), "test_penultimate_nc1": _compute_nc1(te["stats"]),
-                })
-                if self.nc1_taps:
-                    record["tap_nc1"] = {t: _compute_nc1(s) for t, s in tr["tap_stats"].items()}
-                record["eval_seconds"] = time.perf_counter() - t1
+            if epoch + 1 == cfg.epochs:  # the final evaluation: the whole sets, once
+                record.update(self._evaluate(plan.final_train, plan.final_test, use_amp))
+            elif plan.per_epoch_due(epoch + 1, cfg.epochs):  # the fixed per-epoch subsets
+                record.update(self._evaluate(plan.epoch_train, plan.epoch_test, use_amp))
             history.append(record)
             self._save(epoch + 1, step, opt, scaler, history, peak)
             bar.update(1)
@@ -438,6 +369,13 @@ class Trainer:
             if self.on_epoch_end is not None and self.on_epoch_end(record):
                 break
         bar.close()
+        last = history[-1] if history else {}
+        if _is_final(last, plan):
+            self.final_eval_ = {k: v for k, v in last.items() if k in _EVAL_KEYS}
+            self.final_eval_["epoch"] = last["epoch"]
+        else:  # stopped early (or an old checkpoint): the final evaluation of the weights reached
+            self.final_eval_ = {**self._evaluate(plan.final_train, plan.final_test, use_amp),
+                                "epoch": last.get("epoch", 0)}
         self.history_ = history
         self.peak_memory_mb_ = peak
         self.memory_method_ = memory_method

@@ -1,0 +1,223 @@
+"""Evaluation passes of a fine-tuning run: accuracy, loss and NC1 at the extractor's speed, and the evaluation policy.
+
+Policy (:class:`EvalPlan`):
+
+- *per-epoch* evaluations (every ``eval_every`` epochs; ``eval_every=0``: none) run on fixed, seeded,
+  class-balanced subsets of ``eval_per_class`` images per class of the test data (accuracy, loss, NC1) and of the
+  training data (penultimate NC1), the same images every epoch; ``eval_per_class=None`` uses the whole sets;
+- the *final* evaluation runs once, after the last epoch, on the whole requested test split and the whole
+  training set. Every history record says on which samples its numbers were measured (``eval_samples``).
+
+Speed: a pass iterates the data the way :func:`nctransfer.extract.extract` does - whole batches transformed as
+tensor operations (``get_batch`` of the :mod:`nctransfer.data` datasets), ``torch.inference_mode``, and the
+penultimate features fed to their :class:`~nctransfer.stats.FeatureStats` in blocks by the extractor's
+background feeder - so accuracy, loss and the test-set NC1 come from one pass at extraction throughput
+(``benchmarks/bench_finetune_time.py`` measures the ratio).
+
+NC1 is the within-class variability relative to the between-class spread, ``NC1 = tr(Sigma_W Sigma_B^+) / K``
+(Papyan, Han and Donoho, "Prevalence of neural collapse during the terminal phase of deep learning training",
+PNAS 2020), computed by :func:`nctransfer.metrics.nc1` from the streamed statistics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nctransfer.finetune._data import dataset_targets
+from nctransfer.finetune.selection import classifier_path
+
+#: seed offsets of the per-epoch subsets (the run's seed plus these), so that they differ from training subsets
+TRAIN_SUBSET_SEED, TEST_SUBSET_SEED = 101, 202
+
+
+def compute_nc1(stats: Any) -> float:
+    """NC1 of streamed statistics; NaN (with an :class:`~nctransfer.exceptions.UndefinedMetricWarning`) when it is
+    undefined (e.g. one class in a tiny subset) - a degenerate subset must not stop a training run."""
+    from nctransfer.metrics.collapse import nc1
+
+    try:
+        return float(nc1(stats))
+    except Exception as exc:  # noqa: BLE001
+        from nctransfer.exceptions import UndefinedMetricWarning
+
+        warnings.warn(f"penultimate NC1 undefined: {exc}", UndefinedMetricWarning, stacklevel=2)
+        return float("nan")
+
+
+class _Capture:
+    """Forward pre-hook on the classifier: its input (the penultimate feature ``[B, d]``) goes to the feeder."""
+
+    def __init__(self, feeder: Any) -> None:
+        self.feeder = feeder
+        self.labels: np.ndarray | None = None
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        h = args[0].detach()
+        h = h.float().reshape(h.shape[0], -1)
+        self.feeder.add("penultimate", h.cpu().numpy() if h.device.type != "cpu" else h.numpy(), self.labels)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool = False,
+             penultimate: bool = False, taps: Sequence[str] | None = None) -> dict[str, Any]:
+    """Accuracy and mean cross-entropy of ``model`` on the batches of ``loader`` in eval mode, in one pass.
+
+    Args:
+        loader: an iterable of ``(x [B, C, H, W], y [B])`` batches (:func:`batches` gives the extractor's path).
+        amp: float16 autocast (CUDA only).
+        penultimate: also accumulate :class:`~nctransfer.stats.FeatureStats` of the classifier input (streamed
+            in blocks of 512 rows by the extractor's background feeder).
+        taps: also accumulate FeatureStats of these taps (:class:`nctransfer.features.TapRecorder`).
+
+    Returns:
+        ``{"accuracy", "loss", "n", "stats" (or None), "tap_stats" (dict)}``.
+    """
+    from nctransfer.extract.core import _StatsFeeder
+    from nctransfer.stats import FeatureStats
+
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    stats = {"penultimate": FeatureStats()} if penultimate else {}
+    tap_stats: dict[str, Any] = {t: FeatureStats() for t in taps} if taps else {}
+    feeder = _StatsFeeder({**stats, **tap_stats}, flush_rows=512, background=True)
+    cap = _Capture(feeder) if penultimate else None
+    handle = model.get_submodule(classifier_path(model)).register_forward_pre_hook(cap) if cap else None
+    recorder = None
+    if taps:
+        from nctransfer.features import TapRecorder
+
+        recorder = TapRecorder(model, list(taps))
+    try:
+        with (recorder if recorder is not None else _Null()), torch.inference_mode():
+            for x, y in loader:
+                y_np = np.asarray(y.cpu().numpy() if torch.is_tensor(y) else y, dtype=np.int64)
+                x = x.to(device, non_blocking=True)
+                yt = torch.as_tensor(y_np).to(device, non_blocking=True)
+                if cap is not None:
+                    cap.labels = y_np
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+                    logits = model(x)
+                loss_sum += float(nn.functional.cross_entropy(logits.float(), yt, reduction="sum"))
+                correct += int((logits.argmax(1) == yt).sum())
+                n += int(yt.numel())
+                if recorder is not None:
+                    feats = recorder.collect()
+                    for t in taps:  # type: ignore[union-attr]
+                        f = feats[t].float()
+                        feeder.add(t, f.cpu().numpy() if f.device.type != "cpu" else f.numpy(), y_np)
+        feeder.flush_all()
+    finally:
+        feeder.close()
+        if handle is not None:
+            handle.remove()
+    return {"accuracy": correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n,
+            "stats": stats.get("penultimate"), "tap_stats": tap_stats}
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def batches(data: Any, batch_size: int, num_workers: int = 0, pin_memory: bool = False) -> Any:
+    """Sequential batches of ``data``, iterable many times: whole batches through ``get_batch`` (one tensor
+    transform per batch, as in :func:`nctransfer.extract.extract`) when the dataset has it, else a DataLoader."""
+    return _Reiterable(data, batch_size, num_workers, pin_memory)
+
+
+class _Reiterable:
+    def __init__(self, data: Any, batch_size: int, num_workers: int, pin_memory: bool) -> None:
+        self.data, self.batch_size, self.num_workers, self.pin_memory = data, batch_size, num_workers, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Any:
+        from nctransfer.finetune.trainer import iterate_batches
+
+        return iterate_batches(self.data, np.arange(len(self.data)), self.batch_size, num_workers=self.num_workers,
+                               pin_memory=self.pin_memory)
+
+
+# ---------------------------------------------------------------------------------------------- the policy
+@dataclass
+class EvalSet:
+    """The samples of one evaluation: a dataset and where they come from.
+
+    Attributes:
+        data: the dataset (the whole set, or a ``Subset`` of it).
+        split: ``"train"`` or ``"test"``.
+        subset: ``"full"`` or ``"per_class=<n>, seed=<s>"``.
+        n: number of images.
+    """
+
+    data: Any
+    split: str
+    subset: str
+    n: int
+
+    def describe(self) -> dict[str, Any]:
+        """``{"split", "subset", "n"}`` (what a history record stores)."""
+        return {"split": self.split, "subset": self.subset, "n": int(self.n)}
+
+
+def _subset(data: Any, labels: np.ndarray, per_class: int | None, seed: int, split: str) -> EvalSet:
+    full = EvalSet(data, split, "full", len(labels))
+    if per_class is None:
+        return full
+    from torch.utils.data import Subset
+
+    from nctransfer.data.splits import balanced_indices
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class smaller than per_class keeps all its images
+        idx = balanced_indices(labels, per_class=per_class, seed=seed)
+    if len(idx) >= len(labels):
+        return full
+    return EvalSet(Subset(data, idx.tolist()), split, f"per_class={per_class}, seed={seed}", len(idx))
+
+
+@dataclass
+class EvalPlan:
+    """Which samples each evaluation uses (module docstring).
+
+    Attributes:
+        epoch_train, epoch_test: the per-epoch subsets; final_train, final_test: the whole sets.
+        eval_every: per-epoch evaluation period (0: none).
+    """
+
+    epoch_train: EvalSet
+    epoch_test: EvalSet
+    final_train: EvalSet
+    final_test: EvalSet
+    eval_every: int
+
+    @classmethod
+    def build(cls, train_data: Any, test_data: Any, *, eval_every: int, per_class: int | None,
+              seed: int) -> "EvalPlan":
+        """The plan of a run (subsets drawn with seeds ``seed + 101`` (train) and ``seed + 202`` (test))."""
+        y_tr = dataset_targets(train_data, "train_data")
+        y_te = dataset_targets(test_data, "test_data")
+        return cls(epoch_train=_subset(train_data, y_tr, per_class, seed + TRAIN_SUBSET_SEED, "train"),
+                   epoch_test=_subset(test_data, y_te, per_class, seed + TEST_SUBSET_SEED, "test"),
+                   final_train=EvalSet(train_data, "train", "full", len(y_tr)),
+                   final_test=EvalSet(test_data, "test", "full", len(y_te)), eval_every=int(eval_every))
+
+    def per_epoch_due(self, epoch: int, epochs: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) gets a per-epoch evaluation (the last one gets the final one)."""
+        return self.eval_every > 0 and epoch < epochs and epoch % self.eval_every == 0
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary (stored in ``result.json`` under ``evaluation``)."""
+        return {"eval_every": self.eval_every,
+                "per_epoch": {"train": self.epoch_train.describe(), "test": self.epoch_test.describe()},
+                "final": {"train": self.final_train.describe(), "test": self.final_test.describe()}}
