@@ -3,7 +3,7 @@
 Pools available offline: the three bundled ImageNet models ``efficientnet_lite0/1/2`` and a randomly initialised
 ``efficientnet_lite0`` control, as 4 penultimate candidates or as every tap of each (78 candidates), on
 Fashion-MNIST and on scikit-learn's digits (64-pixel inputs, 50 training and up to 50 test images per class).
-Ground truth: linear-probe test accuracy of each candidate (spec section 3). For every score: weighted Kendall
+Ground truth: linear-probe test accuracy of each candidate (docs/methods.md#finetuning). For every score: weighted Kendall
 tau (the published tables' measure), Kendall tau, top-1 regret, and where the random control is ranked.
 
 Rank-average ensembles (``nctransfer.pipeline.recommended``) are functions of the per-candidate scores, so every

@@ -1,4 +1,4 @@
-"""Collapse-aware fine-tuning of the real ImageNet EfficientNet-Lite0 on Fashion-MNIST (issue 5; paper 000 table 3).
+"""Collapse-aware fine-tuning of the real ImageNet EfficientNet-Lite0 on Fashion-MNIST (issue 5; Li et al., TMLR 2024, table 3).
 
 Linear probe, Layer FT and SCL FT on one or two hand-picked units, SCL FT with the unit chosen automatically
 (``unit="auto"``) and full fine-tuning, all with the same data, schedule and seed; one table of test accuracy,
@@ -7,7 +7,7 @@ penultimate NC1 (training data), trainable percentage, seconds per epoch and pea
 Every run is a separate process (``nctransfer finetune``), so peak memory is measured from a clean process, and
 each run directory is resumable: re-running the script skips finished runs and resumes interrupted ones.
 
-Full form (a few CPU hours on a busy 2-core machine; the numbers in docs/readme/finetune.md)::
+Full form (a few CPU hours on a busy 2-core machine; the numbers in docs/finetuning.md)::
 
     python benchmarks/finetune_fashion_mnist.py --out runs/bench_finetune
 

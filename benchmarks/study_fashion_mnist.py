@@ -1,10 +1,10 @@
-"""Pre-training study on Fashion-MNIST (issue 7; paper 000 section 3.1, table 1, figures 2-5).
+"""Pre-training study on Fashion-MNIST (issue 7; Li et al., TMLR 2024, section 3.1, table 1, figures 2-5).
 
 A small CNN (4 conv blocks, 128-d features) is pre-trained on Fashion-MNIST classes 0-4 under the recipes of
 ``examples/study_grid.yaml`` (CE / MSE / SupCon x projection heads 0-2, augmentation levels 2-4, PGD radii 1/255
 and 8/255, label smoothing), then transferred with a linear probe to Fashion-MNIST classes 5-9 (unseen classes) and
 to scikit-learn digits (another dataset). An untrained network of the same architecture is evaluated as the
-"random features" reference of paper 000 (footnote 2). The script prints a table and checks paper 000's claims:
+"random features" reference of Li et al., TMLR 2024 (footnote 2). The script prints a table and checks Li et al.'s (TMLR 2024) claims:
 
 1. table 1: MSE collapses the source features most and transfers worst; an MLP projection head helps SupCon;
 2. figure 3: projection heads keep the encoder less collapsed and improve transfer, plateauing;
@@ -127,7 +127,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def analyse(records: list[dict[str, Any]], random_rec: dict[str, Any] | None) -> dict[str, Any]:
-    """Numbers behind each of paper 000's claims (see the module docstring), on seed-pooled recipes."""
+    """Numbers behind each of Li et al.'s (TMLR 2024) claims (see the module docstring), on seed-pooled recipes."""
     summ = summarise(records)
     names = list(summ)
     targets = [t["target"] for t in records[0]["targets"]]

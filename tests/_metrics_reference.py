@@ -1,5 +1,5 @@
 """Naive two-pass float64 reference implementations of the collapse metrics, written directly from the formulas
-of spec sections 0-1 (independently of nctransfer's code: explicit matrices, loops, numpy pinv/eigh)."""
+of docs/methods.md#notation #collapse-metrics (independently of nctransfer's code: explicit matrices, loops, numpy pinv/eigh)."""
 
 from __future__ import annotations
 

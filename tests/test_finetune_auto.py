@@ -1,4 +1,4 @@
-"""unit='auto': pick the unit whose probe run leaves the penultimate features most collapsed (paper 000 section 3.3
+"""unit='auto': pick the unit whose probe run leaves the penultimate features most collapsed (Li et al., TMLR 2024, section 3.3
 conjecture), under a parameter budget, reporting what was tried and why."""
 
 import json

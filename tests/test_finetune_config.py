@@ -1,4 +1,4 @@
-"""FinetuneConfig / AutoUnitConfig: validation naming the field, aliases, JSON round trip (spec section 3)."""
+"""FinetuneConfig / AutoUnitConfig: validation naming the field, aliases, JSON round trip (docs/methods.md#finetuning)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Contract (style.md convention 8, peft's key test): after a few optimiser steps exactly the selected parameters
+"""Contract (peft's key test): after a few optimiser steps exactly the selected parameters
 changed and every other parameter is bit-identical, for every method on timm/torchvision ResNet18,
 EfficientNet-Lite0 and a tiny ViT (random weights, 32 px); BatchNorm statistics follow the documented policy."""
 
@@ -58,7 +58,7 @@ def test_scl_conv_branch_parameters_train():
 
 @pytest.mark.parametrize("policy", ["update", "frozen"])
 def test_batchnorm_running_stats_policy(policy):
-    """bn_policy='update' (default, paper 000 appendix B): every BN, frozen or not, updates its running statistics
+    """bn_policy='update' (default, Li et al., TMLR 2024, appendix B): every BN, frozen or not, updates its running statistics
     on the downstream data, also in the linear probe; 'frozen': BNs outside the trained modules keep them."""
     model = tiny_model("tv_resnet18")
     before = copy.deepcopy(model.state_dict())
@@ -84,7 +84,7 @@ def test_linear_probe_updates_bn_stats_without_touching_weights():
 
 
 def test_nc1_of_every_tap_each_epoch():
-    """nc1_taps='all' records the layer-wise NC1 of every unit (paper 000 figure 10) next to the penultimate NC1."""
+    """nc1_taps='all' records the layer-wise NC1 of every unit (Li et al., TMLR 2024, figure 10) next to the penultimate NC1."""
     ds = tiny_data(n=16)
     res = finetune(tiny_model("tv_resnet18"), ds, ds, method="scl", unit="layer2.0", nc1_taps="all",
                    **{**FAST, "epochs": 2})

@@ -1,4 +1,4 @@
-"""Structural trainable-parameter selection and counting (spec section 3; style.md convention 8)."""
+"""Structural trainable-parameter selection and counting (docs/methods.md#finetuning)."""
 
 import pytest
 import torch
@@ -77,7 +77,7 @@ def test_hand_count_scl_conv_branch():
 
 
 def test_resnet18_block5_matches_paper_share():
-    """torchvision ResNet18, block 5 (layer3.0) + a 10-class head, counted by hand: paper 000 table 3 reports 8.27%."""
+    """torchvision ResNet18, block 5 (layer3.0) + a 10-class head, counted by hand: Li et al., TMLR 2024, table 3 reports 8.27%."""
     m = load_model("torchvision:resnet18", pretrained=False, num_classes=10)
     block = (128 * 256 * 9 + 2 * 256) + (256 * 256 * 9 + 2 * 256) + (128 * 256 + 2 * 256)  # conv1/bn1, conv2/bn2, down
     fc = 512 * 10 + 10

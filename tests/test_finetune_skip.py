@@ -1,4 +1,4 @@
-"""SCL skip branch (spec section 3; paper 000 appendix B, paper 001 appendix A): shapes for every unit of each
+"""SCL skip branch (docs/methods.md#finetuning; Li et al., TMLR 2024, appendix B, Li et al., 2022 preprint, appendix A): shapes for every unit of each
 architecture, and at step 0 the penultimate feature equals the frozen model's plus the pooled, padded unit output."""
 
 import copy

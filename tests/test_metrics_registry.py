@@ -28,7 +28,7 @@ def test_every_spec_metric_is_registered_with_metadata():
     for name, info in M.METRICS.items():
         assert info.name == name and callable(info.fn)
         assert info.more_collapsed in ("lower", "higher") and info.needs in ("stats", "samples")
-        assert "spec 1." in info.reference and info.description
+        assert "docs/methods.md#" in info.reference and info.description
         assert info.range[0] <= info.range[1]
     assert M.list_metrics(needs="samples") == ["nc4", "ncc_accuracy", "numerical_rank"]
     assert M.METRICS["nc3"].requires == ("W",)
@@ -92,7 +92,7 @@ def test_prepared_features_share_work():
 
 def test_register_a_custom_metric_and_compute_it():
     @M.register_metric("test_within_trace", more_collapsed="lower", range=(0, math.inf), needs="stats",
-                       reference="test; spec 1.9", description="tr(Sigma_W)")
+                       reference="test; docs/methods.md#other-metrics", description="tr(Sigma_W)")
     def within_trace(X_or_stats, y=None):
         return M.prepare(X_or_stats, y).within_trace()
 

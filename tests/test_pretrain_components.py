@@ -1,4 +1,4 @@
-"""Recipes, losses, projection heads, augmentation levels and PGD of nctransfer.pretrain (spec section 4)."""
+"""Recipes, losses, projection heads, augmentation levels and PGD of nctransfer.pretrain (docs/methods.md#pretraining)."""
 
 from __future__ import annotations
 

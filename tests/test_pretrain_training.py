@@ -1,4 +1,4 @@
-"""Pre-training: checkpoints, resume, data handling and the MSE-vs-CE collapse direction (paper 000 table 1)."""
+"""Pre-training: checkpoints, resume, data handling and the MSE-vs-CE collapse direction (Li et al., TMLR 2024, table 1)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_labels_are_reencoded_and_classes_kept(digits5):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mse_collapses_more_than_ce(digits5, seed):
-    """Paper 000 table 1: MSE pre-training gives the most collapsed source features (NC1 0.001 vs 0.771 for CE).
+    """Li et al., TMLR 2024, table 1: MSE pre-training gives the most collapsed source features (NC1 0.001 vs 0.771 for CE).
 
     Same small CNN, data, seed and schedule; only the loss differs. Seeded and deterministic on CPU; measured margins
     are about 3x at every seed.

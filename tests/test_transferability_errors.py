@@ -1,4 +1,4 @@
-"""Bad inputs: every error names the argument and says what was expected (spec section 2; brief)."""
+"""Bad inputs: every error names the argument and says what was expected (docs/methods.md#transferability; brief)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LogME (spec section 2.1): brute-force evidence, the N < d defect of the reference code, streaming statistics,
+"""LogME (docs/methods.md#logme): brute-force evidence, the N < d defect of the reference code, streaming statistics,
 target matrices, details and the torch paths."""
 
 from __future__ import annotations

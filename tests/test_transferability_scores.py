@@ -1,5 +1,5 @@
 """Reference values of every score other than LogME: hand-computed tables and naive float64 re-implementations
-written from the papers / the authors' code (spec section 2)."""
+written from the papers / the authors' code (docs/methods.md#transferability)."""
 
 from __future__ import annotations
 

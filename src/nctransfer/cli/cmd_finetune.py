@@ -1,4 +1,4 @@
-"""``nctransfer finetune``: linear probe, Layer FT, SCL FT or full fine-tuning of a model on a dataset (spec section 3).
+"""``nctransfer finetune``: linear probe, Layer FT, SCL FT or full fine-tuning of a model on a dataset (docs/methods.md#finetuning).
 
 Examples:
     nctransfer finetune --model efficientnet_lite0 --data fashion-mnist --method scl --unit auto \\
@@ -48,9 +48,9 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
                         "exactly these images")
     g.add_argument("--image-size", type=int, default=None, help="input resolution (default: the model's own)")
 
-    t = parser.add_argument_group("training (defaults: paper 000 appendix B)")
+    t = parser.add_argument_group("training (defaults: Li et al., TMLR 2024, appendix B)")
     t.add_argument("--skip", choices=("pad", "conv"), default="pad",
-                   help="SCL skip branch: zero-padding (paper 000) or 1x1 conv + BatchNorm (paper 001)")
+                   help="SCL skip branch: zero-padding (Li et al., TMLR 2024) or 1x1 conv + BatchNorm (Li et al., 2022 preprint)")
     t.add_argument("--epochs", type=int, default=200, help="training epochs (paper: 200)")
     t.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
     t.add_argument("--lr", type=float, default=0.1, help="initial learning rate of the classifier (and skip branch)")
@@ -74,7 +74,7 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
                    help="per-epoch evaluation subsets: images per class of the test and training data (fixed, "
                         "seeded; default %(default)s; 0 or 'all': the whole sets every time)")
     t.add_argument("--nc1-taps", default=None, help="also record the NC1 of these taps every evaluation: 'all' or a "
-                                                   "comma-separated list (paper 000 figure 10)")
+                                                   "comma-separated list (Li et al., TMLR 2024, figure 10)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
     a = parser.add_argument_group("automatic unit choice (--unit auto)")
@@ -86,7 +86,7 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--auto-probe-steps", type=int, default=40,
                    help="optimiser steps of the probe run per candidate (whole epochs over the probe subset)")
     a.add_argument("--auto-criterion", choices=("train_nc1", "heldout_nc1", "heldout_accuracy"), default="train_nc1",
-                   help="train_nc1: lowest penultimate NC1 on the probe images (paper 000 conjecture); heldout_nc1: "
+                   help="train_nc1: lowest penultimate NC1 on the probe images (Li et al., TMLR 2024, conjecture); heldout_nc1: "
                         "on other training images; heldout_accuracy: accuracy on other training images")
     a.add_argument("--auto-probe-per-class", type=_int_or_none, default=20,
                    help="training images per class used by the probe ('all' for every image)")

@@ -1,4 +1,4 @@
-"""``nctransfer finetune-sweep``: the data-scarcity sweep of paper 000 figure 11 (spec section 3).
+"""``nctransfer finetune-sweep``: the data-scarcity sweep of Li et al., TMLR 2024, figure 11 (docs/methods.md#finetuning).
 
 The four methods on class-balanced, nested training subsets of the given sizes (default the paper's
 ``10,24,59,142,344,835,2022,4898`` images in total; ``--size-mode per_class`` for images per class), all evaluated
@@ -29,7 +29,7 @@ def _sizes(s: str) -> list[int]:
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=_sizes, default=[10, 24, 59, 142, 344, 835, 2022, 4898],
-                        help="training-set sizes, comma-separated (paper 000: 10,24,59,142,344,835,2022,4898)")
+                        help="training-set sizes, comma-separated (Li et al., TMLR 2024: 10,24,59,142,344,835,2022,4898)")
     parser.add_argument("--size-mode", choices=("total", "per_class"), default="total",
                         help="sizes count images in total (paper) or per class")
     parser.add_argument("--methods", default="lp,layer,scl,full", help="comma-separated methods (lp,layer,scl,full)")

@@ -1,5 +1,5 @@
 """``nctransfer layers``: layer-wise collapse and linear-probe accuracy of a model on a dataset
-(paper 000 figure 9; spec sections 1.11 and 3).
+(Li et al., TMLR 2024, figure 9; docs/methods.md#layer-wise #finetuning).
 
 Example::
 

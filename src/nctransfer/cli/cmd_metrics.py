@@ -1,4 +1,4 @@
-"""``nctransfer metrics FILE``: every neural-collapse metric of a features file (spec section 1).
+"""``nctransfer metrics FILE``: every neural-collapse metric of a features file (docs/methods.md#collapse-metrics).
 
 Accepted files:
 

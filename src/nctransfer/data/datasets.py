@@ -645,7 +645,7 @@ def load_dataset(
         ``targets`` (int64 ``[N]``), ``classes``, ``transform``, ``get_batch(indices)``, ``subset(indices)``,
         ``fingerprint()`` and ``describe()``.
 
-    Example:
+    Examples:
         >>> ds = load_dataset("digits", "train", per_class=5)
         >>> len(ds), ds[0][0].shape, sorted(set(ds.targets.tolist())) == list(range(10))
         (50, torch.Size([1, 8, 8]), True)

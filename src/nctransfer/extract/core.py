@@ -1,4 +1,4 @@
-"""``extract``: one forward pass per batch feeds every selected tap into its ``FeatureStats`` (spec section 0:
+"""``extract``: one forward pass per batch feeds every selected tap into its ``FeatureStats`` (docs/methods.md#notation:
 streaming statistics; section 1.11: pooling) and, on request, into the on-disk feature store
 (:mod:`nctransfer.extract.store`).
 """
@@ -362,7 +362,7 @@ def extract(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available. The model is moved there.
         dtype: ``None``/``"float32"``; ``"float16"`` or ``"bfloat16"`` run the forward under autocast (CUDA; CPU
             bfloat16). Pooled features are accumulated in float64 regardless.
-        token_pool: ``"mean"`` or ``"cls"`` for transformer taps (spec 1.11).
+        token_pool: ``"mean"`` or ``"cls"`` for transformer taps (docs/methods.md#layer-wise).
         store_features: also keep the pooled features (in memory, or in the cache when ``cache_dir`` is set).
         cache_dir: feature store directory (``None``: no disk cache). Entries are keyed by model name, weights hash,
             dataset fingerprint (data, split, subsampling, transform), token pooling, dtype and taps. Many

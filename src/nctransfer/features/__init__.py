@@ -1,4 +1,4 @@
-"""Layer taps: ordered fine-tuning units, tap selection, pooling and the hook recorder (spec 1.11, section 3)."""
+"""Layer taps: ordered fine-tuning units, tap selection, pooling and the hook recorder (docs/methods.md#layer-wise #finetuning)."""
 
 from nctransfer.utils.extras import require_extra
 

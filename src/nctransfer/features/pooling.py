@@ -1,4 +1,4 @@
-"""Reducing a layer's output to one vector per sample (spec section 1.11).
+"""Reducing a layer's output to one vector per sample (docs/methods.md#layer-wise).
 
 - conv maps ``[B, C, H, W]`` (and ``[B, C, D, H, W]``): adaptive average pooling to ``[B, C]``;
 - token sequences ``[B, T, C]``: mean over tokens (default) or the class token (``token_pool="cls"``, token 0);

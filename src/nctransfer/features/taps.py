@@ -1,4 +1,4 @@
-"""Tap selection and the hook-based recorder (style.md convention 6; spec section 1.11).
+"""Tap selection and the hook-based recorder (docs/methods.md#layer-wise).
 
 A *tap* is a named place where features are read: every fine-tuning unit's output (see
 :mod:`nctransfer.features.units`) and ``"penultimate"``, the input of the classifier (captured with a forward
@@ -125,11 +125,11 @@ class TapRecorder:
     Args:
         model: the model.
         taps: a selector (see :func:`select_taps`) or a list of :class:`Unit`.
-        token_pool: ``"mean"`` (default) or ``"cls"`` for transformer outputs ``[B, T, C]`` (spec 1.11).
+        token_pool: ``"mean"`` (default) or ``"cls"`` for transformer outputs ``[B, T, C]`` (docs/methods.md#layer-wise).
         sink: optional callable ``sink(name, tensor)`` called from inside the hook.
         detach: detach the recorded tensors (default). ``False`` keeps the autograd graph (for SCL-style use).
 
-    Example:
+    Examples:
         >>> with TapRecorder(model, taps=["layer4.1", "penultimate"]) as rec:  # doctest: +SKIP
         ...     logits = model(x)
         ...     feats = rec.collect()          # {"layer4.1": [B, 512], "penultimate": [B, 512]}

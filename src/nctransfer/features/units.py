@@ -1,4 +1,4 @@
-"""Ordered discovery of a model's fine-tuning units (the blocks of spec section 3 and the taps of section 1.11).
+"""Ordered discovery of a model's fine-tuning units (the blocks of docs/methods.md#finetuning and the taps of docs/methods.md#layer-wise).
 
 Rules, tried in order (module registration order = forward order for these families):
 
@@ -144,7 +144,7 @@ def discover_units(model: Any, include_penultimate: bool = False) -> list[Unit]:
     Returns:
         list of :class:`Unit` with ``index`` 0, 1, ...
 
-    Example:
+    Examples:
         >>> units = discover_units(torchvision.models.resnet18())  # doctest: +SKIP
         >>> [u.name for u in units][:3]  # doctest: +SKIP
         ['layer1.0', 'layer1.1', 'layer2.0']

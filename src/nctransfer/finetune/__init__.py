@@ -1,4 +1,4 @@
-"""Collapse-aware fine-tuning (spec section 3; paper 000 section 3.3 and appendix B; paper 001 appendix A).
+"""Collapse-aware fine-tuning (docs/methods.md#finetuning; Li et al., TMLR 2024, section 3.3 and appendix B; Li et al., 2022 preprint, appendix A).
 
 Four methods, one verb each, all returning a :class:`FinetuneResult` (and writing ``result.json``):
 
@@ -12,7 +12,7 @@ plus :func:`finetune` (method in the config), the data-scarcity sweep :func:`dat
 building blocks: :class:`FinetuneConfig`, :func:`trainable_parameter_names`, :func:`count_parameters`,
 :func:`attach_skip`, :class:`Trainer`.
 
-Example:
+Examples:
     >>> from nctransfer.finetune import FinetuneConfig, count_parameters
     >>> FinetuneConfig(method="lp").method
     'linear_probe'

@@ -1,5 +1,5 @@
 """One verb per fine-tuning method: :func:`linear_probe`, :func:`layer_ft`, :func:`scl_ft`, :func:`full_ft`, and the
-generic :func:`finetune` (spec section 3; paper 000 section 3.3 and appendix B).
+generic :func:`finetune` (docs/methods.md#finetuning; Li et al., TMLR 2024, section 3.3 and appendix B).
 
 Example (real ImageNet weights, Fashion-MNIST, a few minutes on CPU):
 
@@ -47,7 +47,7 @@ class FinetuneResult:
         unit: fine-tuned unit name (``None`` for linear probe / full FT).
         test_accuracy: accuracy on the whole (requested) test set after the last epoch, computed once (the
             final evaluation; per-epoch numbers in ``history`` may come from a subset, see ``evaluation``).
-        penultimate_nc1: NC1 (spec section 1.1) of the classifier input on the whole training set after the last
+        penultimate_nc1: NC1 (docs/methods.md#nc1) of the classifier input on the whole training set after the last
             epoch.
         trainable_params, total_params: parameter counts (elements); ``total`` includes classifier and skip branch.
         trainable_percent: ``100 * trainable / total``.
@@ -377,33 +377,33 @@ def _auto_signature(cfg: FinetuneConfig) -> dict[str, Any]:
 
 
 def linear_probe(model: Any, train_data: Any, test_data: Any, **options: Any) -> FinetuneResult:
-    """Linear probe: train only a new classifier on the frozen penultimate feature (spec section 3).
+    """Linear probe: train only a new classifier on the frozen penultimate feature (docs/methods.md#finetuning).
 
     Keyword options are those of :func:`finetune` and the fields of :class:`FinetuneConfig`. BatchNorm running
-    statistics still update on the downstream data (``bn_policy="update"``, paper 000 appendix B).
+    statistics still update on the downstream data (``bn_policy="update"``, Li et al., TMLR 2024, appendix B).
     """
     return finetune(model, train_data, test_data, method="linear_probe", **options)
 
 
 def layer_ft(model: Any, train_data: Any, test_data: Any, unit: Any, **options: Any) -> FinetuneResult:
-    """Layer FT: train one fine-tuning ``unit`` (name, index or ``"auto"``) plus the classifier (spec section 3)."""
+    """Layer FT: train one fine-tuning ``unit`` (name, index or ``"auto"``) plus the classifier (docs/methods.md#finetuning)."""
     return finetune(model, train_data, test_data, method="layer_ft", unit=unit, **options)
 
 
 def scl_ft(model: Any, train_data: Any, test_data: Any, unit: Any, skip: str = "pad",
            **options: Any) -> FinetuneResult:
-    """SCL FT: Layer FT plus a skip connection from ``unit`` to the penultimate feature (spec section 3).
+    """SCL FT: Layer FT plus a skip connection from ``unit`` to the penultimate feature (docs/methods.md#finetuning).
 
     Args:
         unit: a unit name (``nctransfer.features.discover_units``), an index, or ``"auto"`` (chosen by collapse,
             :func:`nctransfer.finetune.auto.choose_unit`).
-        skip: ``"pad"`` (zero-padding, paper 000) or ``"conv"`` (1x1 conv + BatchNorm, paper 001).
+        skip: ``"pad"`` (zero-padding, Li et al., TMLR 2024) or ``"conv"`` (1x1 conv + BatchNorm, Li et al., 2022 preprint).
     """
     return finetune(model, train_data, test_data, method="scl_ft", unit=unit, skip=skip, **options)
 
 
 def full_ft(model: Any, train_data: Any, test_data: Any, **options: Any) -> FinetuneResult:
-    """Full FT: train every parameter (spec section 3)."""
+    """Full FT: train every parameter (docs/methods.md#finetuning)."""
     return finetune(model, train_data, test_data, method="full_ft", **options)
 
 

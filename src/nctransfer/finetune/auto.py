@@ -1,6 +1,6 @@
 """Automatic choice of the fine-tuning unit by collapse (``unit="auto"``).
 
-Paper 000 section 3.3 conjectures that "the optimal transfer accuracy can be achieved by selectively fine-tuning
+Li et al., TMLR 2024, section 3.3 conjectures that "the optimal transfer accuracy can be achieved by selectively fine-tuning
 layers to make the penultimate layer's features as collapsed as possible for the downstream training data". The
 paper picks the unit by hand; here it is picked by that criterion with a cheap probe:
 
@@ -10,10 +10,10 @@ paper picks the unit by hand; here it is picked by that criterion with a cheap p
 3. probe: each remaining candidate is fine-tuned from the same starting weights with the requested method and
    the run's optimiser settings, on a balanced, seeded subset of ``probe_per_class`` training images per class,
    for whole epochs totalling at least ``probe_steps`` optimiser steps (cosine schedule over the probe);
-4. score (``criterion``): by default ``"train_nc1"``, the NC1 (spec section 1.1) of the penultimate features (the
+4. score (``criterion``): by default ``"train_nc1"``, the NC1 (docs/methods.md#nc1) of the penultimate features (the
    classifier input) of the probe's training images after the probe - the conjecture taken literally; the lowest
    wins (ties: fewer trainable parameters). ``"heldout_nc1"`` measures the NC1 on as many *other* training
-   images instead (collapse that generalises; paper 000 appendix C.2 attributes the cases where lower NC1 did not
+   images instead (collapse that generalises; Li et al., TMLR 2024, appendix C.2 attributes the cases where lower NC1 did not
    give better accuracy to overfitting), ``"heldout_accuracy"`` ranks by their accuracy (not a collapse
    criterion; a baseline). Candidates whose probe fails (e.g. diverges) are reported and skipped.
 
@@ -196,7 +196,7 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
           f"({a.probe_per_class or 'all'} per class), among {len(ok)} candidate(s)"
         + (f" within the budget ({', '.join(budget)}; {len(over)} over budget)" if budget else "")
         + f"{runner}; it trains {best['trainable_percent']:.2f}% of the parameters"
-        + (" (paper 000 section 3.3 conjecture: the most collapsed penultimate features on the downstream training "
+        + (" (Li et al., TMLR 2024, section 3.3 conjecture: the most collapsed penultimate features on the downstream training "
            "data transfer best)." if a.criterion != "heldout_accuracy" else ".")
     )
     return {

@@ -1,4 +1,4 @@
-"""Configuration dataclasses of the fine-tuning methods (spec section 3; paper 000 section 3.3, appendix B).
+"""Configuration dataclasses of the fine-tuning methods (docs/methods.md#finetuning; Li et al., TMLR 2024, section 3.3, appendix B).
 
 Every option is a dataclass field with ``help`` metadata; ``__post_init__`` validates values and cross-field
 rules, naming the field in its message; configs round-trip through ``to_dict``/``from_dict`` and JSON.
@@ -13,7 +13,7 @@ canonical          alias      trains
 ``full_ft``        ``full``   every parameter
 =================  =========  ===============================================================
 
-Defaults follow paper 000 appendix B: SGD, momentum 0.9, weight decay 1e-4, cosine schedule from 0.1 down to
+Defaults follow Li et al., TMLR 2024, appendix B: SGD, momentum 0.9, weight decay 1e-4, cosine schedule from 0.1 down to
 1e-4 (``min_lr_ratio=1e-3``), 200 epochs (the benchmarks here use fewer).
 """
 
@@ -148,11 +148,11 @@ def _check_choice(obj: Any, name: str, choices: Sequence[str]) -> None:
 
 @dataclass
 class AutoUnitConfig(_ConfigMixin):
-    """How ``unit="auto"`` chooses the fine-tuning unit (paper 000 section 3.3 conjecture).
+    """How ``unit="auto"`` chooses the fine-tuning unit (Li et al., TMLR 2024, section 3.3 conjecture).
 
     Each candidate unit is fine-tuned briefly with the requested method (a *probe*) on a balanced subset of the
-    training data; the unit whose penultimate features are most collapsed afterwards (lowest NC1, spec section
-    1.1, on that training subset; or on other training images, ``criterion="heldout_nc1"``) wins. Candidates whose
+    training data; the unit whose penultimate features are most collapsed afterwards (lowest NC1,
+    docs/methods.md#nc1, on that training subset; or on other training images, ``criterion="heldout_nc1"``) wins. Candidates whose
     method would train more parameters than the budget are skipped (and reported).
     """
 
@@ -188,7 +188,7 @@ class AutoUnitConfig(_ConfigMixin):
 
 @dataclass
 class FinetuneConfig(_ConfigMixin):
-    """One fine-tuning run (spec section 3).
+    """One fine-tuning run (docs/methods.md#finetuning).
 
     Examples:
         >>> cfg = FinetuneConfig(method="scl", unit="layer3.0", epochs=5)
@@ -201,9 +201,9 @@ class FinetuneConfig(_ConfigMixin):
     method: str = _opt("scl_ft", "linear_probe|layer_ft|scl_ft|full_ft (aliases lp|layer|scl|full)")
     unit: Any = _opt(None, "fine-tuning unit for layer_ft/scl_ft: a name from nctransfer.features.discover_units, "
                            "an index (negative from the end) or 'auto'")
-    skip: str = _opt("pad", "SCL skip branch: 'pad' (zero-padding, paper 000) or 'conv' (1x1 conv + BatchNorm, "
-                            "paper 001)")
-    epochs: int = _opt(200, "training epochs (paper 000: 200)")
+    skip: str = _opt("pad", "SCL skip branch: 'pad' (zero-padding, Li et al., TMLR 2024) or 'conv' (1x1 conv + BatchNorm, "
+                            "Li et al., 2022 preprint)")
+    epochs: int = _opt(200, "training epochs (Li et al., TMLR 2024: 200)")
     batch_size: int = _opt(64, "mini-batch size")
     lr: float = _opt(0.1, "initial learning rate of the classifier (and of the SCL skip branch)")
     backbone_lr: float | None = _opt(None, "initial learning rate of backbone parameters (None: same as lr)")
@@ -213,7 +213,7 @@ class FinetuneConfig(_ConfigMixin):
     nesterov: bool = _opt(False, "Nesterov momentum")
     max_grad_norm: float | None = _opt(None, "clip the gradient norm of the trainable parameters (None: off)")
     bn_policy: str = _opt("update", "'update': every BatchNorm (frozen or not) is in train mode during training "
-                                    "and updates its running statistics on the downstream data (paper 000 "
+                                    "and updates its running statistics on the downstream data (Li et al., TMLR 2024 "
                                     "appendix B); 'frozen': BatchNorms outside the trained modules stay in eval mode")
     image_size: int | None = _opt(None, "input resolution (None: the model's own)")
     seed: int = _opt(0, "seed of initialisation, shuffling and dropout")

@@ -1,4 +1,4 @@
-"""Peak memory of a training run (spec section 3: "report ... peak memory").
+"""Peak memory of a training run (docs/methods.md#finetuning: "report ... peak memory").
 
 The trainer measures each epoch's *training pass* (forward, backward, optimiser step; evaluation excluded) and
 reports the largest value over the epochs as ``peak_memory_mb``.
@@ -84,7 +84,7 @@ def memory_method(device: Any = "cpu") -> str:
 class PeakMemory:
     """Context manager measuring the peak memory added during its block (module docstring).
 
-    Example:
+    Examples:
         >>> with PeakMemory() as pm:
         ...     x = bytearray(50_000_000)
         >>> pm.peak_mb >= 0

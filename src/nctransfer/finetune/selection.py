@@ -1,4 +1,4 @@
-"""Structural selection of the trainable parameters of each fine-tuning method (spec section 3).
+"""Structural selection of the trainable parameters of each fine-tuning method (docs/methods.md#finetuning).
 
 A method resolves, through the model's structure, to an explicit list of parameter names, never by substring
 matching:
@@ -122,7 +122,7 @@ def _unsupported_message(model: Any, detail: str) -> str:
 
 
 def stage_first_units(units: Sequence[Any]) -> list[Any]:
-    """The first unit of each stage (paper 000: ResNet18 blocks 1, 3, 5, 7 = ``layer1.0`` ... ``layer4.0``).
+    """The first unit of each stage (Li et al., TMLR 2024: ResNet18 blocks 1, 3, 5, 7 = ``layer1.0`` ... ``layer4.0``).
 
     A stage is the unit's parent path (``layer3.0`` -> ``layer3``; ``blocks.4.0`` -> ``blocks.4``). When every
     unit has the same parent (ViT ``blocks.7``, or stage-level units) each unit is its own stage: all are kept.

@@ -1,14 +1,14 @@
-"""The SCL skip branch: fine-tuned unit output -> penultimate feature (spec section 3; paper 000 section 3.3,
-appendix B; paper 001 appendix A for the 1x1-convolution variant).
+"""The SCL skip branch: fine-tuned unit output -> penultimate feature (docs/methods.md#finetuning; Li et al., TMLR 2024, section 3.3,
+appendix B; Li et al., 2022 preprint, appendix A for the 1x1-convolution variant).
 
 With ``u`` the output of the fine-tuned unit and ``h`` the penultimate feature the classifier reads,
 
 - pooling: ``p = mean_{h,w} u`` for a conv map ``[B, C, H, W]`` (adaptive average pooling to one value per
-  channel); ``p = mean_t u`` over *all* tokens (class token included, as paper 000 appendix B averages the 145
+  channel); ``p = mean_t u`` over *all* tokens (class token included, as Li et al., TMLR 2024, appendix B averages the 145
   tokens of ViT-B/32) for a transformer ``[B, T, D]``; a ``[B, C]`` output is used as is;
-- ``"pad"`` (paper 000): ``s = [p, 0, ..., 0]`` zero-padded to the penultimate width ``D`` (``C <= D`` required;
+- ``"pad"`` (Li et al., TMLR 2024): ``s = [p, 0, ..., 0]`` zero-padded to the penultimate width ``D`` (``C <= D`` required;
   for ViTs ``C == D`` and this is the identity);
-- ``"conv"`` (paper 001): ``s = BN(Conv1x1(p))`` with ``Conv1x1: C -> D`` (no bias) and ``BatchNorm2d(D)``,
+- ``"conv"`` (Li et al., 2022 preprint): ``s = BN(Conv1x1(p))`` with ``Conv1x1: C -> D`` (no bias) and ``BatchNorm2d(D)``,
   applied to ``p`` viewed as ``[B, C, 1, 1]``;
 - the classifier reads ``h + s`` instead of ``h``.
 
@@ -135,7 +135,7 @@ def attach_skip(model: nn.Module, unit: Any, mode: str = "pad",
     Returns:
         the :class:`SkipBranch`, registered as ``model.nctransfer_skip``.
 
-    Example:
+    Examples:
         >>> import torchvision
         >>> m = torchvision.models.resnet18(num_classes=3)
         >>> b = attach_skip(m, "layer3.0", image_size=32)   # doctest: +SKIP

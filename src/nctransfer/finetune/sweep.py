@@ -1,4 +1,4 @@
-"""Data-scarcity sweep: the four fine-tuning methods over growing training subsets (spec section 3; paper 000
+"""Data-scarcity sweep: the four fine-tuning methods over growing training subsets (docs/methods.md#finetuning; Li et al., TMLR 2024
 figure 11 and appendix B.1).
 
 For each size ``n`` in ``sizes`` (default ``[10, 24, 59, 142, 344, 835, 2022, 4898]``, the paper's log-spaced
@@ -148,7 +148,7 @@ def data_scarcity_sweep(
     Args:
         model: a model name (loaded afresh for every run) or an ``nn.Module`` (deep-copied for every run).
         train_data, test_data: datasets or dataset specs (as :func:`nctransfer.finetune.finetune`).
-        sizes: training-set sizes (paper 000: ``[10, 24, 59, 142, 344, 835, 2022, 4898]``).
+        sizes: training-set sizes (Li et al., TMLR 2024: ``[10, 24, 59, 142, 344, 835, 2022, 4898]``).
         size_mode: ``"total"`` images or ``"per_class"``.
         methods: method names or aliases.
         unit: unit of ``layer_ft``/``scl_ft`` (name, index or ``"auto"``); required when they are run.
@@ -180,7 +180,7 @@ def data_scarcity_sweep(
     methods = [canonical_method(m, "methods") for m in methods]
     if any(m in ("layer_ft", "scl_ft") for m in methods) and unit is None:
         raise InputValueError("unit is required for layer_ft/scl_ft in the sweep (a unit name, an index or 'auto'); "
-                              "paper 000 figure 11 uses ResNet18 block 5 (index 4, 'layer3.0').")
+                              "Li et al., TMLR 2024, figure 11 uses ResNet18 block 5 (index 4, 'layer3.0').")
     if isinstance(config, dict):
         base = FinetuneConfig.from_dict({**config, "method": "linear_probe", "unit": None, "skip": "pad"})
     elif isinstance(config, FinetuneConfig):

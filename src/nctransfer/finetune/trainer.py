@@ -1,4 +1,4 @@
-"""The training loop shared by the four fine-tuning methods (spec section 3; paper 000 appendix B).
+"""The training loop shared by the four fine-tuning methods (docs/methods.md#finetuning; Li et al., TMLR 2024, appendix B).
 
 - SGD (momentum 0.9, weight decay 1e-4 by default) over the trainable parameters only, in two groups: the head
   (classifier and SCL skip branch) at ``lr`` and the backbone parameters (the fine-tuned unit, or everything
@@ -7,7 +7,7 @@
   number of steps and ``r = min_lr_ratio`` (paper: 0.1 -> 1e-4, ``r = 1e-3``).
 - Modes: during training the whole model is in train mode (``model.train()``), so every BatchNorm - frozen or
   not - normalises with batch statistics and updates its running statistics on the downstream data in all four
-  methods (paper 000 appendix B, "for a fair comparison"); dropout/drop-path behave as the model defines them.
+  methods (Li et al., TMLR 2024, appendix B, "for a fair comparison"); dropout/drop-path behave as the model defines them.
   With ``bn_policy="frozen"`` the normalisation layers outside the trained modules stay in eval mode instead.
   Evaluation is in eval mode.
 - A training batch of one sample cannot be batch-normalised: when ``N % batch_size == 1`` the last batch of each

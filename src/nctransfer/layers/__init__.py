@@ -1,4 +1,4 @@
-"""Layer-wise collapse and linear-probe accuracy of a model on a dataset (paper 000 fig. 9; spec 1.11, 3)."""
+"""Layer-wise collapse and linear-probe accuracy of a model on a dataset (Li et al., TMLR 2024, fig. 9; docs/methods.md#layer-wise #finetuning)."""
 
 from nctransfer.utils.extras import require_extra
 

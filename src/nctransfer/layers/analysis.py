@@ -1,13 +1,13 @@
-"""Layer-wise collapse and transfer (paper 000 section 2.4 / 3.2, figure 9; spec sections 1.11 and 3).
+"""Layer-wise collapse and transfer (Li et al., TMLR 2024, section 2.4 / 3.2, figure 9; docs/methods.md#layer-wise #finetuning).
 
-For every tap of a pre-trained model (each block's output, pooled per spec 1.11, and the penultimate feature):
+For every tap of a pre-trained model (each block's output, pooled per docs/methods.md#layer-wise, and the penultimate feature):
 
 - every collapse metric of :mod:`nctransfer.metrics` on the **training** features (``compute_all``);
 - the linear-probe **test** accuracy (multinomial logistic regression, L2 strength chosen on a validation split
-  of the training features; :func:`nctransfer.metrics.probe.probe_accuracy`, spec section 3);
+  of the training features; :func:`nctransfer.metrics.probe.probe_accuracy`, docs/methods.md#finetuning);
 - the nearest-class-mean test accuracy (class means from the training features);
 
-and, across taps, the Spearman rank correlation between each metric and the probe accuracy. Paper 000 (fig. 9)
+and, across taps, the Spearman rank correlation between each metric and the probe accuracy. Li et al., TMLR 2024 (fig. 9)
 reports that deeper layers are more collapsed (lower NC1) and transfer better: a negative NC1-accuracy
 correlation.
 """
@@ -153,7 +153,7 @@ def analyze(
         metrics: metric names/patterns for ``compute_all`` (default every applicable one).
         metric_options: per-metric options for ``compute_all`` (e.g. ``{"vci": {"ridge": 1e-3}}``).
         probe: fit the linear probe (``False``: collapse metrics and NCC accuracy only).
-        C_grid, probe_val_fraction, probe_max_iter, seed: probe settings (spec section 3).
+        C_grid, probe_val_fraction, probe_max_iter, seed: probe settings (docs/methods.md#finetuning).
         batch_size, device, dtype, token_pool, cache_dir, no_cache, progress: extraction settings
             (:func:`nctransfer.extract.extract`); features of both splits are cached when ``cache_dir`` is given.
         threads: if given, the number of torch intra-op and BLAS threads during the analysis (restored after).
@@ -162,7 +162,7 @@ def analyze(
     Returns:
         :class:`LayerAnalysis` (``rows``, ``correlations``, ``table()``, ``plot()``, ``to_dict()``).
 
-    Example:
+    Examples:
         >>> model = load_model("efficientnet_lite0")                                    # doctest: +SKIP
         >>> tr = load_dataset("fashion-mnist", "train", model=model, image_size=64, per_class=50)  # doctest: +SKIP
         >>> te = load_dataset("fashion-mnist", "test", model=model, image_size=64, per_class=50)   # doctest: +SKIP

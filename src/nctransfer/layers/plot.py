@@ -1,4 +1,4 @@
-"""The layer-wise figure (paper 000 figure 9 style): NC1 and probe accuracy per tap; accuracy against NC1."""
+"""The layer-wise figure (Li et al., TMLR 2024, figure 9 style): NC1 and probe accuracy per tap; accuracy against NC1."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Neural-collapse metrics (spec section 1) as pure functions of ``FeatureStats`` or ``(X, y)``.
+"""Neural-collapse metrics (docs/methods.md#collapse-metrics) as pure functions of ``FeatureStats`` or ``(X, y)``.
 
 Every metric accepts features ``X [N, d]`` with labels ``y [N]``, a :class:`~nctransfer.stats.FeatureStats`
 (where the streaming statistics suffice), or a :class:`PreparedFeatures` from :func:`prepare` (shares the work
 between several metrics). :func:`compute_all` returns every applicable metric as a dict; :data:`METRICS` holds
 each metric's direction, range, reference and needs.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from nctransfer import FeatureStats, metrics
     >>> rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Shared intermediate quantities of one labelled feature set, computed once and cached (spec section 0).
+"""Shared intermediate quantities of one labelled feature set, computed once and cached (docs/methods.md#notation).
 
 Every collapse metric of :mod:`nctransfer.metrics.collapse` is a function of a few quantities: class counts,
 class means, per-class variances, sums of L2-normalised features, the within-class covariance projected on a
@@ -104,7 +104,7 @@ class PreparedFeatures:
         return self._msums + self._shift
 
     def centred_means(self) -> np.ndarray:
-        """``m_k = mu_k - mu_bar`` ``[K, d]`` (spec section 1.2)."""
+        """``m_k = mu_k - mu_bar`` ``[K, d]`` (docs/methods.md#nc2)."""
         return self._cached("centred_means", lambda: self._msums - self._msums.mean(0))
 
     def global_offset(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Neural-collapse metrics (spec section 1) as pure functions.
+"""Neural-collapse metrics (docs/methods.md#collapse-metrics) as pure functions.
 
 Every function takes ``X_or_stats`` (features ``[N, d]`` with labels ``y [N]``, a
 :class:`~nctransfer.stats.FeatureStats`, or a :class:`~nctransfer.metrics.PreparedFeatures` shared between
@@ -11,7 +11,7 @@ coincident class means, a rank-deficient ``Sigma_B``) it emits :class:`~nctransf
 and returns NaN. Perfectly collapsed features (every sample equal to its class mean) give NC1 = VCI = CDNV = 0
 exactly: variances below the float64 rounding floor of their computation are treated as 0.
 
-Notation (spec section 0): class means ``mu_k``, global mean ``mu_G``, mean of class means ``mu_bar``,
+Notation (docs/methods.md#notation): class means ``mu_k``, global mean ``mu_G``, mean of class means ``mu_bar``,
 ``Sigma_W`` (within), ``Sigma_B`` (between, class-balanced), ``Sigma_Bw`` (between, sample-weighted),
 ``Sigma_T = Sigma_W + Sigma_Bw`` (total).
 """
@@ -77,9 +77,9 @@ def _within_between_trace(p: PreparedFeatures, rank: int | None, rtol: float | N
 
 
 def nc1(X_or_stats: Any, y: Any = None, *, rank: int | None = None, rtol: float | None = None) -> float:
-    """NC1 within-class variability collapse: ``(1/K) tr(Sigma_W Sigma_B^+)`` (spec section 1.1).
+    """NC1 within-class variability collapse: ``(1/K) tr(Sigma_W Sigma_B^+)`` (docs/methods.md#nc1).
 
-    ``Sigma_B^+`` keeps only the top ``r = min(d, K-1)`` eigenpairs of ``Sigma_B`` (paper 004 section 4.3:
+    ``Sigma_B^+`` keeps only the top ``r = min(d, K-1)`` eigenpairs of ``Sigma_B`` (Xu & Liu, ICML 2023, section 4.3:
     a tolerance threshold alone is unstable). The eigenpairs come from the SVD of the ``K x d`` centred class
     means, and ``Sigma_W`` is only projected on those ``r`` directions, so no ``d x d`` decomposition is needed
     (cost ``O(K d min(K, d) + d^2 r)`` from statistics, ``O(N d r)`` from samples).
@@ -96,9 +96,9 @@ def nc1(X_or_stats: Any, y: Any = None, *, rank: int | None = None, rtol: float 
         :class:`UndefinedMetricWarning` when ``Sigma_B`` has fewer than ``r`` non-zero eigenvalues.
 
     References:
-        Papyan, Han & Donoho, "Prevalence of neural collapse...", PNAS 2020; paper 000 eq. 4.
+        Papyan, Han & Donoho, "Prevalence of neural collapse...", PNAS 2020; Li et al., TMLR 2024, eq. 4.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.array([[0., 0.], [2., 0.], [4., 0.], [6., 0.]]); y = [0, 0, 1, 1]
         >>> nc1(X, y)  # Sigma_W = diag(1, 0), Sigma_B = diag(4, 0): (1/K) * 1/4
@@ -110,7 +110,7 @@ def nc1(X_or_stats: Any, y: Any = None, *, rank: int | None = None, rtol: float 
 
 
 def fuzziness(X_or_stats: Any, y: Any = None, *, rank: int | None = None, rtol: float | None = None) -> float:
-    """Fuzziness ``tr(Sigma_W Sigma_B^+)`` ``= K * NC1`` (paper 004 section 3.2; spec section 1.8).
+    """Fuzziness ``tr(Sigma_W Sigma_B^+)`` ``= K * NC1`` (Xu & Liu, ICML 2023, section 3.2; docs/methods.md#other-metrics).
 
     Same arguments, pseudo-inverse and undefined cases as :func:`nc1`. Range ``[0, inf)``, lower = more collapsed.
     """
@@ -121,7 +121,7 @@ def fuzziness(X_or_stats: Any, y: Any = None, *, rank: int | None = None, rtol: 
 # ============================================================================ NC2
 @dataclass(frozen=True)
 class NC2Result:
-    """NC2 convergence to a simplex ETF (spec section 1.2); each term is 0 for an exact simplex ETF.
+    """NC2 convergence to a simplex ETF (docs/methods.md#nc2); each term is 0 for an exact simplex ETF.
 
     Attributes:
         equinorm: ``std_k ||m_k|| / mean_k ||m_k||``.
@@ -168,7 +168,7 @@ def _nc2_parts(p: PreparedFeatures) -> NC2Result:
 
 
 def nc2(X_or_stats: Any, y: Any = None) -> NC2Result:
-    """NC2: convergence of the centred class means ``m_k = mu_k - mu_bar`` to a simplex ETF (spec section 1.2).
+    """NC2: convergence of the centred class means ``m_k = mu_k - mu_bar`` to a simplex ETF (docs/methods.md#nc2).
 
     Needs only class means (from statistics or samples). Every term is in ``[0, inf)`` (``etf_distance`` in
     ``[0, 2]``), lower = closer to a simplex equiangular tight frame. When a centred mean is 0 its direction is
@@ -180,7 +180,7 @@ def nc2(X_or_stats: Any, y: Any = None) -> NC2Result:
     References:
         Papyan, Han & Donoho, PNAS 2020 (figures 2-4).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> means = np.array([[1., 0.], [-0.5, 3 ** 0.5 / 2], [-0.5, -(3 ** 0.5) / 2]])  # simplex ETF, K=3
         >>> r = nc2(np.repeat(means, 2, axis=0), [0, 0, 1, 1, 2, 2])
@@ -191,28 +191,28 @@ def nc2(X_or_stats: Any, y: Any = None) -> NC2Result:
 
 
 def nc2_equinorm(X_or_stats: Any, y: Any = None) -> float:
-    """NC2 equinorm ``std_k ||m_k|| / mean_k ||m_k||`` (spec section 1.2); see :func:`nc2`."""
+    """NC2 equinorm ``std_k ||m_k|| / mean_k ||m_k||`` (docs/methods.md#nc2); see :func:`nc2`."""
     return nc2(X_or_stats, y).equinorm
 
 
 def nc2_equiangularity(X_or_stats: Any, y: Any = None) -> float:
-    """NC2 equiangularity ``std_{k != l} cos(m_k, m_l)`` (spec section 1.2); see :func:`nc2`."""
+    """NC2 equiangularity ``std_{k != l} cos(m_k, m_l)`` (docs/methods.md#nc2); see :func:`nc2`."""
     return nc2(X_or_stats, y).equiangularity
 
 
 def nc2_max_angle(X_or_stats: Any, y: Any = None) -> float:
-    """NC2 max-angle ``mean_{k != l} |cos(m_k, m_l) + 1/(K-1)|`` (spec section 1.2); see :func:`nc2`."""
+    """NC2 max-angle ``mean_{k != l} |cos(m_k, m_l) + 1/(K-1)|`` (docs/methods.md#nc2); see :func:`nc2`."""
     return nc2(X_or_stats, y).max_angle
 
 
 def etf_distance(X_or_stats: Any, y: Any = None) -> float:
-    """NC2 distance of the normalised means' Gram matrix to the simplex ETF's (spec section 1.2); see :func:`nc2`."""
+    """NC2 distance of the normalised means' Gram matrix to the simplex ETF's (docs/methods.md#nc2); see :func:`nc2`."""
     return nc2(X_or_stats, y).etf_distance
 
 
 # ============================================================================ NC3
 def nc3(X_or_stats: Any, y: Any = None, *, W: Any) -> float:
-    """NC3 self-duality ``|| W/||W||_F - M/||M||_F ||_F^2`` (spec section 1.3).
+    """NC3 self-duality ``|| W/||W||_F - M/||M||_F ||_F^2`` (docs/methods.md#nc3).
 
     Args:
         X_or_stats, y: features and labels, or statistics.
@@ -312,7 +312,7 @@ def _label_codes(labels: Any, classes: list[Hashable], n: int, name: str) -> np.
 
 def nc4(X: Any, y: Any = None, *, predictions: Any = None, W: Any = None, b: Any = None,
         means: Any = None) -> float:
-    """NC4: fraction of samples whose nearest-class-mean prediction differs from the classifier's (spec 1.4).
+    """NC4: fraction of samples whose nearest-class-mean prediction differs from the classifier's (docs/methods.md#nc4).
 
     ``NCC(x) = argmin_k ||x - mu_k||`` with ``mu_k`` the class means of ``(X, y)`` (or of ``means``, e.g. the
     training statistics). Compared with, in order of precedence: ``predictions`` (labels ``[N]``), the linear
@@ -351,7 +351,7 @@ def nc4(X: Any, y: Any = None, *, predictions: Any = None, W: Any = None, b: Any
 
 
 def ncc_accuracy(X: Any, y: Any = None, *, means: Any = None) -> float:
-    """Nearest-class-mean accuracy: fraction of samples with ``argmin_k ||x - mu_k|| == y`` (spec section 1.4).
+    """Nearest-class-mean accuracy: fraction of samples with ``argmin_k ||x - mu_k|| == y`` (docs/methods.md#nc4).
 
     Args:
         X, y: features ``[N, d]`` and labels ``[N]`` (per-sample data required).
@@ -402,7 +402,7 @@ def _cdnv_parts(p: PreparedFeatures) -> tuple[float, np.ndarray]:
 
 
 def cdnv(X_or_stats: Any, y: Any = None, *, return_matrix: bool = False) -> float | tuple[float, np.ndarray]:
-    """Class-distance normalised variance, mean over ordered pairs ``i != j`` (spec section 1.5).
+    """Class-distance normalised variance, mean over ordered pairs ``i != j`` (docs/methods.md#cdnv).
 
     ``Var_k = (1/n_k) sum_{i in k} ||x_i - mu_k||^2`` and ``V(i, j) = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)``.
     Needs only counts, class sums and per-class sums of squared norms: no ``d x d`` matrix, cost ``O(K^2 d)``.
@@ -417,9 +417,9 @@ def cdnv(X_or_stats: Any, y: Any = None, *, return_matrix: bool = False) -> floa
 
     References:
         Galanti, Gyorgy & Hutter, "On the role of neural collapse in transfer learning", ICLR 2022;
-        paper 000 appendix A.
+        Li et al., TMLR 2024, appendix A.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.array([[0., 0.], [0., 2.], [4., 0.], [4., 2.]])
         >>> cdnv(X, [0, 0, 1, 1])  # Var = 1 and 1, ||mu_0 - mu_1||^2 = 16
@@ -465,7 +465,7 @@ def _spectral_norm_sq(H: np.ndarray, method: str, tol: float, max_iter: int, rng
 
 def numerical_rank(X: Any, y: Any = None, *, center: bool = False, method: str = "auto", tol: float = 1e-9,
                    max_iter: int = 1000, seed: int = 0, return_per_class: bool = False) -> float | Any:
-    """Numerical (stable) rank ``(1/K) sum_k ||H_k||_F^2 / ||H_k||_2^2`` (spec section 1.6).
+    """Numerical (stable) rank ``(1/K) sum_k ||H_k||_F^2 / ||H_k||_2^2`` (docs/methods.md#numerical-rank).
 
     ``H_k`` are the raw (uncentred) features of class ``k``, or centred on the class mean with ``center=True``.
     Higher = less collapsed (each ratio is in ``[1, min(n_k, d)]``). Needs per-sample features.
@@ -485,7 +485,7 @@ def numerical_rank(X: Any, y: Any = None, *, center: bool = False, method: str =
         or whose ``H_k`` is zero, is undefined: :class:`UndefinedMetricWarning` and NaN.
 
     References:
-        Paper 000 appendix A (numerical rank of the last-layer features); Rudelson & Vershynin 2007.
+        Li et al., TMLR 2024, appendix A (numerical rank of the last-layer features); Rudelson & Vershynin 2007.
     """
     if method not in ("auto", "exact", "power"):
         raise InputValueError(f"numerical_rank: method must be 'auto', 'exact' or 'power'; got {method!r}.")
@@ -566,9 +566,9 @@ def _vci_trace(p: PreparedFeatures, ridge: float | None, rtol: float) -> float:
 
 def vci(X_or_stats: Any, y: Any = None, *, ridge: float | None = None, rtol: float | None = None,
         warn_ratio: float = 10.0) -> float:
-    """Variability Collapse Index ``1 - tr(Sigma_T^+ Sigma_Bw) / rank(Sigma_Bw)`` (spec section 1.7).
+    """Variability Collapse Index ``1 - tr(Sigma_T^+ Sigma_Bw) / rank(Sigma_Bw)`` (docs/methods.md#vci).
 
-    ``rank(Sigma_Bw)`` is taken as ``r = min(d, K-1)`` (paper 004 section 5). VCI is invariant to any invertible
+    ``rank(Sigma_Bw)`` is taken as ``r = min(d, K-1)`` (Xu & Liu, ICML 2023, section 5). VCI is invariant to any invertible
     linear map of the features (corollary 5.4). With ``ridge=lambda > 0`` the variant
     ``1 - tr((Sigma_T + lambda I)^{-1} Sigma_Bw) / r`` is returned (``lambda`` in the features' squared units,
     e.g. ``1e-3 * tr(Sigma_T) / d``).
@@ -590,7 +590,7 @@ def vci(X_or_stats: Any, y: Any = None, *, ridge: float | None = None, rtol: flo
         means coincide, ``Sigma_Bw = 0``).
 
     References:
-        Xu & Liu, "Quantifying the variability collapse of neural networks", ICML 2023 (paper 004), def. 5.3.
+        Xu & Liu, "Quantifying the variability collapse of neural networks", ICML 2023, def. 5.3.
     """
     p = prepare(X_or_stats, y)
     if ridge is not None:
@@ -620,16 +620,16 @@ def vci(X_or_stats: Any, y: Any = None, *, ridge: float | None = None, rtol: flo
 
 # ============================================================================ simpler variability metrics
 def squared_distance(X_or_stats: Any, y: Any = None) -> float:
-    """Squared distance ``tr(Sigma_W) / tr(Sigma_Bw)`` (spec section 1.9).
+    """Squared distance ``tr(Sigma_W) / tr(Sigma_Bw)`` (docs/methods.md#other-metrics).
 
     Needs counts, class sums and sums of squared norms only (cost ``O(K d)`` from statistics).
     Range ``[0, inf)``, lower = more collapsed; NaN (:class:`UndefinedMetricWarning`) if all class means coincide.
 
     References:
         Hui, Belkin & Nakkiran, "Limitations of neural collapse for understanding generalization in deep learning",
-        2022; paper 004 eq. 4.
+        2022; Xu & Liu, ICML 2023, eq. 4.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.array([[0., 0.], [0., 2.], [4., 0.], [4., 2.]])
         >>> squared_distance(X, [0, 0, 1, 1])  # tr(Sigma_W) = 1, tr(Sigma_Bw) = 4
@@ -645,7 +645,7 @@ def squared_distance(X_or_stats: Any, y: Any = None) -> float:
 
 @dataclass(frozen=True)
 class CosineSimilarityResult:
-    """Cosine-similarity variability metrics (spec section 1.10).
+    """Cosine-similarity variability metrics (docs/methods.md#other-metrics).
 
     Attributes:
         d_within: ``mean_k (1/n_k^2) sum_{i,j in k} (1 - s(x_i, x_j))`` in ``[0, 2]`` (lower = more collapsed).
@@ -662,7 +662,7 @@ class CosineSimilarityResult:
 
 
 def cosine_similarity(X_or_stats: Any, y: Any = None) -> CosineSimilarityResult:
-    """Within-class cosine distance and class separation from sums of L2-normalised features (spec section 1.10).
+    """Within-class cosine distance and class separation from sums of L2-normalised features (docs/methods.md#other-metrics).
 
     With ``u_k = sum_{i in k} x_i/||x_i||``: ``d_within = mean_k (1 - ||u_k||^2 / n_k^2)`` and
     ``d_total = 1 - ||sum_k u_k||^2 / N^2``. Zero feature vectors have cosine 0 with everything (themselves
@@ -671,7 +671,7 @@ def cosine_similarity(X_or_stats: Any, y: Any = None) -> CosineSimilarityResult:
 
     References:
         Kornblith, Chen, Lee & Norouzi, "Why do better loss functions lead to less transferable features?",
-        NeurIPS 2021; paper 004 section 3.2.
+        NeurIPS 2021; Xu & Liu, ICML 2023, section 3.2.
     """
     p = prepare(X_or_stats, y)
 

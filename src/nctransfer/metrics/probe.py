@@ -1,7 +1,7 @@
-"""Linear-probe accuracy: the ground truth of transferability rankings (spec section 3).
+"""Linear-probe accuracy: the ground truth of transferability rankings (docs/methods.md#finetuning).
 
 Multinomial logistic regression (L-BFGS) on standardised features, with the inverse L2 strength ``C``
-chosen on a stratified validation split from a log-spaced grid (paper 004 uses 97 values in
+chosen on a stratified validation split from a log-spaced grid (Xu & Liu, ICML 2023 uses 97 values in
 ``[1e-6, 1e6]``; the default here is 7 values in ``[1e-3, 1e3]``), then refit on train+validation.
 """
 

@@ -5,7 +5,7 @@ Each entry is a :class:`MetricInfo`. ``needs`` is ``"stats"`` (computable from a
 extra inputs (``"W"``: a classifier). :func:`compute_all` evaluates every applicable metric, sharing the
 intermediate work through one :class:`~nctransfer.metrics.PreparedFeatures`.
 
-Example:
+Examples:
     >>> from nctransfer.metrics import METRICS, list_metrics
     >>> list_metrics("nc2_*")
     ['nc2_equinorm', 'nc2_equiangularity', 'nc2_max_angle', 'nc2_etf_distance']
@@ -41,7 +41,7 @@ class MetricInfo:
         more_collapsed: ``"lower"`` or ``"higher"`` values mean more collapsed features.
         range: ``(low, high)`` bounds of the value (``math.inf`` when unbounded).
         needs: ``"stats"`` or ``"samples"``.
-        reference: paper and spec section.
+        reference: paper, and the section of docs/methods.md with the formula.
         description: one line.
         requires: extra keyword inputs needed (e.g. ``("W",)``); ``compute_all`` skips the metric without them.
     """
@@ -137,7 +137,7 @@ def compute_all(X_or_stats: Any, y: Any = None, *, metrics: Any = None, W: Any =
     Returns:
         Ordered ``dict`` of float values (NaN where a metric is undefined, with a warning).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from nctransfer.metrics import compute_all
         >>> rng = np.random.default_rng(0)
@@ -187,49 +187,49 @@ def compute_all(X_or_stats: Any, y: Any = None, *, metrics: Any = None, W: Any =
 
 # ---------------------------------------------------------------------------------------- built-in metrics
 register_metric("nc1", more_collapsed="lower", range=(0, math.inf), needs="stats",
-                reference="Papyan et al. 2020 (PNAS); paper 000 eq. 4; spec 1.1",
+                reference="Papyan et al. 2020 (PNAS); Li et al., TMLR 2024, eq. 4; docs/methods.md#nc1",
                 description="(1/K) tr(Sigma_W Sigma_B^+), top min(d, K-1) eigenpairs of Sigma_B")(C.nc1)
 register_metric("nc2_equinorm", more_collapsed="lower", range=(0, math.inf), needs="stats",
-                reference="Papyan et al. 2020; spec 1.2",
+                reference="Papyan et al. 2020; docs/methods.md#nc2",
                 description="std/mean of the centred class-mean norms")(C.nc2_equinorm)
 register_metric("nc2_equiangularity", more_collapsed="lower", range=(0, 1), needs="stats",
-                reference="Papyan et al. 2020; spec 1.2",
+                reference="Papyan et al. 2020; docs/methods.md#nc2",
                 description="std of the cosines between centred class means")(C.nc2_equiangularity)
 register_metric("nc2_max_angle", more_collapsed="lower", range=(0, 2), needs="stats",
-                reference="Papyan et al. 2020; spec 1.2",
+                reference="Papyan et al. 2020; docs/methods.md#nc2",
                 description="mean |cos + 1/(K-1)| between centred class means")(C.nc2_max_angle)
 register_metric("nc2_etf_distance", more_collapsed="lower", range=(0, 2), needs="stats",
-                reference="Papyan et al. 2020; spec 1.2",
+                reference="Papyan et al. 2020; docs/methods.md#nc2",
                 description="Frobenius distance of the normalised means' Gram to a simplex ETF")(C.etf_distance)
 register_metric("nc3", more_collapsed="lower", range=(0, 4), needs="stats", requires=("W",),
-                reference="Papyan et al. 2020; spec 1.3",
+                reference="Papyan et al. 2020; docs/methods.md#nc3",
                 description="||W/||W|| - M/||M||||_F^2, classifier vs centred means")(C.nc3)
 register_metric("nc4", more_collapsed="lower", range=(0, 1), needs="samples",
-                reference="Papyan et al. 2020; spec 1.4",
+                reference="Papyan et al. 2020; docs/methods.md#nc4",
                 description="disagreement of the nearest-class-mean rule with the classifier (or the labels)")(C.nc4)
 register_metric("ncc_accuracy", more_collapsed="higher", range=(0, 1), needs="samples",
-                reference="Papyan et al. 2020; paper 000 section 2; spec 1.4",
+                reference="Papyan et al. 2020; Li et al., TMLR 2024, section 2; docs/methods.md#nc4",
                 description="nearest-class-mean accuracy")(C.ncc_accuracy)
 register_metric("cdnv", more_collapsed="lower", range=(0, math.inf), needs="stats",
-                reference="Galanti et al. 2022 (ICLR); paper 000 appendix A; spec 1.5",
+                reference="Galanti et al. 2022 (ICLR); Li et al., TMLR 2024, appendix A; docs/methods.md#cdnv",
                 description="mean over class pairs of (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)")(C.cdnv)
 register_metric("numerical_rank", more_collapsed="lower", range=(1, math.inf), needs="samples",
-                reference="paper 000 appendix A; spec 1.6",
+                reference="Li et al., TMLR 2024, appendix A; docs/methods.md#numerical-rank",
                 description="mean over classes of ||H_k||_F^2 / ||H_k||_2^2 (raw features)")(C.numerical_rank)
 register_metric("vci", more_collapsed="lower", range=(0, 1), needs="stats",
-                reference="Xu & Liu 2023 (ICML), paper 004 def. 5.3; spec 1.7",
+                reference="Xu & Liu, ICML 2023, def. 5.3; docs/methods.md#vci",
                 description="1 - tr(Sigma_T^+ Sigma_Bw) / min(d, K-1); invariant to invertible linear maps")(C.vci)
 register_metric("fuzziness", more_collapsed="lower", range=(0, math.inf), needs="stats",
-                reference="paper 004 section 3.2; spec 1.8",
+                reference="Xu & Liu, ICML 2023, section 3.2; docs/methods.md#other-metrics",
                 description="tr(Sigma_W Sigma_B^+) = K * NC1")(C.fuzziness)
 register_metric("squared_distance", more_collapsed="lower", range=(0, math.inf), needs="stats",
-                reference="Hui et al. 2022; paper 004 eq. 4; spec 1.9",
+                reference="Hui et al. 2022; Xu & Liu, ICML 2023, eq. 4; docs/methods.md#other-metrics",
                 description="tr(Sigma_W) / tr(Sigma_Bw)")(C.squared_distance)
 register_metric("cosine_d_within", more_collapsed="lower", range=(0, 2), needs="stats",
-                reference="Kornblith et al. 2021 (NeurIPS); paper 004; spec 1.10",
+                reference="Kornblith et al. 2021 (NeurIPS); Xu & Liu, ICML 2023; docs/methods.md#other-metrics",
                 description="mean within-class cosine distance")(C.cosine_within_distance)
 register_metric("class_separation", more_collapsed="higher", range=(-math.inf, 1), needs="stats",
-                reference="Kornblith et al. 2021 (NeurIPS); paper 004; spec 1.10",
+                reference="Kornblith et al. 2021 (NeurIPS); Xu & Liu, ICML 2023; docs/methods.md#other-metrics",
                 description="1 - d_within / d_total (cosine distances)")(C.class_separation)
 
 __all__ = ["MetricInfo", "METRICS", "register_metric", "list_metrics", "get_metric", "compute_all",

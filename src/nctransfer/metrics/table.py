@@ -35,7 +35,7 @@ def format_table(values: Mapping[str, Any], *, digits: int = 4, direction: bool 
     Returns:
         The table as a string (no trailing newline).
 
-    Example:
+    Examples:
         >>> print(format_table({"nc1": 0.5, "ncc_accuracy": 0.9}))
         metric        direction                value
         ------------  -----------------------  -----

@@ -154,7 +154,7 @@ def load_model(
             message explains how to provide them offline.
         InputValueError: malformed arguments.
 
-    Example:
+    Examples:
         >>> model = load_model("efficientnet_lite0")  # doctest: +SKIP
         >>> model.nctransfer_info.input_size, model.nctransfer_info.classifier  # doctest: +SKIP
         ((3, 224, 224), 'classifier')

@@ -1,9 +1,9 @@
 """``rank_models``: the product end to end (issue 6).
 
 Models (or every tap of every model) -> cached feature extraction (:mod:`nctransfer.extract`) -> every
-transferability score (:func:`nctransfer.transferability.rank`, spec section 2) and collapse metric
-(:func:`nctransfer.metrics.compute_all`, spec section 1) on the training split -> ground truth (linear-probe
-accuracy on the test split, spec section 3; or fine-tuning accuracy; or the user's CSV) -> evaluation of every
+transferability score (:func:`nctransfer.transferability.rank`, docs/methods.md#transferability) and collapse metric
+(:func:`nctransfer.metrics.compute_all`, docs/methods.md#collapse-metrics) on the training split -> ground truth (linear-probe
+accuracy on the test split, docs/methods.md#finetuning; or fine-tuning accuracy; or the user's CSV) -> evaluation of every
 score (:func:`nctransfer.transferability.evaluate`: weighted Kendall tau, ...) -> the ranking by the recommended
 score, layer-wise collapse curves, an optional linear-probe vs SCL FT comparison on the recommended model
 (:mod:`nctransfer.finetune`) -> ``results.json``, ``scores.csv``, ``report.html``, ``report.md`` and the resolved
@@ -39,11 +39,11 @@ from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
 
 #: prefix of a model spec that asks for random initialisation and marks the model as a control
 RANDOM_PREFIX = "random:"
-#: default probe grid of the ranking ground truth: 5 inverse L2 strengths (spec section 3 allows a smaller grid)
+#: default probe grid of the ranking ground truth: 5 inverse L2 strengths (docs/methods.md#finetuning allows a smaller grid)
 PROBE_C_GRID: tuple[float, ...] = (1e-2, 1e-1, 1.0, 1e1, 1e2)
 #: options of the fine-tuning comparison (linear probe vs SCL FT) when not given. A short run on a few hundred
 #: images: BatchNorm statistics frozen outside the trained unit (``bn_policy="frozen"``) and a small learning rate.
-#: Measured on Fashion-MNIST (EfficientNet-Lite1, 400 images, 64 px, 3 epochs): with paper 000's protocol
+#: Measured on Fashion-MNIST (EfficientNet-Lite1, 400 images, 64 px, 3 epochs): with Li et al.'s (TMLR 2024) protocol
 #: (BatchNorm statistics updated on the downstream data, lr 0.05) the linear probe's test accuracy fell epoch by
 #: epoch (55 -> 44 -> 37.5 %); frozen statistics and lr 0.01 gave 68 -> 71 -> 72 % (linear probe) and 71 -> 75 -> 76 %
 #: (SCL FT at blocks.4.0).
@@ -474,7 +474,7 @@ def rank_models(
         taps: ``"penultimate"`` (one candidate per model, named after it), ``"all"`` (one candidate per tap of
             each model, named ``model@tap``, plus layer-wise collapse curves), or any tap selector of
             :func:`nctransfer.features.select_taps`.
-        truth: ``"probe"`` (linear-probe test accuracy, spec section 3), ``"finetune"`` (fine-tuning test
+        truth: ``"probe"`` (linear-probe test accuracy, docs/methods.md#finetuning), ``"finetune"`` (fine-tuning test
             accuracy: full FT of a penultimate candidate, SCL FT at a tap candidate; options in
             ``truth_finetune``), or the path of a CSV with columns ``model,accuracy``.
         out: directory for ``results.json``, ``scores.csv``, ``report.html``, ``report.md`` (+ ``figures/``) and
@@ -578,7 +578,7 @@ def rank_models(
             acc, details = _truth_probe(cands, cfg, cache, run)
         truth_info = {"kind": "probe", "source": f"test accuracy of a multinomial logistic-regression probe on the "
                       f"candidate's features (L2 strength chosen on a validation split from "
-                      f"{len(probe_C_grid or [1])} values; spec section 3)"}
+                      f"{len(probe_C_grid or [1])} values; docs/methods.md#finetuning)"}
     elif truth_arg == "finetune":
         with run.stage("ground truth (fine-tuning)", cache):
             acc, details = _truth_finetune(cands, data, cfg, cache, run)

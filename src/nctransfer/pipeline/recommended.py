@@ -8,10 +8,10 @@ that model's mean). Components are computed on the shared per-candidate workspac
 :func:`nctransfer.transferability.rank`, so the ensemble costs the sum of its parts once.
 
 :data:`DEFAULT_RECOMMENDED` is the score :func:`nctransfer.rank_models` ranks by when none is given; why it was
-chosen, with the numbers, is in ``docs/readme/product.md`` (benchmark ``benchmarks/bench_rank_real.py``, which
+chosen, with the numbers, is on the documentation's transferability page, docs/transferability.md (benchmark ``benchmarks/bench_rank_real.py``, which
 also evaluates every pair and triple of scores as a rank average: none generalised better than NCTI alone).
 
-Example:
+Examples:
     >>> from nctransfer.pipeline import register_rank_average
     >>> register_rank_average("ncti_gbc", ["ncti", "gbc"])      # doctest: +SKIP
     'ncti_gbc'
@@ -29,7 +29,7 @@ from nctransfer.exceptions import InputValueError
 #: rank-average ensembles registered by :func:`register_rank_average`: name -> (components, title)
 ENSEMBLES: dict[str, tuple[tuple[str, ...], str]] = {}
 
-#: the default score of rank_models / nctransfer rank --models / nctransfer demo: NCTI (paper 003, spec 2.9).
+#: the default score of rank_models / nctransfer rank --models / nctransfer demo: NCTI (Wang et al., ICCV 2023, docs/methods.md#ncti).
 #: Chosen by benchmarks/bench_rank_real.py: best mean weighted Kendall tau over the four offline pools (bundled
 #: EfficientNet-Lite0/1/2 + a random-init control; penultimate and all taps; Fashion-MNIST and digits), best on
 #: the informative 78-candidate pools, random control ranked last on both 4-model pools, and chosen again by a

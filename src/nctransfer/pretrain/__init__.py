@@ -1,4 +1,4 @@
-"""Pre-training studies (spec section 4; paper 000 section 3.1): how losses, projection heads, augmentation and
+"""Pre-training studies (docs/methods.md#pretraining; Li et al., TMLR 2024, section 3.1): how losses, projection heads, augmentation and
 adversarial training shape collapse on the source data and transfer to a target.
 
 - :class:`Recipe` / :class:`StudyGrid`: what to train (YAML grids with defaults, lists and products of axes);

@@ -1,8 +1,8 @@
-"""L-infinity PGD adversarial examples for adversarial pre-training (spec section 4; paper 000 appendix B).
+"""L-infinity PGD adversarial examples for adversarial pre-training (docs/methods.md#pretraining; Li et al., TMLR 2024, appendix B).
 
 Projected gradient ascent on the training loss (Madry et al., ICLR 2018): from a uniform random start in the
 ``eps``-ball, ``steps`` times ``x <- clip_[0,1]( Proj_{||x - x0||_inf <= eps}( x + alpha * sign(grad_x L) ) )``.
-The radius is on the ``[0, 1]`` pixel scale of the un-normalised images (paper 000 uses ``{1,2,3,5,8}/255``), so the
+The radius is on the ``[0, 1]`` pixel scale of the un-normalised images (Li et al., TMLR 2024 uses ``{1,2,3,5,8}/255``), so the
 attacked function must include the normalisation.
 """
 

@@ -1,4 +1,4 @@
-"""Augmentation levels 1-5 as batched tensor operations (spec section 4; paper 000 appendix B, figure 4).
+"""Augmentation levels 1-5 as batched tensor operations (docs/methods.md#pretraining; Li et al., TMLR 2024, appendix B, figure 4).
 
 Level ``k`` applies exactly the transforms of levels ``1..k``:
 
@@ -185,7 +185,7 @@ class Augmenter:
         crop_padding: padding of the random crop; ``None`` = ``max(1, round(H / 8))``.
         flip_p, jitter, jitter_p, gray_p: probabilities and strengths (brightness, contrast, saturation, hue).
 
-    Example:
+    Examples:
         >>> import torch
         >>> aug = Augmenter(3, mean=[0.5], std=[0.25])
         >>> aug.transforms

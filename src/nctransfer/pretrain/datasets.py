@@ -134,7 +134,7 @@ def load_study_data(
     Raises:
         NotFoundError: unknown dataset or files missing. InputValueError: bad classes or sizes.
 
-    Example:
+    Examples:
         >>> d = load_study_data("digits:0-4", train_per_class=10, test_per_class=5)
         >>> tuple(d.X_train.shape), d.classes
         ((50, 1, 28, 28), [0, 1, 2, 3, 4])

@@ -1,4 +1,4 @@
-"""Pre-training losses (spec section 4; paper 000 section 3.1, table 1).
+"""Pre-training losses (docs/methods.md#pretraining; Li et al., TMLR 2024, section 3.1, table 1).
 
 All losses take the output of the network's last trainable module for a batch and integer labels ``y [B]``
 in ``0..K-1`` and return a scalar mean over the batch:

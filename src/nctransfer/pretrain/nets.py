@@ -1,12 +1,12 @@
 """Networks for pre-training studies: a small CNN and an MLP that train in minutes on a CPU, any
 ``nctransfer.models`` architecture as an encoder, projection heads, and the training-time wrapper.
 
-The evaluated representation is always the **encoder's** output (paper 000 section 3.1: "we only used the encoder
+The evaluated representation is always the **encoder's** output (Li et al., TMLR 2024, section 3.1: "we only used the encoder
 network as the pre-trained model for downstream tasks and abandoned the projection head"). During pre-training the
 network is ``encoder -> projection head (0-3 layers) -> classifier`` for CE/MSE/label smoothing and
 ``encoder -> projection head -> L2 normalisation`` for SupCon.
 
-Projection heads (paper 000 figure 3 and table 1, "MLP with ReLU activation, we vary the number of its layers"):
+Projection heads (Li et al., TMLR 2024, figure 3 and table 1, "MLP with ReLU activation, we vary the number of its layers"):
 
 - before a classifier (CE, MSE, LS): ``n`` blocks ``Linear(., head_dim) -> ReLU``; the linear classifier follows;
 - for SupCon: ``n`` linear layers with ReLU between them (1 = the "linear projection", 2 = the two-layer MLP of
@@ -57,7 +57,7 @@ class SmallCNN(nn.Module):
 
 class MLP(nn.Module):
     """Flatten, then ``depth`` blocks ``fc1..fcD`` of ``Linear -> BatchNorm1d -> ReLU`` of width ``width``
-    (paper 000 figure 2 uses 9 layers of width 784 on MNIST/Fashion-MNIST)."""
+    (Li et al., TMLR 2024, figure 2 uses 9 layers of width 784 on MNIST/Fashion-MNIST)."""
 
     def __init__(self, in_features: int, width: int = 256, depth: int = 4) -> None:
         super().__init__()

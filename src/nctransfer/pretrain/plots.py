@@ -1,4 +1,4 @@
-"""Figures of a pre-training study (paper 000 figures 2-5). Matplotlib is imported lazily with the Agg backend.
+"""Figures of a pre-training study (Li et al., TMLR 2024 figures 2-5). Matplotlib is imported lazily with the Agg backend.
 
 - ``nc1_layers.png`` (figure 2): NC1 on the source training data at every tap, one line per recipe;
 - ``head_depth.png`` (figure 3): projection-head depth vs source NC1 and vs transfer accuracy, one line per loss;
@@ -108,7 +108,7 @@ def plot_layer_nc1(records: list[dict[str, Any]], path: str | Path) -> str:
     ax.set_xticks(range(len(taps)))
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_ylabel("NC1 on source training data")
-    ax.set_title("Progressive collapse across layers (paper 000 fig. 2)")
+    ax.set_title("Progressive collapse across layers (Li et al., TMLR 2024, fig. 2)")
     fig.legend(fontsize=7, ncol=1, loc="outside right upper")
     ax.grid(alpha=0.3, which="both")
     return _save(fig, Path(path))
@@ -155,14 +155,14 @@ def plot_source_nc1_vs_accuracy(records: list[dict[str, Any]], path: str | Path)
     """Figure 4: penultimate NC1 on the source training data vs transfer accuracy, one panel per target."""
     return _scatter(records, path, x_of=lambda r, j: r["source"]["layers"][PENULTIMATE]["nc1"],
                     xlabel="NC1 on source training data (penultimate)",
-                    title="Source collapse vs transfer (paper 000 fig. 4)")
+                    title="Source collapse vs transfer (Li et al., TMLR 2024, fig. 4)")
 
 
 def plot_target_nc1_vs_accuracy(records: list[dict[str, Any]], path: str | Path) -> str:
     """Figure 5: penultimate NC1 on the target training data vs transfer accuracy, one panel per target."""
     return _scatter(records, path, x_of=lambda r, j: r["targets"][j]["layers"][PENULTIMATE]["nc1"],
                     xlabel="NC1 on target training data (penultimate)",
-                    title="Target collapse vs transfer (paper 000 fig. 5)")
+                    title="Target collapse vs transfer (Li et al., TMLR 2024, fig. 5)")
 
 
 def head_depth_groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -216,7 +216,7 @@ def plot_head_depth(records: list[dict[str, Any]], path: str | Path) -> str | No
         ax.grid(alpha=0.3, which="both")
         ax.set_xticks(sorted({m["recipe"]["head_layers"] for g in groups.values() for m in g}))
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Projection-head depth (paper 000 fig. 3)", fontsize=10)
+    fig.suptitle("Projection-head depth (Li et al., TMLR 2024, fig. 3)", fontsize=10)
     return _save(fig, Path(path))
 
 

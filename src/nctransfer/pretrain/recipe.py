@@ -1,4 +1,4 @@
-"""Pre-training recipes (spec section 4; paper 000 section 3.1).
+"""Pre-training recipes (docs/methods.md#pretraining; Li et al., TMLR 2024, section 3.1).
 
 A :class:`Recipe` is everything that defines one pre-training run: the architecture, the loss (CE, MSE with
 one-hot targets, SupCon, label-smoothed CE), the projection head (0-3 layers, discarded after pre-training),
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from nctransfer.exceptions import InputValueError
 
-#: Losses and their accepted aliases (spec section 4).
+#: Losses and their accepted aliases (docs/methods.md#pretraining).
 LOSSES: dict[str, str] = {
     "ce": "cross-entropy on the linear classifier's logits",
     "mse": "squared error between the logits and one-hot targets (Hui & Belkin 2021), summed over classes",
@@ -33,7 +33,7 @@ _LOSS_ALIASES = {
     "squared_error": "mse", "l2": "mse",
     "sup_con": "supcon", "contrastive": "supcon",
 }
-#: Adversarial radii studied by paper 000 (appendix B, figure 4), in units of 1/255 of the [0, 1] pixel range.
+#: Adversarial radii studied by Li et al., TMLR 2024 (appendix B, figure 4), in units of 1/255 of the [0, 1] pixel range.
 SPEC_RADII_255: tuple[int, ...] = (1, 2, 3, 5, 8)
 #: Built-in architectures that train in minutes on a CPU (anything else goes through ``nctransfer.models``).
 BUILTIN_ARCHS = ("small_cnn", "mlp")
@@ -47,7 +47,7 @@ def parse_radius(value: Any, name: str = "adv_eps") -> float:
     Raises:
         InputValueError: not a number, or outside ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> parse_radius("8/255") == 8 / 255
         True
     """
@@ -67,7 +67,7 @@ def parse_radius(value: Any, name: str = "adv_eps") -> float:
             raise InputValueError(f"{name} must be a number in [0, 1]; got {value!r}.") from None
     if not (0.0 <= eps <= 1.0):  # also rejects NaN
         raise InputValueError(
-            f"{name} must lie in [0, 1] (pixel scale of images in [0, 1]; paper 000 uses "
+            f"{name} must lie in [0, 1] (pixel scale of images in [0, 1]; Li et al., TMLR 2024 uses "
             f"{{1,2,3,5,8}}/255); got {value!r}. Hint: write 8/255 rather than 8."
         )
     return eps
@@ -89,7 +89,7 @@ def canonical_loss(loss: Any) -> str:
 
 @dataclass
 class Recipe:
-    """One pre-training recipe (spec section 4).
+    """One pre-training recipe (docs/methods.md#pretraining).
 
     Attributes:
         name: label used in tables, plots and file names; derived from the non-default fields when empty.
@@ -104,16 +104,16 @@ class Recipe:
         label_smoothing: smoothing of CE targets in ``[0, 1)``; ``None`` = 0 for ``ce``, 0.1 for ``ls``.
         temperature: SupCon temperature ``tau``.
         head_layers: projection-head depth 0-3 (linear layers between the encoder and the loss), discarded after
-            pre-training. For SupCon, 1 = the linear projection and 2-3 = MLP projections of paper 000 table 1.
+            pre-training. For SupCon, 1 = the linear projection and 2-3 = MLP projections of Li et al., TMLR 2024, table 1.
         head_dim: width of the projection head.
         augment: augmentation level 1-5 (1 normalise, 2 + random crop, 3 + horizontal flip, 4 + colour jitter,
             5 + random grayscale).
         adv_eps: L-infinity PGD radius on the ``[0, 1]`` pixel scale (``"8/255"`` accepted); 0 = no adversarial
-            training. Paper 000 uses ``{1,2,3,5,8}/255``.
+            training. Li et al., TMLR 2024 uses ``{1,2,3,5,8}/255``.
         adv_steps: PGD steps per batch.
         adv_step_size: PGD step size; ``None`` = ``2.5 * adv_eps / adv_steps`` (Madry et al. 2018).
         epochs, batch_size, lr, momentum, weight_decay: SGD with momentum and a cosine schedule from ``lr``
-            (paper 000 appendix B uses 0.1, 0.9, 1e-4 and 200 epochs; the defaults here are for CPU minutes).
+            (Li et al., TMLR 2024, appendix B uses 0.1, 0.9, 1e-4 and 200 epochs; the defaults here are for CPU minutes).
         seed: seeds the initialisation, the batch order, the augmentation and PGD's random start.
     """
 

@@ -1,4 +1,4 @@
-"""Pre-training study runner (spec section 4; paper 000 section 3.1, figures 2-5, table 1).
+"""Pre-training study runner (docs/methods.md#pretraining; Li et al., TMLR 2024, section 3.1, figures 2-5, table 1).
 
 For every recipe of a :class:`~nctransfer.pretrain.grid.StudyGrid`:
 
@@ -6,10 +6,10 @@ For every recipe of a :class:`~nctransfer.pretrain.grid.StudyGrid`:
    ``OUT/runs/<recipe>/checkpoint.pt``);
 2. on the **source training data** (clean, normalised; the same images it was trained on) record every collapse
    metric of :func:`nctransfer.metrics.compute_all` at every tap of the encoder (its blocks, then
-   ``penultimate`` = the encoder output) -- progressive collapse, paper 000 figure 2; plus the source classifier's
+   ``penultimate`` = the encoder output) -- progressive collapse, Li et al., TMLR 2024, figure 2; plus the source classifier's
    train/test accuracy;
-3. on each **target**: the linear-probe accuracy of the frozen encoder features (spec section 3; the transfer
-   accuracy), every collapse metric of the target training features at every tap (NC1 on the target: paper 000
+3. on each **target**: the linear-probe accuracy of the frozen encoder features (docs/methods.md#finetuning; the transfer
+   accuracy), every collapse metric of the target training features at every tap (NC1 on the target: Li et al., TMLR 2024
    figure 5), and every transferability score of ``nctransfer.transferability`` on the target training features
    (LEEP / NCE with the source classifier's softmax when the recipe trains one; pool-level scores such as NCTI are
    combined across the recipes at the end);
@@ -213,7 +213,7 @@ def evaluate_source(model: PretrainedModel, data: StudyData, *, batch_size: int 
 def transfer_scores(X: np.ndarray, y: np.ndarray, probs: np.ndarray | None, methods: Sequence[str] | None = None
                     ) -> tuple[dict[str, float], dict[str, Any], dict[str, str]]:
     """Every transferability score of one model's target features ``X [N, d]`` with labels ``y [N]``
-    (spec section 2; higher = predicted to transfer better).
+    (docs/methods.md#transferability; higher = predicted to transfer better).
 
     Args:
         X, y: target training features and labels.
@@ -447,7 +447,7 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
 
 # ---------------------------------------------------------------------------------------------- pool scores
 def combine_pool_scores(records: list[dict[str, Any]]) -> None:
-    """Pool-relative scores (NCTI, ETran; spec sections 2.9-2.10) across the recipes of each target, in place:
+    """Pool-relative scores (NCTI, ETran; docs/methods.md#ncti #etran) across the recipes of each target, in place:
     ``record["targets"][i]["scores"][method]`` from the stored per-model ``pool_terms``. Needs two recipes or more
     (a single model has no pool-relative score)."""
     from nctransfer.transferability import METHODS

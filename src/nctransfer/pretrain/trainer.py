@@ -1,4 +1,4 @@
-"""Pre-training loop with atomic, resumable checkpoints (spec section 4).
+"""Pre-training loop with atomic, resumable checkpoints (docs/methods.md#pretraining).
 
 One call, :func:`pretrain`, trains a :class:`~nctransfer.pretrain.recipe.Recipe` on in-memory images: SGD with
 momentum and a per-step cosine schedule, the recipe's loss, projection head, augmentation level and (optionally)

@@ -376,8 +376,8 @@ def render_html(results: Mapping[str, Any], figures: Mapping[str, bytes] | None 
                      + "</section>")
     if any(v.get("taps") for v in (r.get("layers") or {}).values()):
         parts.append("<section><h2>Layer-wise collapse</h2><p class=note>NC1 = tr(Σ<sub>W</sub> Σ<sub>B</sub><sup>+"
-                     "</sup>)/K of each tap's training features (spec 1.1, 1.11) and the linear-probe accuracy of the "
-                     "same tap. Paper 000 (figure 9): collapse progresses with depth and goes with accuracy.</p>"
+                     "</sup>)/K of each tap's training features (docs/methods.md#nc1 #layer-wise) and the linear-probe accuracy of the "
+                     "same tap. Li et al., TMLR 2024 (figure 9): collapse progresses with depth and goes with accuracy.</p>"
                      + _figure(figures, "layers", "layer-wise NC1", "NC1 and probe accuracy per tap.")
                      + _layers_tables(r) + "</section>")
     ft = r.get("finetune") or {}

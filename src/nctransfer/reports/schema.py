@@ -17,24 +17,24 @@ Keys:
     methods (dict, optional): per transferability method its metadata from the registry: ``label``,
         ``higher_is_better``, ``pool_relative``, ``needs_probs``, ``reference``.
     scores (dict): ``{candidate: {method: float}}``; every score is oriented so that higher = predicted to
-        transfer better (spec section 2). A score that could not be computed is ``None`` (JSON ``null``).
+        transfer better (docs/methods.md#transferability). A score that could not be computed is ``None`` (JSON ``null``).
     score_errors (dict, optional): ``{candidate: {method: message}}`` for the ``None`` entries.
     score_seconds (dict, optional): ``{method: seconds}`` summed over the pool.
     collapse (dict, optional): ``{candidate: {metric: float}}`` collapse metrics of the training features
-        (spec section 1; ``nc1``, ``vci``, ``cdnv``, ``ncc_accuracy``, ...).
+        (docs/methods.md#collapse-metrics; ``nc1``, ``vci``, ``cdnv``, ``ncc_accuracy``, ...).
     truth (dict, optional): the ground truth: ``kind`` (``"probe"``, ``"finetune"`` or ``"csv"``), ``source``
         (a one-line description), ``accuracy`` (``{candidate: float in [0, 1]}``), ``details``
         (``{candidate: {...}}``, e.g. the probe's chosen ``C``).
     evaluation (dict, optional): ``{method: {"weighted_tau", "kendall", "spearman", "pearson",
-        "top1_regret"}}`` of each score's ranking against ``truth`` (spec section 2).
+        "top1_regret"}}`` of each score's ranking against ``truth`` (docs/methods.md#transferability).
     recommended_score (str, optional): the method used to rank the pool (must be in ``scores``).
     ranking (list[str], optional): candidates from best to worst by ``recommended_score``.
     recommended (str, optional): ``ranking[0]``.
     layers (dict, optional): ``{model: {"taps": [{"tap", "index", "dim", "nc1", "probe_accuracy", ...}],
-        "correlations": {"spearman_nc1_accuracy": float, ...}}}``: layer-wise collapse (spec 1.11).
+        "correlations": {"spearman_nc1_accuracy": float, ...}}}``: layer-wise collapse (docs/methods.md#layer-wise).
     finetune (dict, optional): ``model``, ``unit``, ``epochs``, ``description`` and ``methods``:
         ``{method: {"test_accuracy", "penultimate_nc1", "trainable_percent", "trainable_params",
-        "seconds_per_epoch", "peak_memory_mb"}}`` (linear probe vs SCL FT, spec section 3).
+        "seconds_per_epoch", "peak_memory_mb"}}`` (linear probe vs SCL FT, docs/methods.md#finetuning).
     timings (dict, optional): ``{stage: seconds}`` in the order the stages ran; ``cached`` stages may be listed
         in ``timings_cached`` (list of stage names).
     config (dict, optional): the resolved configuration.

@@ -1,4 +1,4 @@
-"""Exact, additive, streaming sufficient statistics of labelled features (spec section 0)."""
+"""Exact, additive, streaming sufficient statistics of labelled features (docs/methods.md#notation)."""
 
 from nctransfer.stats.feature_stats import FeatureStats
 

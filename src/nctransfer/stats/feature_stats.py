@@ -1,4 +1,4 @@
-"""``FeatureStats``: exact streaming sufficient statistics of labelled features (spec section 0).
+"""``FeatureStats``: exact streaming sufficient statistics of labelled features (docs/methods.md#notation).
 
 State (all float64, all plain sums, so merging two partial statistics is addition):
 
@@ -8,12 +8,12 @@ State (all float64, all plain sums, so merging two partial statistics is additio
   ``u_k = sum_{i in k} x_i / ||x_i||`` ``[K, d]``;
 - the pooled shifted second moment ``G = sum_i (x_i - a)(x_i - a)^T`` ``[d, d]``.
 
-Accumulating about a shift keeps features with a large common offset exact (style.md section 3.3 measured
+Accumulating about a shift keeps features with a large common offset exact (measured:
 relative errors of 1e-3 at an offset of 1e6 without it and 3e-12 with it). Every derived view
 (class means, ``Sigma_W``, ``Sigma_B``, ``Sigma_Bw``, ``Sigma_T``) is computed from the state in float64 and
 returned in sorted class order (first-seen order when labels of mixed types cannot be sorted).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from nctransfer import FeatureStats
     >>> X = np.array([[0., 0.], [2., 0.], [0., 4.], [2., 4.]]); y = np.array(["a", "a", "b", "b"])

@@ -1,4 +1,4 @@
-"""Transferability scores (spec section 2): which pre-trained model will transfer best to a target dataset?
+"""Transferability scores (docs/methods.md#transferability): which pre-trained model will transfer best to a target dataset?
 
 Every score is a function of a model's features on the target data (``X [N, d]``, labels ``y [N]``; LEEP and NCE
 also need the source classifier's probabilities ``probs [N, C_src]``) and is oriented so that **higher =
@@ -6,7 +6,7 @@ predicted to transfer better**. One call for all: :func:`score`; a pool of candi
 against ground truth: :func:`evaluate`. :data:`METHODS` records each method's paper, inputs, direction, whether it
 is pool-relative (NCTI, ETran) and its cost.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from nctransfer import transferability as tr
     >>> rng = np.random.default_rng(0); y = np.repeat(np.arange(4), 50)

@@ -163,7 +163,7 @@ def softmax(Z: np.ndarray) -> np.ndarray:
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
-    """Min-max normalisation to ``[0, 1]`` across models; all-equal values give 0 (spec section 2.9)."""
+    """Min-max normalisation to ``[0, 1]`` across models; all-equal values give 0 (docs/methods.md#ncti)."""
     v = np.asarray(values, dtype=np.float64)
     lo, hi = np.min(v), np.max(v)
     if not np.isfinite(lo) or not np.isfinite(hi):
@@ -401,7 +401,7 @@ class Workspace:
 def pca_dims(ws: Workspace, wanted: int, fname: str, arg: str = "n_components", rule: str = "spec") -> int:
     """Number of PCA components, with a :class:`NumericalWarning` whenever fewer than ``wanted`` are used.
 
-    ``rule="spec"`` (NCTI, spec section 2.9): ``wanted`` if ``min(N, d) >= wanted``, else ``min(N, d) - 1``.
+    ``rule="spec"`` (NCTI, docs/methods.md#ncti): ``wanted`` if ``min(N, d) >= wanted``, else ``min(N, d) - 1``.
     ``rule="available"`` (GBC, PARC): ``min(wanted, d, N - 1)`` -- all dimensions when ``d`` is small (a PCA to
     ``d`` dimensions is a rotation), ``N - 1`` when the samples limit the rank. At least 1.
     """
@@ -470,7 +470,7 @@ def check_positive_float(value: Any, name: str, fname: str, allow_zero: bool = F
 # --------------------------------------------------------------------------------------- shrinkage LDA
 def power_sigma_max(A: np.ndarray, n_iter: int = 3) -> float:
     """Largest eigenvalue estimate of the SFDA reference code (``iterative_A``): start from the row sums,
-    ``n_iter`` double power steps, return ``x^T A y`` with the last two unit iterates (spec section 2.8)."""
+    ``n_iter`` double power steps, return ``x^T A y`` with the last two unit iterates (docs/methods.md#sfda)."""
     x = A.sum(axis=1)
     yv = x
     for _ in range(n_iter):

@@ -1,11 +1,11 @@
-"""Registry of transferability scores and the uniform entry point :func:`score` (spec section 2).
+"""Registry of transferability scores and the uniform entry point :func:`score` (docs/methods.md#transferability).
 
-Each method is a :class:`MethodInfo`: its function, paper, spec section, inputs, whether it needs the source
+Each method is a :class:`MethodInfo`: its function, paper, section of docs/methods.md, inputs, whether it needs the source
 classifier's probabilities, whether it is pool-relative (NCTI, ETran: min-max normalised across the candidate
 models, so one model alone has no score), how many passes over the data a streaming implementation needs, and
 its cost. Every registered score is oriented so that **higher = predicted to transfer better**.
 
-Example:
+Examples:
     >>> from nctransfer.transferability import METHODS, list_methods
     >>> METHODS["leep"].needs_probs
     True

@@ -1,10 +1,10 @@
-"""Collapse-based transferability scores (spec section 2.12): collapse metrics of ``nctransfer.metrics`` turned
+"""Collapse-based transferability scores (docs/methods.md#collapse-scores): collapse metrics of ``nctransfer.metrics`` turned
 so that higher = predicted to transfer better.
 
-- ``neg_nc1 = -NC1``, ``neg_log_nc1 = -log NC1`` (paper 000 eq. 4; spec 1.1),
-- ``neg_vci = -VCI`` (paper 004 def. 5.3; spec 1.7),
-- ``neg_cdnv = -CDNV`` (Galanti et al. 2022; spec 1.5),
-- ``ncc_accuracy``: nearest-class-centre accuracy on the target data (spec 1.4).
+- ``neg_nc1 = -NC1``, ``neg_log_nc1 = -log NC1`` (Li et al., TMLR 2024, eq. 4; docs/methods.md#nc1),
+- ``neg_vci = -VCI`` (Xu & Liu, ICML 2023, def. 5.3; docs/methods.md#vci),
+- ``neg_cdnv = -CDNV`` (Galanti et al. 2022; docs/methods.md#cdnv),
+- ``ncc_accuracy``: nearest-class-centre accuracy on the target data (docs/methods.md#nc4).
 
 The first four accept a :class:`~nctransfer.stats.FeatureStats` (one pass over the data).
 """
@@ -74,12 +74,12 @@ def ncc_accuracy(X: Any, y: Any = None) -> float:
     return _ncc(*_arg(X, y))
 
 
-_REF_NC1 = "Papyan, Han & Donoho, PNAS 2020 (NC1); paper 000 eq. 4"
+_REF_NC1 = "Papyan, Han & Donoho, PNAS 2020 (NC1); Li et al., TMLR 2024, eq. 4"
 neg_nc1 = register("neg_nc1", title="-NC1", spec="2.12 (1.1)", reference=_REF_NC1, accepts_stats=True,
          cost="O(N d r)")(neg_nc1)
 neg_log_nc1 = register("neg_log_nc1", title="-log NC1", spec="2.12 (1.1)", reference=_REF_NC1, accepts_stats=True,
          cost="O(N d r)")(neg_log_nc1)
-neg_vci = register("neg_vci", title="-VCI", spec="2.12 (1.7)", reference="Xu & Liu, ICML 2023 (paper 004, def. 5.3)",
+neg_vci = register("neg_vci", title="-VCI", spec="2.12 (1.7)", reference="Xu & Liu, ICML 2023, def. 5.3",
          accepts_stats=True, cost="O(N d^2 + d^3)")(neg_vci)
 neg_cdnv = register("neg_cdnv", title="-CDNV", spec="2.12 (1.5)", reference="Galanti, Gyorgy & Hutter, ICLR 2022",
          accepts_stats=True, cost="O(N d + K^2 d)")(neg_cdnv)

@@ -1,4 +1,4 @@
-"""ETran: energy-based transferability (spec section 2.10).
+"""ETran: energy-based transferability (docs/methods.md#etran).
 
 Gholami, Akbari, Wang & Zhang, "ETran: Energy-Based Transferability Estimation", ICCV 2023.
 
@@ -63,7 +63,7 @@ def _row_logsumexp(X: np.ndarray, chunk: int = 4096) -> np.ndarray:
 def etran_terms(X: Any, y: Any = None, *, percent: float = 0.5, tail: str = "bottom",
                 lda_covariance: str = "identity", a: float = 5.0, n_power_iter: int = 3,
                 min_shrinkage: float = 1e-10) -> dict[str, float]:
-    """The two raw ETran terms of one model (spec section 2.10).
+    """The two raw ETran terms of one model (docs/methods.md#etran).
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.
@@ -120,7 +120,7 @@ def etran_combine(terms: Mapping[str, Mapping[str, float]], weights: Sequence[fl
 
 @blas_limited
 def etran(pool: Any, y: Any = None, *, weights: Sequence[float] = (0.15, 0.85), **options: Any) -> "Any":
-    """ETran of every model of a pool (spec section 2.10); ``df["etran"]`` is the score.
+    """ETran of every model of a pool (docs/methods.md#etran); ``df["etran"]`` is the score.
 
     Raises:
         InputValueError: fewer than two models (ETran is pool-relative).

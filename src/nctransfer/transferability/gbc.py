@@ -1,4 +1,4 @@
-"""GBC: Gaussian Bhattacharyya coefficient class separability (spec section 2.6).
+"""GBC: Gaussian Bhattacharyya coefficient class separability (docs/methods.md#gbc).
 
 Pandy, Agostinelli, Uijlings, Ferrari & Mensink, "Transferability Estimation using Bhattacharyya Class
 Separability", CVPR 2022.
@@ -73,7 +73,7 @@ def _pairwise_sq(M: np.ndarray) -> np.ndarray:
 @blas_limited
 def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int | None = 64,
         var_floor: float = 1e-4) -> float:
-    """GBC score (spec section 2.6).
+    """GBC score (docs/methods.md#gbc).
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.
@@ -88,7 +88,7 @@ def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int
 
     Cost: ``O(N d^2 + d^3)`` for the exact PCA, then ``O(N p + K^2 p)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.array([[0.], [1.], [0.], [1.]]); y = [0, 0, 1, 1]
         >>> gbc(X, y, n_components=None)  # two identical classes: two ordered pairs, each -1

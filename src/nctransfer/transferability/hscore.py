@@ -1,4 +1,4 @@
-"""H-score and regularised H-score (spec section 2.5).
+"""H-score and regularised H-score (docs/methods.md#hscore).
 
 H-score (Bao, Li, Huang, Zhang, Zheng, Zamir & Guibas, "An Information-Theoretic Approach to Transferability in
 Task Transfer Learning", ICIP 2019)::
@@ -6,7 +6,7 @@ Task Transfer Learning", ICIP 2019)::
     H = tr(cov(X)^+ cov(g)),   g_i = mu_{y_i}   (the class-conditional mean of sample i)
 
 Both covariances use the same normalisation in the reference code (``1/(N-1)``), so ``H = tr(Sigma_T^+ Sigma_Bw)``
-and ``VCI = 1 - H / min(d, K-1)`` on the same features (spec sections 1.7 and 2.5) -- a cross-check between two
+and ``VCI = 1 - H / min(d, K-1)`` on the same features (docs/methods.md#vci #hscore) -- a cross-check between two
 independently written functions. H is a function of the streaming statistics (one pass).
 
 Regularised H-score (Ibrahim, Ponomareva & Mazumder, "Newer is Not Always Better: Rethinking Transferability
@@ -63,7 +63,7 @@ def _trace_pinv_quad(T: np.ndarray, D: np.ndarray, rtol: float, ws: Workspace | 
 
 @blas_limited
 def hscore(X_or_stats: Any, y: Any = None, *, rcond: float | None = None) -> float:
-    """H-score ``tr(cov(X)^+ cov(g))`` (spec section 2.5).
+    """H-score ``tr(cov(X)^+ cov(g))`` (docs/methods.md#hscore).
 
     Args:
         X_or_stats: features ``[N, d]`` with ``y``, or a :class:`~nctransfer.stats.FeatureStats`.
@@ -78,7 +78,7 @@ def hscore(X_or_stats: Any, y: Any = None, *, rcond: float | None = None) -> flo
     Cost: ``O(N d^2 + d^3 / 3)`` (Cholesky) or ``O(N d^2 + d^3)`` (eigendecomposition); ``O(N^2 d + N^3)`` when
     ``N < d``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.array([[0.], [1.], [3.], [4.]]); y = [0, 0, 1, 1]
         >>> round(hscore(X, y), 6)  # Sigma_Bw / Sigma_T = 2.25 / 2.5
@@ -129,7 +129,7 @@ def ledoit_wolf_shrinkage(ws: Workspace) -> float:
 
 @blas_limited
 def reg_hscore(X: Any, y: Any = None, *, rcond: float | None = None) -> float:
-    """Regularised H-score ``tr(cov_a^+ (1 - a) cov(g))`` with Ledoit-Wolf shrinkage ``a`` (spec section 2.5).
+    """Regularised H-score ``tr(cov_a^+ (1 - a) cov(g))`` with Ledoit-Wolf shrinkage ``a`` (docs/methods.md#hscore).
 
     Args:
         X: features ``[N, d]`` (per-sample data: the Ledoit-Wolf shrinkage needs fourth moments).

@@ -1,4 +1,4 @@
-"""LEEP: log expected empirical prediction (spec section 2.2).
+"""LEEP: log expected empirical prediction (docs/methods.md#leep).
 
 Nguyen, Hassner, Seeger & Archambeau, "LEEP: A New Measure to Evaluate Transferability of Learned
 Representations", ICML 2020.
@@ -43,7 +43,7 @@ def leep_from_probs(codes: np.ndarray, K: int, P: np.ndarray, *, log: bool = Tru
 
 @blas_limited
 def leep(X: Any, y: Any = None, probs: Any = None, *, log: bool = True) -> float:
-    """LEEP score (spec section 2.2). Needs the source classifier's probabilities; ``X`` is only used for its
+    """LEEP score (docs/methods.md#leep). Needs the source classifier's probabilities; ``X`` is only used for its
     length (pass ``None`` to score from ``y`` and ``probs`` alone).
 
     Args:
@@ -62,7 +62,7 @@ def leep(X: Any, y: Any = None, probs: Any = None, *, log: bool = True) -> float
 
     Cost: ``O(N C_src)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> theta = np.array([[1.0, 0.0], [0.0, 1.0]]); y = [0, 1]
         >>> leep(None, y, theta)  # a perfect source classifier: P(y|z) one-hot, log 1 = 0

@@ -1,4 +1,4 @@
-"""LogME: the maximum log marginal evidence of a Bayesian linear model on the features (spec section 2.1).
+"""LogME: the maximum log marginal evidence of a Bayesian linear model on the features (docs/methods.md#logme).
 
 You, Liu, Wang & Long, "LogME: Practical Assessment of Pre-trained Models for Transfer Learning", ICML 2021;
 fixed-point solver from You et al., "Ranking and Tuning Pre-trained Models", JMLR 2022.
@@ -187,7 +187,7 @@ def _targets(y: Any, n: int, regression: bool) -> tuple[np.ndarray | None, Any, 
 @blas_limited
 def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter: int = 11, tol: float = 1e-3,
           rcond: float = 1e-10, eps: float = 1e-5, return_details: bool = False) -> float | LogMEResult:
-    """LogME score (spec section 2.1): mean over targets of the maximised log evidence per sample.
+    """LogME score (docs/methods.md#logme): mean over targets of the maximised log evidence per sample.
 
     Args:
         X_or_stats: features ``[N, d]`` (numpy or torch; CUDA tensors are decomposed on the GPU), or a
@@ -213,7 +213,7 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
 
     Cost: ``O(N d min(N, d) + min(N, d)^3 + N d m)``; one decomposition shared by the ``m`` targets.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> y = np.repeat([0, 1], 50); X = rng.normal(size=(100, 5)) + 3 * y[:, None]

@@ -1,4 +1,4 @@
-"""NCE: negative conditional entropy of target labels given hard source labels (spec section 2.3).
+"""NCE: negative conditional entropy of target labels given hard source labels (docs/methods.md#nce).
 
 Tran, Nguyen & Hassner, "Transferability and Hardness of Supervised Classification Tasks", ICCV 2019.
 
@@ -36,7 +36,7 @@ def nce_from_labels(codes: np.ndarray, K: int, z: np.ndarray) -> float:
 
 @blas_limited
 def nce(X: Any, y: Any = None, probs: Any = None, *, source_labels: Any = None) -> float:
-    """NCE score (spec section 2.3): ``-H(Y | Z)`` with ``Z`` the source classifier's argmax prediction.
+    """NCE score (docs/methods.md#nce): ``-H(Y | Z)`` with ``Z`` the source classifier's argmax prediction.
 
     Args:
         X: features ``[N, d]`` (unused except for validation) or ``None``.
@@ -53,7 +53,7 @@ def nce(X: Any, y: Any = None, probs: Any = None, *, source_labels: Any = None) 
 
     Cost: ``O(N C_src)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> nce(None, [0, 0, 1, 1], source_labels=[5, 5, 7, 7])  # Z determines Y
         0.0

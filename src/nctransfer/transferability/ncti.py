@@ -1,11 +1,11 @@
-"""NCTI: neural-collapse transferability index (spec section 2.9; paper 003).
+"""NCTI: neural-collapse transferability index (docs/methods.md#ncti; Wang et al., ICCV 2023).
 
 Wang, Luo, Zheng, Huang & Baktashmotlagh, "How Far Pre-trained Models Are from Neural Collapse on the Target
 Dataset Informs their Transferability", ICCV 2023. The formulas follow the authors' public code, which
 reproduces the paper's tables (the paper's own equations are garbled and differ):
 
 - PCA of ``X`` to 64 dimensions; requires ``min(N, d) >= 64``, otherwise ``min(N, d) - 1`` with a warning.
-- Shrinkage ``t = max(exp(-sum of the top-32 PCA explained variances), 1e-10)`` (paper 003 eq. 13); if ``t`` is at
+- Shrinkage ``t = max(exp(-sum of the top-32 PCA explained variances), 1e-10)`` (Wang et al., ICCV 2023, eq. 13); if ``t`` is at
   the floor: plain LDA (scikit-learn's ``svd`` solver), else LDA with shrinkage ``t`` (scikit-learn's ``eigen``
   solver). The within-class covariance is the population one (``1/N``), as scikit-learn >= 1.5's ``svd`` solver;
   older versions, which the authors used, normalised the plain solver by ``1/(N-K)`` -- a factor
@@ -79,7 +79,7 @@ def _lda_in_pca(Z: np.ndarray, ws: Workspace, t: float, plain: bool) -> tuple[np
 @blas_limited
 def ncti_terms(X: Any, y: Any = None, *, n_components: int = 64, n_top: int = 32,
                min_shrinkage: float = 1e-10) -> dict[str, float]:
-    """The three raw NCTI terms of one model (spec section 2.9).
+    """The three raw NCTI terms of one model (docs/methods.md#ncti).
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.
@@ -114,7 +114,7 @@ def ncti_terms(X: Any, y: Any = None, *, n_components: int = 64, n_top: int = 32
 
 
 def ncti_combine(terms: Mapping[str, Mapping[str, float]]) -> "Any":
-    """Pool combination ``minmax(S_ncc) + minmax(S_seli) - minmax(S_vc)`` (spec section 2.9).
+    """Pool combination ``minmax(S_ncc) + minmax(S_seli) - minmax(S_vc)`` (docs/methods.md#ncti).
 
     Args:
         terms: ``{model: ncti_terms(...)}`` for at least two models of the same target dataset.
@@ -137,7 +137,7 @@ def ncti_combine(terms: Mapping[str, Mapping[str, float]]) -> "Any":
 
 @blas_limited
 def ncti(pool: Any, y: Any = None, **options: Any) -> "Any":
-    """NCTI of every model of a pool (spec section 2.9).
+    """NCTI of every model of a pool (docs/methods.md#ncti).
 
     Args:
         pool: ``{name: (X, y)}`` (or ``{name: X}`` with the shared ``y``, or a list) -- at least two models whose
@@ -157,7 +157,7 @@ def ncti(pool: Any, y: Any = None, **options: Any) -> "Any":
 
 
 ncti_terms = register("ncti", title="NCTI", spec="2.9",
-         reference="Wang, Luo, Zheng, Huang & Baktashmotlagh, ICCV 2023 (paper 003)",
+         reference="Wang, Luo, Zheng, Huang & Baktashmotlagh, ICCV 2023",
          pool_relative=True, combine=ncti_combine, passes=3,
          cost="O(N d^2 + d^3) PCA + O(N p^2 + N K^2)")(ncti_terms)
 

@@ -1,9 +1,9 @@
-"""NLEEP: LEEP with a Gaussian-mixture "source classifier" fitted on the target features (spec section 2.4).
+"""NLEEP: LEEP with a Gaussian-mixture "source classifier" fitted on the target features (docs/methods.md#nleep).
 
 Li, Jia, Sang, Zhu, Green, Wang & Gong, "Ranking Neural Checkpoints", CVPR 2021.
 
 PCA keeping 80% of the variance; a Gaussian mixture with ``5 K`` components (full covariance, k-means
-initialisation, seeded); then LEEP (spec section 2.2, the mean *log* likelihood) with the mixture's posteriors
+initialisation, seeded); then LEEP (docs/methods.md#leep, the mean *log* likelihood) with the mixture's posteriors
 as ``theta``. The mixture is fitted on the rows in a canonical (lexicographic) order so that the result does not
 depend on the order of the samples. When the fit fails (ill-conditioned covariances) it falls back, with a
 :class:`NumericalWarning`, to diagonal covariances, then to fewer components; more components than samples are
@@ -76,7 +76,7 @@ def _fit_gmm(Z: np.ndarray, k: int, covariance: str, seed: int, max_iter: int, r
 def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class: int = 5,
           covariance: str = "full", seed: int = 0, max_iter: int = 100, reg_covar: float = 1e-6,
           log: bool = True) -> float:
-    """NLEEP score (spec section 2.4).
+    """NLEEP score (docs/methods.md#nleep).
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.

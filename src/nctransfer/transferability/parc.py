@@ -1,4 +1,4 @@
-"""PARC: pairwise annotation representation comparison (spec section 2.11; optional extra).
+"""PARC: pairwise annotation representation comparison (docs/methods.md#parc; optional extra).
 
 Bolya, Mittapalli & Hoffman, "Scalable Diverse Model Selection for Accessible Transfer Learning", NeurIPS 2021.
 
@@ -122,7 +122,7 @@ def _parc_blocked(Zn: np.ndarray, codes: np.ndarray, K: int, block: int = 1024) 
 def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: int = 2_000_000,
          max_samples: int | None = None, seed: int = 0, pca: str = "randomized",
          pca_seed: int = 1919) -> float:
-    """PARC score (spec section 2.11).
+    """PARC score (docs/methods.md#parc).
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.

@@ -26,7 +26,7 @@ Defaults (the authors' evaluation script): ``time_step = 0.1``, ``nsigma = 0.6``
 ``exit_ratio = 0.5``. Two classes with coinciding means have no direction to move in and do not push each other
 (the code divides by zero there). Higher = better, like the base score.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from nctransfer.transferability import ped_motion
     >>> X = np.array([[-1.0], [1.0], [1.0], [3.0]]); y = [0, 0, 1, 1]

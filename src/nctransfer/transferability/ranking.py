@@ -1,12 +1,12 @@
-"""Ranking a pool of candidate models and evaluating a ranking against ground truth (spec section 2).
+"""Ranking a pool of candidate models and evaluating a ranking against ground truth (docs/methods.md#transferability).
 
 :func:`rank` computes every requested score for every candidate (features ``(X, y)``, optional source
 probabilities, or an ``.npz`` features file) into one DataFrame; pool-relative scores (NCTI, ETran) are combined
 across the pool. :func:`evaluate` compares scores with the true transfer accuracies by weighted Kendall tau
-(hyperbolic weights, ``scipy.stats.weightedtau`` defaults -- the main figure of paper 003), Kendall tau, Spearman,
+(hyperbolic weights, ``scipy.stats.weightedtau`` defaults -- the main figure of Wang et al., ICCV 2023), Kendall tau, Spearman,
 Pearson and top-1 regret.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from nctransfer.transferability import rank, evaluate
     >>> rng = np.random.default_rng(0); y = np.repeat(np.arange(3), 40)
@@ -428,7 +428,7 @@ def _evaluate_one(score: "Any", truth: "Any", method: str) -> dict[str, float]:
 
 
 def evaluate(scores: Any, truth: Any) -> dict[str, Any]:
-    """Compare transferability scores with ground-truth transfer accuracies (spec section 2).
+    """Compare transferability scores with ground-truth transfer accuracies (docs/methods.md#transferability).
 
     Args:
         scores: ``{model: score}`` or a ``pandas.Series`` indexed by model -- or a DataFrame from :func:`rank`
@@ -446,7 +446,7 @@ def evaluate(scores: Any, truth: Any) -> dict[str, Any]:
     Raises:
         InputValueError: truth misses scored models, non-numeric values, NaN truth.
 
-    Example:
+    Examples:
         >>> evaluate({"a": 3.0, "b": 2.0, "c": 1.0}, {"a": 0.9, "b": 0.8, "c": 0.7})["kendall"]
         1.0
     """

@@ -1,4 +1,4 @@
-"""SFDA: self-challenging Fisher discriminant analysis (spec section 2.8).
+"""SFDA: self-challenging Fisher discriminant analysis (docs/methods.md#sfda).
 
 Shao, Zhao, Ge, Zhang, Yang, Wang, Shan & Luo, "Not All Models Are Equal: Predicting Model Transferability in a
 Self-challenging Fisher Space", ECCV 2022.
@@ -76,7 +76,7 @@ def shrunk_lda_posterior(ws: Workspace, *, shrinkage: float | None = None, a: fl
 @blas_limited
 def sfda(X: Any, y: Any = None, *, a: float = 5.0, n_power_iter: int = 3, shrinkage: float | None = None,
          min_shrinkage: float = 1e-10, return_details: bool = False) -> float | SFDAResult:
-    """SFDA score (spec section 2.8).
+    """SFDA score (docs/methods.md#sfda).
 
     Args:
         X: features ``[N, d]`` (not modified); y: labels ``[N]``.

@@ -1,4 +1,4 @@
-"""TransRate: coding-rate gain of the features relative to their classes (spec section 2.7).
+"""TransRate: coding-rate gain of the features relative to their classes (docs/methods.md#transrate).
 
 Huang, Huang, Rong, Yang & Wei, "Frustratingly Easy Transferability Estimation", ICML 2022.
 
@@ -44,7 +44,7 @@ def _coding_rate(Z: np.ndarray, eps: float, gram: np.ndarray | None = None) -> f
 
 @blas_limited
 def transrate(X: Any, y: Any = None, *, eps: float = 1e-4) -> float:
-    """TransRate score (spec section 2.7).
+    """TransRate score (docs/methods.md#transrate).
 
     Args:
         X: features ``[N, d]``; y: labels ``[N]``.

@@ -21,7 +21,7 @@ def _default_mode() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; on success it is renamed onto ``path``.
 
-    Example:
+    Examples:
         >>> with atomic_path("out.npz") as tmp:   # doctest: +SKIP
         ...     np.savez(tmp, x=1)
     """

@@ -10,7 +10,7 @@ Locks are per process and reentrant within a thread (``is_singleton=True``: the 
 in one process). A lock is released by the operating system when its process dies, so a killed worker never leaves
 a cache locked. ``NCTRANSFER_LOCK_TIMEOUT`` (seconds, default: wait forever) bounds the wait.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> with entry_lock(d / "entry"):

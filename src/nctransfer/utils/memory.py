@@ -42,7 +42,7 @@ def format_bytes(n: float) -> str:
 def check_memory(nbytes: int, what: str, advice: str = "") -> None:
     """Raise :class:`InsufficientMemoryError` when ``nbytes`` exceed the available memory.
 
-    Example:
+    Examples:
         >>> check_memory(1024, "a small buffer")  # fits: returns None
     """
     avail = available_memory()
