@@ -20,6 +20,7 @@ lowers the log level to errors and warnings).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -59,6 +60,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         mod.add_parser(p)
         add_config_argument(p)
         _add_verbosity(p)
+        if any("--data" in a.option_strings for a in p._actions) and \
+                not any("--skip-bad-images" in a.option_strings for a in p._actions):
+            p.add_argument("--skip-bad-images", action="store_true",
+                           help="image folders: leave out image files that cannot be decoded (listed in a warning) "
+                                "instead of stopping at the first one")
         p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
@@ -101,7 +107,11 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 def _error_line(command: str | None, exc: BaseException) -> str:
     from nctransfer.exceptions import NCTransferError
 
-    text = " ".join(str(exc).split()) if isinstance(exc, NCTransferError) else _describe(exc)
+    raw = str(exc)
+    if "Original Traceback" in raw:  # re-raised from a DataLoader worker: keep the original error's own message
+        last = [ln for ln in raw.strip().splitlines() if ln.strip()][-1]
+        raw = last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ", 1)[0] else last
+    text = " ".join(raw.split()) if isinstance(exc, NCTransferError) else _describe(exc)
     return f"nctransfer{' ' + command if command else ''}: error: {text}"
 
 
@@ -145,12 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
         setup_logging(verbose, bool(getattr(args, "quiet", False)))
         _check_common(args)
-        if getattr(args, "allow_pickle", False):  # the opt-in reaches load_model("file:...") deep in pipelines
-            from nctransfer.models.loading import pickle_allowed
+        with contextlib.ExitStack() as stack:  # opt-ins that must reach loaders deep inside the pipelines
+            if getattr(args, "allow_pickle", False):
+                from nctransfer.models.loading import pickle_allowed
 
-            with pickle_allowed():
-                return int(args._run(args) or 0)
-        return int(args._run(args) or 0)
+                stack.enter_context(pickle_allowed())
+            if getattr(args, "skip_bad_images", False):
+                from nctransfer.data.datasets import skip_bad_images
+
+                stack.enter_context(skip_bad_images())
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         _quiet_print(f"nctransfer{' ' + command if command else ''}: interrupted")
         return 130

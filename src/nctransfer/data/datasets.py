@@ -33,11 +33,13 @@ MNIST or CIFAR) transform whole batches as tensor operations in :meth:`ArrayImag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -215,7 +217,7 @@ class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
 
         j = int(self.indices[i])
         where = f"{self.name}[{j}]"
-        img, _ = item_pair(self.base[j], where)
+        img, _ = item_pair(_read_item(self.base, j, where), where)
         t = self.transform
         if t is None:
             x = to_float_tensor(img, where)
@@ -245,7 +247,8 @@ class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
 
         key = ("img", j)
         if key not in self._hashes:
-            self._hashes[key] = image_digest(item_pair(self.base[j], f"{self.name}[{j}]")[0])
+            self._hashes[key] = image_digest(item_pair(_read_item(self.base, j, f"{self.name}[{j}]"),
+                                                       f"{self.name}[{j}]")[0])
         return self._hashes[key]
 
     def _file_hash(self, j: int, path: str) -> str:
@@ -372,6 +375,70 @@ def _digits(split: str, **kw: Any) -> tuple[Any, np.ndarray, list[str], dict[str
     return (X[pos] / 16.0).astype(np.float32), y[pos], [str(i) for i in range(10)], {}
 
 
+_SKIP_BAD_IMAGES = False  # default of load_dataset(skip_bad_images=...); the CLI's --skip-bad-images sets it
+
+
+@contextlib.contextmanager
+def skip_bad_images(enabled: bool = True) -> Iterator[None]:
+    """Within this block :func:`load_dataset` skips unreadable image files as if ``skip_bad_images=True`` was
+    passed (the CLI's ``--skip-bad-images`` uses it so that pipelines that load data deep inside honour it)."""
+    global _SKIP_BAD_IMAGES
+    old, _SKIP_BAD_IMAGES = _SKIP_BAD_IMAGES, bool(enabled)
+    try:
+        yield
+    finally:
+        _SKIP_BAD_IMAGES = old
+
+
+def _item_path(base: Any, j: int) -> str | None:
+    samples = getattr(base, "samples", None)  # torchvision ImageFolder / DatasetFolder: [(path, class), ...]
+    try:
+        return str(samples[j][0]) if samples is not None else None
+    except (IndexError, TypeError, KeyError):
+        return None
+
+
+def _read_item(base: Any, j: int, where: str) -> Any:
+    """``base[j]``; an image file that cannot be decoded raises one :class:`InputValueError` naming the file."""
+    try:
+        return base[j]
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError (OSError), truncated files
+        path = _item_path(base, j)
+        if path is None:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputValueError(f"image file {path!r} ({where}) could not be read (corrupt or truncated?): {first}. "
+                              "Remove or replace it, or skip unreadable images with --skip-bad-images "
+                              "(load_dataset(..., skip_bad_images=True)).") from None
+
+
+def _drop_bad_images(ds: "WrappedImageDataset") -> "WrappedImageDataset":
+    """``ds`` without the items whose image file cannot be decoded (each file is opened and fully decoded once);
+    the skipped files are listed in ``ds.meta["skipped_images"]`` and reported with a warning."""
+    from PIL import Image
+
+    bad: list[str] = []
+    keep: list[int] = []
+    for i, j in enumerate(ds.indices.tolist()):
+        path = _item_path(ds.base, j)
+        if path is None:
+            keep.append(i)
+            continue
+        try:
+            with Image.open(path) as im:
+                im.load()
+            keep.append(i)
+        except (OSError, ValueError, SyntaxError) as exc:
+            bad.append(f"{path} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    if not bad:
+        return ds
+    warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {ds.name}: {'; '.join(bad[:10])}"
+                  f"{' ...' if len(bad) > 10 else ''}", UserWarning, stacklevel=3)
+    out = ds.subset(np.asarray(keep, dtype=np.int64))
+    out.meta["skipped_images"] = bad
+    return out
+
+
 def _image_folder(path: Path, split: str, transform: Any, **kw: Any) -> WrappedImageDataset:
     from torchvision.datasets import ImageFolder
 
@@ -456,6 +523,13 @@ def _torchvision(name: str, split: str, transform: Any, root: Any, download: boo
         images = _images_to_nchw(data[pos] if not hasattr(data, "numpy") else data[pos], f"{name}.data")
         return ArrayImageDataset(images, targets[pos], classes, transform, name=f"torchvision:{name}", meta=meta)
     return WrappedImageDataset(base, pos, targets, classes, transform, name=f"torchvision:{name}", meta=meta)
+
+
+def _is_loaded(spec: Any) -> bool:
+    """A dataset returned by :func:`load_dataset` (arrays, wrapped, DataLoader)."""
+    from nctransfer.data.inputs import LoaderDataset
+
+    return isinstance(spec, (ArrayImageDataset, WrappedImageDataset, LoaderDataset))
 
 
 def _is_hf_dict(spec: Any) -> bool:
@@ -612,6 +686,7 @@ def load_dataset(
     image_column: str | None = None,
     label_column: str | None = None,
     dataset_id: str | None = None,
+    skip_bad_images: bool | None = None,
 ) -> Any:
     """Load a labelled image dataset (see the module docstring for ``spec`` and ``split``).
 
@@ -639,6 +714,10 @@ def load_dataset(
             automatically (a ``datasets.Image`` / ``ClassLabel`` feature, else common names such as ``image`` and
             ``label``).
         dataset_id: identity of an iterable stream (required for one; see :mod:`nctransfer.data.fingerprint`).
+        skip_bad_images: image folders only: open and decode every selected file first and leave out those that
+            cannot be read (listed in ``ds.meta["skipped_images"]`` and reported with a warning); default (None):
+            the CLI's ``--skip-bad-images`` (:func:`skip_bad_images`), else False -- an unreadable file then raises
+            :class:`InputValueError` naming it when it is read.
 
     Returns:
         a ``torch.utils.data.Dataset`` (:class:`ArrayImageDataset` or :class:`WrappedImageDataset`) with
@@ -705,6 +784,8 @@ def load_dataset(
             in_memory = isinstance(ds, ArrayImageDataset)
         elif Path(s).expanduser().is_dir():
             ds = _image_folder(Path(s).expanduser(), split_c, None, **kw)
+            if skip_bad_images or (skip_bad_images is None and _SKIP_BAD_IMAGES):
+                ds = _drop_bad_images(ds)
             in_memory = False
         else:
             import difflib
@@ -714,6 +795,13 @@ def load_dataset(
                 f"unknown dataset {s!r}: not a built-in name ({', '.join(sorted(set(BUILTIN.values())))}), not "
                 "'torchvision:<Name>' and not an existing directory." + (f" Did you mean: {', '.join(close)}?"
                                                                           if close else ""))
+    elif _is_loaded(spec):  # already loaded: re-targeted (another model's transform, a subsample), never re-hashed
+        ds = spec
+        if split is not None and canonical_split(split) != "all":
+            if not hasattr(spec, "subset") or type(spec).__name__ == "LoaderDataset":
+                ds.subset([])  # raises the DataLoader message
+            ds = ds.subset(_split_positions(ds.targets, split_c, has_official=False, **kw), split=split_c)
+        in_memory = isinstance(spec, ArrayImageDataset)
     else:
         ds = _user_dataset(spec, split, split_c, kw, classes=classes, image_column=image_column,
                            label_column=label_column, dataset_id=dataset_id)
@@ -727,5 +815,8 @@ def load_dataset(
         raise InputValueError("image_size needs model= (whose mean/std/interpolation define the transform) or an "
                               "explicit transform.")
     if transform is not None:
-        ds.transform = transform
+        if ds is spec:
+            ds = ds.with_transform(transform)
+        else:
+            ds.transform = transform
     return ds
