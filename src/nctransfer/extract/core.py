@@ -21,6 +21,7 @@ import numpy as np
 from nctransfer.exceptions import InputValueError
 from nctransfer.extract.store import CacheEntry, digest, weights_fingerprint
 from nctransfer.features import TapRecorder, resolve_taps
+from nctransfer.features.pooling import check_pool, pool_key
 from nctransfer.stats import FeatureStats
 
 DEFAULT_CACHE_DIR = "~/.cache/nctransfer/features"
@@ -333,6 +334,7 @@ def extract(
     device: str | None = None,
     dtype: str | None = None,
     token_pool: str = "mean",
+    pool: Any = "auto",
     store_features: bool = False,
     cache_dir: str | os.PathLike | None = None,
     no_cache: bool = False,
@@ -363,6 +365,9 @@ def extract(
         dtype: ``None``/``"float32"``; ``"float16"`` or ``"bfloat16"`` run the forward under autocast (CUDA; CPU
             bfloat16). Pooled features are accumulated in float64 regardless.
         token_pool: ``"mean"`` or ``"cls"`` for transformer taps (docs/methods.md#layer-wise).
+        pool: how a tap's output becomes one vector per sample: ``"auto"`` (by shape: conv maps averaged over
+            space, token sequences by ``token_pool``, flat vectors unchanged) or ``"avg"``, ``"max"``, ``"cls"``,
+            ``"flatten"``, a callable ``tensor -> [B, D]`` (:mod:`nctransfer.features.pooling`).
         store_features: also keep the pooled features (in memory, or in the cache when ``cache_dir`` is set).
         cache_dir: feature store directory (``None``: no disk cache). Entries are keyed by model name, weights hash,
             dataset fingerprint (data, split, subsampling, transform), token pooling, dtype and taps. Many
@@ -398,6 +403,7 @@ def extract(
     if dtype not in _DTYPES:
         raise InputValueError(f"dtype must be one of {sorted(k for k in _DTYPES if k)} or None; got {dtype!r}.")
     amp = _DTYPES[dtype]
+    check_pool(pool)
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if amp == "float16" and dev.type == "cpu":
         raise InputValueError("dtype='float16' autocast needs a CUDA device; use 'bfloat16' on CPU.")
@@ -424,6 +430,8 @@ def extract(
     if use_cache:
         key.update({"weights": weights_fingerprint(model), "dataset": ds_id, "n": n, "token_pool": token_pool,
                     "dtype": amp or "float32", "precision": precision})
+        if pool != "auto":  # (absent for the default: existing cache entries stay valid)
+            key["pool"] = pool_key(pool)
         base = Path(cache_dir).expanduser() / digest(key)
         for cand in CacheEntry.candidates(base):
             if cand.manifest.get("key") != key:  # recorded fingerprint differs (or a tampered manifest): never served
@@ -491,7 +499,7 @@ def extract(
                desc=desc or f"extract {_model_name(model)}")
     source = _BatchSource(dataset, batch_size, num_workers)
     try:
-        with TapRecorder(model, units, token_pool=token_pool, sink=sink) as rec, torch.inference_mode():
+        with TapRecorder(model, units, token_pool=token_pool, sink=sink, pool=pool) as rec, torch.inference_mode():
             for s in range(start_shard, n_shards):
                 lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
                 for x, y in source.take(lo, hi):

@@ -11,7 +11,7 @@ import re
 from typing import Any, Callable, Iterable, Sequence
 
 from nctransfer.exceptions import InputValueError, NotFoundError, NCTransferError, ShapeError
-from nctransfer.features.pooling import check_token_pool, first_tensor, pool_features
+from nctransfer.features.pooling import check_pool, check_token_pool, first_tensor, pool_features
 from nctransfer.features.units import PENULTIMATE, Unit, discover_units
 
 
@@ -36,6 +36,11 @@ def _candidates_text(names: Sequence[str]) -> str:
     return ", ".join(names[:20]) + f", ... ({len(names) - 25} more) ..., " + ", ".join(names[-5:])
 
 
+def module_paths(model: Any) -> list[str]:
+    """Every named submodule path of ``model`` in registration order (``""``, the model itself, excluded)."""
+    return [n for n, _ in model.named_modules() if n]
+
+
 def select_taps(model: Any, selector: Any = None) -> list[str]:
     """Resolve a tap selector to an ordered list of tap names.
 
@@ -46,17 +51,71 @@ def select_taps(model: Any, selector: Any = None) -> list[str]:
     - a sequence of ints: those positions, negatives counting from the end (``-1`` = ``penultimate``);
     - a string: an exact tap name, ``"penultimate"``, ``"last"`` (= the last unit), or a regular expression
       matched with ``re.fullmatch`` against the names (e.g. ``"layer[12]\\..*"``, ``"blocks\\.\\d+\\.0"``);
-    - a sequence mixing the above: the union, in forward order.
+    - **any module path** of the model (``model.get_submodule(path)``), e.g. ``"layer3.1.conv2"`` or ``"body.2"``
+      on a hand-written network; a pattern that matches no automatic tap is matched against every module path;
+    - a comma-separated string (``"layer3.1,body.2"``, as on the command line) or a sequence mixing the above:
+      the union, in forward order (module registration order; ``penultimate`` last).
 
     Raises:
-        NotFoundError: a name or pattern matches nothing (the message lists the candidates and close names).
+        NotFoundError: a name or pattern matches nothing (the message lists the nearest module names and the
+            automatic taps).
         InputValueError: an index is out of range (the message states the valid range).
     """
     names = list_taps(model)
-    return _select(names, selector)
+    return _select(names, selector, module_paths(model))
 
 
-def _select(names: list[str], selector: Any) -> list[str]:
+def _split_commas(s: str) -> list[str]:
+    """``"a,b{1,2}"`` -> ``["a", "b{1,2}"]``: commas inside ``{}``/``[]``/``()`` belong to a pattern."""
+    parts, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _order(chosen: set[str], names: list[str], paths: Sequence[str]) -> list[str]:
+    """Forward order: the automatic taps' own order when only they are chosen; with module paths, module
+    registration order (``penultimate`` last)."""
+    if chosen <= set(names):
+        return [t for t in names if t in chosen]
+    pos = {p: i for i, p in enumerate(paths)}
+    tail = len(paths) + 1
+    rank = {t: (pos.get(t, tail + i), i) for i, t in enumerate(names)}
+    return sorted(chosen, key=lambda t: rank.get(t, (pos.get(t, tail), -1)))
+
+
+def _select(names: list[str], selector: Any, paths: Sequence[str] = ()) -> list[str]:
+    if isinstance(selector, str) and "," in selector and selector not in names and selector not in paths:
+        selector = _split_commas(selector)
+    if not paths:
+        return _select_units(names, selector)
+    known = set(names)
+    extra = [p for p in paths if p not in known]
+    if isinstance(selector, str):
+        if selector.lower() == "all":
+            return list(names)
+        return _order(set(_select_str(names, selector, extra)), names, paths)
+    if isinstance(selector, (list, tuple)) and any(isinstance(x, str) for x in selector):
+        chosen: set[str] = set()
+        for item in selector:
+            if isinstance(item, str):
+                chosen.update(_select_str(names, item, extra))
+            else:
+                chosen.update(_select_units(names, [item]))
+        return _order(chosen, names, paths)
+    return _select_units(names, selector)
+
+
+def _select_units(names: list[str], selector: Any) -> list[str]:
     n = len(names)
     if selector is None or (isinstance(selector, str) and selector.lower() == "all"):
         return list(names)
@@ -89,11 +148,13 @@ def _select(names: list[str], selector: Any) -> list[str]:
                           f"{type(selector).__name__} {selector!r}.")
 
 
-def _select_str(names: list[str], s: str) -> list[str]:
+def _select_str(names: list[str], s: str, extra: Sequence[str] = ()) -> list[str]:
     if s in names:
         return [s]
     if s == "last" and len(names) >= 2:
         return [names[-2]]
+    if s in extra:  # any module path
+        return [s]
     try:
         rx = re.compile(s)
     except re.error:
@@ -101,18 +162,28 @@ def _select_str(names: list[str], s: str) -> list[str]:
     hits = [t for t in names if rx is not None and rx.fullmatch(t)]
     if hits:
         return hits
-    close = _close(s, names)
+    hits = [p for p in extra if rx is not None and rx.fullmatch(p)]
+    if hits:
+        return hits
+    close = _close(s, list(names) + [p for p in extra if p not in names])
     raise NotFoundError(
-        f"taps: {s!r} matches no tap of this model." + (f" Did you mean: {', '.join(close)}?" if close else "")
+        f"taps: {s!r} matches no tap" + (" and no module path" if extra else "") + " of this model."
+        + (f" Did you mean: {', '.join(close)}?" if close else "")
         + f" Candidates ({len(names)}): {_candidates_text(names)}."
+        + (" Any module path of model.named_modules() is accepted as well." if extra else "")
     )
 
 
 def resolve_taps(model: Any, selector: Any = None) -> list[Unit]:
-    """Like :func:`select_taps` but returns the :class:`Unit` objects (module, path, kind)."""
+    """Like :func:`select_taps` but returns the :class:`Unit` objects (module, path, kind); a module path that
+    is not an automatic tap becomes a ``Unit`` recording that module's output."""
     units = discover_units(model, include_penultimate=True)
-    chosen = set(_select([u.name for u in units], selector))
-    return [u for u in units if u.name in chosen]
+    by_name = {u.name: u for u in units}
+    out = []
+    for i, name in enumerate(_select([u.name for u in units], selector, module_paths(model))):
+        u = by_name.get(name) or Unit(name=name, path=name, module=model.get_submodule(name), index=i)
+        out.append(u)
+    return out
 
 
 class TapRecorder:
@@ -128,6 +199,8 @@ class TapRecorder:
         token_pool: ``"mean"`` (default) or ``"cls"`` for transformer outputs ``[B, T, C]`` (docs/methods.md#layer-wise).
         sink: optional callable ``sink(name, tensor)`` called from inside the hook.
         detach: detach the recorded tensors (default). ``False`` keeps the autograd graph (for SCL-style use).
+        pool: ``"auto"`` (by output shape) or an override: ``"avg"``, ``"max"``, ``"cls"``, ``"flatten"`` or a
+            callable (:mod:`nctransfer.features.pooling`).
 
     Examples:
         >>> with TapRecorder(model, taps=["layer4.1", "penultimate"]) as rec:  # doctest: +SKIP
@@ -136,9 +209,10 @@ class TapRecorder:
     """
 
     def __init__(self, model: Any, taps: Any = None, token_pool: str = "mean",
-                 sink: Callable[[str, Any], None] | None = None, detach: bool = True) -> None:
+                 sink: Callable[[str, Any], None] | None = None, detach: bool = True, pool: Any = "auto") -> None:
         self.model = model
         self.token_pool = check_token_pool(token_pool)
+        self.pool = check_pool(pool)
         if isinstance(taps, (list, tuple)) and taps and all(isinstance(t, Unit) for t in taps):
             self.units = list(taps)
         else:
@@ -159,7 +233,7 @@ class TapRecorder:
         t = first_tensor(value)
         if self.detach:
             t = t.detach()
-        pooled = pool_features(t, self.token_pool, name=name)
+        pooled = pool_features(t, self.token_pool, name=name, pool=self.pool)
         self._fired[name] = self._fired.get(name, 0) + 1
         if self.sink is not None:
             self.sink(name, pooled)

@@ -123,6 +123,16 @@ def _load_data(spec: Any, split: str, model: Any, image_size: int | None, per_cl
                name: str) -> Any:
     """A dataset object (optionally subsampled to ``per_class`` images per class), or a dataset spec loaded with
     :func:`nctransfer.data.load_dataset` and the model's evaluation transform at ``image_size``."""
+    from nctransfer.data.inputs import is_dataloader, is_hf_dataset, is_stream
+
+    if is_dataloader(spec) or is_stream(spec):
+        raise InputValueError(f"{name}: fine-tuning shuffles and batches the data itself, so it needs a map-style "
+                              f"dataset; got a {type(spec).__name__}. Pass loader.dataset (or the dataset itself).")
+    if is_hf_dataset(spec) or (type(spec).__name__ == "DatasetDict"):  # HF: columns found, model transform applied
+        from nctransfer.data import load_dataset
+
+        return load_dataset(spec, split=None if is_hf_dataset(spec) else split, model=model, image_size=image_size,
+                            per_class=per_class, seed=seed)
     if isinstance(spec, (str, os.PathLike)) or (isinstance(spec, (tuple, list)) and len(spec) == 2):
         from nctransfer.data import load_dataset
 

@@ -143,19 +143,24 @@ def analyze(
     no_cache: bool = False,
     progress: bool = True,
     threads: int | None = None,
+    pool: Any = "auto",
 ) -> LayerAnalysis:
     """Layer-wise collapse metrics and linear-probe accuracy of ``model`` on ``(train, test)``.
 
     Args:
         model: a model from :func:`nctransfer.models.load_model` (any ``nn.Module`` with discoverable taps works).
-        train, test: datasets from :func:`nctransfer.data.load_dataset` (with the model's transform).
-        taps: tap selector (default every unit and ``penultimate``); see :func:`nctransfer.features.select_taps`.
+        train, test: datasets from :func:`nctransfer.data.load_dataset` (with the model's transform), or anything
+            :func:`nctransfer.extract.extract` takes as given (a Dataset, a DataLoader, a Hugging Face dataset).
+        taps: tap selector (default every unit and ``penultimate``); see :func:`nctransfer.features.select_taps`:
+            also any module path (``"layer3.1.conv2"``) or a comma-separated list of them.
         metrics: metric names/patterns for ``compute_all`` (default every applicable one).
         metric_options: per-metric options for ``compute_all`` (e.g. ``{"vci": {"ridge": 1e-3}}``).
         probe: fit the linear probe (``False``: collapse metrics and NCC accuracy only).
         C_grid, probe_val_fraction, probe_max_iter, seed: probe settings (docs/methods.md#finetuning).
         batch_size, device, dtype, token_pool, cache_dir, no_cache, progress: extraction settings
             (:func:`nctransfer.extract.extract`); features of both splits are cached when ``cache_dir`` is given.
+        pool: pooling of each tap's output (``"auto"`` by shape, or ``"avg"``, ``"max"``, ``"cls"``,
+            ``"flatten"``, a callable); see :mod:`nctransfer.features.pooling`.
         threads: if given, the number of torch intra-op and BLAS threads during the analysis (restored after).
             The probes and metrics are small problems: on a busy machine one thread is often much faster.
 
@@ -170,7 +175,8 @@ def analyze(
     """
     if threads is None:
         return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
-                        probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache, progress)
+                        probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache, progress,
+                        pool=pool)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InputValueError(f"threads must be a positive integer or None; got {threads!r}.")
     import torch
@@ -182,7 +188,7 @@ def analyze(
         with threadpool_limits(limits=threads):
             return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
                             probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache,
-                            progress)
+                            progress, pool=pool)
     finally:
         torch.set_num_threads(old)
 
@@ -190,12 +196,12 @@ def analyze(
 def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_options: Any, probe: bool,
              C_grid: Any, probe_val_fraction: float, probe_max_iter: int, seed: int, batch_size: int,
              device: Any, dtype: Any, token_pool: str, cache_dir: Any, no_cache: bool,
-             progress: bool) -> LayerAnalysis:
+             progress: bool, pool: Any = "auto") -> LayerAnalysis:
     import time
 
     t0 = time.perf_counter()
-    common = dict(batch_size=batch_size, device=device, dtype=dtype, token_pool=token_pool, store_features=True,
-                  cache_dir=cache_dir, no_cache=no_cache, progress=progress)
+    common = dict(batch_size=batch_size, device=device, dtype=dtype, token_pool=token_pool, pool=pool,
+                  store_features=True, cache_dir=cache_dir, no_cache=no_cache, progress=progress)
     tr = extract(model, train, taps, desc="layers: train", **common)
     te = extract(model, test, tr.taps, desc="layers: test", **common)
     t_extract = time.perf_counter() - t0

@@ -163,7 +163,34 @@ def _data_label(data: Any) -> str:
         return str(data)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return f"arrays (N={len(data[1])})"
-    return getattr(data, "name", type(data).__name__)
+    if isinstance(data, Mapping):
+        return ", ".join(f"{k}={_data_label(v)}" for k, v in data.items())
+    return str(getattr(data, "name", None) or type(data).__name__)
+
+
+def _is_named_spec(data: Any) -> bool:
+    if isinstance(data, str) and data.lower().startswith("hf:"):  # a hub dataset: loaded once, like user data
+        return False
+    return isinstance(data, (str, os.PathLike)) or (isinstance(data, (tuple, list)) and len(data) == 2)
+
+
+def _prepare_data(data: Any) -> Any:
+    """The user's own data (a Dataset, a DataLoader, a Hugging Face dataset, explicit ``{"train", "test"}``
+    splits) -> its training and test splits loaded once without a model (labels read, content hashed once), so
+    that every model re-targets them with its own preprocessing (:func:`nctransfer.data.load_dataset` on a loaded
+    dataset) instead of re-reading them. Names, folders and arrays are returned unchanged."""
+    if _is_named_spec(data):
+        return data
+    from nctransfer.data import load_dataset
+
+    return {"train": load_dataset(data, "train"), "test": load_dataset(data, "test")}
+
+
+def _fingerprints(data: Any) -> Any:
+    """Content fingerprints of prepared user data (part of stage-cache keys); ``None`` for names and arrays."""
+    if not isinstance(data, Mapping):
+        return None
+    return {k: v.fingerprint() for k, v in data.items() if hasattr(v, "fingerprint")}
 
 
 def _check_data(data: Any) -> dict[str, Any]:
@@ -181,8 +208,10 @@ def _check_data(data: Any) -> dict[str, Any]:
 
 def _load_split(data: Any, split: str, model: Any, image_size: int | None, per_class: int | None,
                 seed: int) -> Any:
-    from nctransfer.data import load_dataset
+    from nctransfer.data import LoaderDataset, load_dataset
 
+    if isinstance(data, Mapping) and isinstance(data.get(split), LoaderDataset):
+        per_class = None  # a DataLoader is used as given (never subsampled)
     return load_dataset(data, split, model=model, image_size=image_size, per_class=per_class, seed=seed)
 
 
@@ -297,6 +326,7 @@ def _finetune_key(m: _Model, data: Any, cfg: dict[str, Any], options: Mapping[st
     from nctransfer.extract import weights_fingerprint
 
     return {"model": m.label, "weights": weights_fingerprint(m.module), "data": _data_label(data),
+            "content": _fingerprints(data),
             "per_class": cfg["per_class"], "test_per_class": cfg["test_per_class"], "image_size": cfg["image_size"],
             "seed": cfg["seed"], "options": dict(options)}
 
@@ -436,8 +466,11 @@ def _resolve_taps(m: _Model, taps: Any) -> list[str]:
 # ------------------------------------------------------------------------------------------------ main
 def rank_models(
     models: Any,
-    data: Any,
+    data: Any = None,
     *,
+    train: Any = None,
+    test: Any = None,
+    val: Any = None,
     taps: Any = "penultimate",
     truth: Any = "probe",
     out: str | os.PathLike | None = None,
@@ -469,8 +502,12 @@ def rank_models(
             ``torch.nn.Module`` objects. A name prefixed ``random:`` (``"random:efficientnet_lite0"``) is loaded
             with random weights and marked as a control (a candidate that should rank last).
         data: a dataset spec for :func:`nctransfer.data.load_dataset` (``"fashion-mnist"``, ``"digits"``, an
-            ImageFolder directory, ``"torchvision:<Name>"``) or in-memory ``(images, labels)``. Its training split
-            is scored, its test split gives the ground truth.
+            ImageFolder directory, ``"torchvision:<Name>"``, ``"hf:<name>"``), in-memory ``(images, labels)``, or
+            the user's own ``Dataset`` / Hugging Face ``datasets.Dataset`` / ``DatasetDict`` (labels read, content
+            fingerprinted for the cache). Its training split is scored, its test split gives the ground truth.
+        train, test, val: explicit splits instead of ``data`` (any form above, or ``DataLoader`` objects used as
+            given: their batches, never subsampled), used as given and never re-split; ``per_class`` /
+            ``test_per_class`` still subsample map-style ones (``None``: use everything).
         taps: ``"penultimate"`` (one candidate per model, named after it), ``"all"`` (one candidate per tap of
             each model, named ``model@tap``, plus layer-wise collapse curves), or any tap selector of
             :func:`nctransfer.features.select_taps`.
@@ -516,6 +553,15 @@ def rank_models(
 
     t_start = time.perf_counter()
     run = _Run(progress)
+    if train is not None or test is not None or val is not None:
+        if data is not None:
+            raise InputValueError("rank_models: give either data or explicit train= and test= datasets, not both.")
+        if train is None or test is None:
+            raise InputValueError("rank_models: explicit splits need both train= (scored) and test= (ground truth).")
+        data = {k: v for k, v in (("train", train), ("test", test), ("val", val)) if v is not None}
+    if data is None:
+        raise InputValueError("rank_models: data is required (a dataset name, a folder, (X, y), a Dataset, a Hugging "
+                              "Face dataset), or explicit train= and test=.")
     # ---------------------------------------------------------------- checks (nothing heavy, nothing written)
     out_dir = check_out_dir(out) if out is not None else None
     items = parse_models(models)
@@ -554,6 +600,7 @@ def rank_models(
     if dup:
         raise InputValueError(f"models: two models have the same name {dup}; give each a distinct name.")
     with run.stage("load data"):
+        data = _prepare_data(data)
         data_info = _check_data(data)
     with run.stage("load models"):
         for m in mlist:
