@@ -84,6 +84,17 @@ def set_train_modes(model: nn.Module, trainable: Sequence[str], bn_policy: str) 
                 m.eval()
 
 
+def _read_checkpoint(p: Path) -> dict[str, Any]:
+    """A checkpoint read with the restricted unpickler (:func:`nctransfer.utils.torch_io.safe_torch_load`): no code
+    runs from the file; a truncated or corrupt one is one :class:`InputValueError`."""
+    from nctransfer.utils.torch_io import safe_torch_load
+
+    state = safe_torch_load(p, "resume: checkpoint", "Delete it to start over, or use a new --out directory.")
+    if not isinstance(state, dict):
+        raise InputValueError(f"resume: {p} is not a fine-tuning checkpoint (it holds {type(state).__name__}).")
+    return state
+
+
 def _rng_state() -> dict[str, Any]:
     st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -246,7 +257,7 @@ class Trainer:
         p = self.checkpoint_path
         if p is None or not p.is_file():
             return None
-        state = torch.load(p, map_location="cpu", weights_only=False)
+        state = _read_checkpoint(p)
         if state.get("format") != _CKPT_FORMAT:
             raise InputValueError(f"resume: {p} has checkpoint format {state.get('format')}; expected {_CKPT_FORMAT}.")
         sig = self.config.training_signature()

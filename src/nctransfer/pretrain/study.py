@@ -41,7 +41,7 @@ from nctransfer.pretrain.datasets import StudyData, load_study_data
 from nctransfer.pretrain.grid import StudyGrid
 from nctransfer.pretrain.nets import encoder_units
 from nctransfer.pretrain.recipe import Recipe
-from nctransfer.pretrain.trainer import PretrainedModel, pretrain
+from nctransfer.pretrain.trainer import PretrainedModel, _read_checkpoint, pretrain
 from nctransfer.utils.io import write_json_atomic, write_text_atomic
 
 RESULT_FORMAT = "nctransfer.pretrain.study/1"
@@ -414,7 +414,7 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
             break
         ckpt = (Path(config.checkpoint_dir) / recipe.name if config.checkpoint_dir else run_dir) / "checkpoint.pt"
         resumed = ckpt.is_file()
-        reused = resumed and bool(torch.load(ckpt, map_location="cpu", weights_only=False).get("complete"))
+        reused = resumed and bool(_read_checkpoint(ckpt).get("complete"))
         t0 = time.perf_counter()
         model = pretrain(recipe, source.X_train, source.y_train, checkpoint=ckpt, device=config.device,
                          progress=progress)

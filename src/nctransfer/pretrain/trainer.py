@@ -148,7 +148,9 @@ def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"checkpoint {str(p)!r} does not exist.")
-    state = torch.load(p, map_location="cpu", weights_only=False)
+    from nctransfer.utils.torch_io import safe_torch_load
+
+    state = safe_torch_load(p, "pre-training checkpoint", "Delete it to start over.")  # no code runs from the file
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputValueError(f"{p} is not an nctransfer pre-training checkpoint (expected format "
                               f"{CHECKPOINT_FORMAT!r}).")
