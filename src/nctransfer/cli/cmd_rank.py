@@ -230,7 +230,9 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_methods", False):
         return _list_methods()
     if getattr(args, "models", None):
-        return run_models(args)
+        from nctransfer.cli._distributed import run_distributed
+
+        return run_distributed(run_models, args)  # under torchrun: data-parallel extraction, rank 0 reports
     if getattr(args, "files", None):
         return run_files(args)
     raise InputValueError("give one or more FILE.npz (arrays X, y, optional P), e.g. "

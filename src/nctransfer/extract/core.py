@@ -346,6 +346,7 @@ def extract(
     desc: str | None = None,
     flush_rows: int = 512,
     background_stats: bool = True,
+    distributed: bool | None = None,
 ) -> ExtractionResult:
     """Stream ``dataset`` through ``model`` once and collect, for every selected tap, the streaming statistics
     (and optionally the pooled features).
@@ -385,6 +386,10 @@ def extract(
             ``flush_rows x d`` per tap).
         background_stats: run the statistics updates in a worker thread, overlapping the next forward pass (the
             result is identical: updates of each tap stay in order).
+        distributed: split the work across the processes of the default ``torch.distributed`` process group
+            (launched by ``torchrun``; :mod:`nctransfer.extract.distributed`): each rank extracts a contiguous
+            slice of whole batches, the statistics are all-reduced, stored features are read back as one array in
+            the original order. ``None`` (default): when a process group with more than one process exists.
 
     Returns:
         :class:`ExtractionResult` mapping tap -> :class:`TapResult` (``.stats``, ``.dim``, ``.features``).
@@ -395,6 +400,17 @@ def extract(
     import torch
     from tqdm.auto import tqdm
 
+    if distributed is None or distributed:
+        from nctransfer.utils.distributed import rank_and_world
+
+        if rank_and_world()[1] > 1:
+            from nctransfer.extract.distributed import extract_sharded
+
+            return extract_sharded(
+                model, dataset, taps, batch_size=batch_size, device=device, dtype=dtype, token_pool=token_pool,
+                store_features=store_features, cache_dir=cache_dir, no_cache=no_cache, shard_size=shard_size,
+                precision=precision, num_workers=num_workers, progress=progress, dataset_id=dataset_id, desc=desc,
+                flush_rows=flush_rows, background_stats=background_stats)
     t0 = time.perf_counter()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputValueError(f"batch_size must be a positive integer; got {batch_size!r}.")

@@ -515,7 +515,9 @@ def rank_models(
             accuracy: full FT of a penultimate candidate, SCL FT at a tap candidate; options in
             ``truth_finetune``), or the path of a CSV with columns ``model,accuracy``.
         out: directory for ``results.json``, ``scores.csv``, ``report.html``, ``report.md`` (+ ``figures/``) and
-            ``config.yaml``; checked for writability before any work. ``None``: write nothing.
+            ``config.yaml``; checked for writability before any work. ``None``: write nothing. Under
+            ``torchrun`` (a ``torch.distributed`` process group) every rank extracts a slice of each dataset
+            (:mod:`nctransfer.extract.distributed`) and only rank 0 writes.
         methods: transferability methods (names, ``"all"``, or ``None`` for every non-expensive one).
         method_options: per-method options, e.g. ``{"gbc": {"gaussian": "diagonal"}}``.
         recommended_score: the score that ranks the pool (default :data:`DEFAULT_RECOMMENDED`).
@@ -563,7 +565,10 @@ def rank_models(
         raise InputValueError("rank_models: data is required (a dataset name, a folder, (X, y), a Dataset, a Hugging "
                               "Face dataset), or explicit train= and test=.")
     # ---------------------------------------------------------------- checks (nothing heavy, nothing written)
-    out_dir = check_out_dir(out) if out is not None else None
+    from nctransfer.utils.distributed import is_main
+
+    # under torchrun every rank runs the pipeline (extraction is split across them); only rank 0 writes outputs
+    out_dir = check_out_dir(out) if (out is not None and is_main()) else None
     items = parse_models(models)
     truth_arg = check_truth_arg(truth)
     if taps not in ("penultimate", "all") and not isinstance(taps, (list, tuple, int, str)):
