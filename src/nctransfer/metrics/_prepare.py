@@ -196,6 +196,10 @@ class PreparedFeatures:
         def compute() -> np.ndarray:
             from scipy.linalg import blas
 
+            from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
+
+            check_memory(2 * self.d * self.d * 8, f"the d x d total covariance (d={self.d})",
+                         advice=WIDE_FEATURES_ADVICE)
             if self.stats is not None:
                 # Sigma_T = G/N - m m^T (G about the shift, m = mu_G - shift), built with one d x d allocation:
                 # large temporaries cost page faults comparable to the arithmetic. Exactly symmetric.

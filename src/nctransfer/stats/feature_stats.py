@@ -193,11 +193,11 @@ class FeatureStats:
                 mean = X.mean(0, dtype=np.float64)  # buffered cast: no float64 copy of the batch
             if self.precision == "fast":  # a float32-representable shift keeps the float32 path exact in shift
                 mean = mean.astype(np.float32).astype(np.float64)
-            from nctransfer.utils.memory import check_memory
+            from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
 
             # gram + syrk accumulator (float64 d x d each) + one chunk buffer; derived views need one more d x d
             check_memory(3 * d * d * 8 + self.chunk_size * d * 8, f"FeatureStats of d={d} features",
-                         advice=_WIDE_ADVICE)
+                         advice=WIDE_FEATURES_ADVICE)
             self._init_state(d, mean)
         elif d != self.dim:
             raise ShapeError(f"X has {d} features per sample but these statistics were built with d={self.dim}.")
@@ -555,10 +555,6 @@ class FeatureStats:
         return f"FeatureStats(n={self.n_}, d={self.dim}, K={self.n_classes}, precision={self.precision!r})"
 
 
-_WIDE_ADVICE = ("Reduce the feature width (pool spatial dimensions, or project to fewer dimensions with PCA), use "
-                "the N x N Gram domain for fewer samples than features (nctransfer.metrics.prepare(X, y, "
-                "domain='gram'), `nctransfer metrics --domain gram`), or precision='fast' to halve the chunk "
-                "buffers.")
 _REQUIRED_KEYS = ("version", "precision", "chunk_size", "n", "classes", "counts", "sums", "sqnorms", "normsums",
                   "gram")
 

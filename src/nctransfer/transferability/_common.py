@@ -316,6 +316,10 @@ class Workspace:
     def scatter_T(self) -> np.ndarray:
         """``sum_i (x_i - mu_G)(x_i - mu_G)^T = N Sigma_T`` ``[d, d]`` (GPU GEMM for CUDA tensors)."""
         def compute() -> np.ndarray:
+            from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
+
+            check_memory(2 * self.d * self.d * 8, f"{self.fname}: the d x d scatter matrix (d={self.d})",
+                         advice=WIDE_FEATURES_ADVICE)
             if self.on_gpu:
                 import torch
 

@@ -8,6 +8,12 @@ import os
 from nctransfer.exceptions import InsufficientMemoryError
 
 
+WIDE_FEATURES_ADVICE = (
+    "Reduce the feature width (pool spatial dimensions, or project to fewer dimensions with PCA), use the N x N Gram "
+    "domain when there are fewer samples than features (nctransfer.metrics.prepare(X, y, domain='gram'), "
+    "`nctransfer metrics --domain gram`), or FeatureStats(precision='fast') to halve the chunk buffers.")
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (``MemAvailable`` on Linux, else free physical pages);
     ``None`` when unknown. ``NCTRANSFER_MEMORY_LIMIT`` (bytes, optional ``K``/``M``/``G`` suffix) overrides it."""
