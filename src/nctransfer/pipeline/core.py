@@ -568,7 +568,9 @@ def rank_models(
     from nctransfer.utils.distributed import is_main
 
     # under torchrun every rank runs the pipeline (extraction is split across them); only rank 0 writes outputs
-    out_dir = check_out_dir(out) if (out is not None and is_main()) else None
+    from nctransfer.utils.paths import check_output_dir
+
+    out_dir = check_output_dir(out, "out") if (out is not None and is_main()) else None  # creates nothing yet
     items = parse_models(models)
     truth_arg = check_truth_arg(truth)
     if taps not in ("penultimate", "all") and not isinstance(taps, (list, tuple, int, str)):
@@ -604,6 +606,8 @@ def rank_models(
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise InputValueError(f"models: two models have the same name {dup}; give each a distinct name.")
+    if out_dir is not None:  # every argument checked: now the output directory may be created
+        out_dir = check_out_dir(out)
     with run.stage("load data"):
         data = _prepare_data(data)
         data_info = _check_data(data)
