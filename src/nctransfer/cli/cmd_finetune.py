@@ -101,6 +101,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                                                                     "(images per class)")
     add_data_model_options(parser)
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if present")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="also load file: models that need full unpickling (a whole pickled module); unpickling "
+                             "can run code, so only for files you trust")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--json", action="store_true", help="print result.json (without the history) as JSON")
 

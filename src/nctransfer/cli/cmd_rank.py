@@ -79,6 +79,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default="default", help="cache root; 'none' disables caching")
     g.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="also load file: models that need full unpickling (a whole pickled module); unpickling can "
+                        "run code, so only for files you trust")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +218,9 @@ def run_models(args: argparse.Namespace) -> int:
         compare_finetune=args.compare_finetune, progress=not args.quiet,
         config={"command": "rank", "cli": resolved_dict(args)},
     )
+    from nctransfer.cli._output import print_run_warnings
+
+    print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
     if args.json:
         from nctransfer.reports import results_to_json
 
