@@ -52,6 +52,19 @@ class TapResult:
     _features: np.ndarray | None = field(default=None, repr=False)
     _labels: np.ndarray | None = field(default=None, repr=False)
     _loader: Callable[[], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
+    _batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = field(default=None, repr=False)
+
+    def iter_batches(self, rows: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The stored ``(features [b, dim], labels [b])`` in order, one feature-store shard (or ``rows`` rows of
+        in-memory features) at a time: the re-iterable source of the streaming scores
+        (``nctransfer.transferability.streaming.stream_score(name, tap_result.iter_batches)``), which never hold
+        ``N x dim``."""
+        if self._batches is not None and self._features is None:
+            yield from self._batches()
+            return
+        X, y = self.features, self.labels
+        for s in range(0, len(y), max(1, int(rows))):
+            yield X[s:s + rows], y[s:s + rows]
 
     @property
     def has_features(self) -> bool:
@@ -564,7 +577,8 @@ def _from_entry(entry: CacheEntry, taps: Sequence[str], n: int, key: dict[str, A
     results = {}
     for t in taps:
         loader = (lambda t=t: entry.load_features(t)) if entry.manifest["store_features"] else None
-        results[t] = TapResult(t, stats[t], int(entry.manifest["dims"][t]), _loader=loader)
+        batches = (lambda t=t: entry.iter_features(t)) if entry.manifest["store_features"] else None
+        results[t] = TapResult(t, stats[t], int(entry.manifest["dims"][t]), _loader=loader, _batches=batches)
     return ExtractionResult(results, n_samples=n, from_cache=from_cache, resumed_shards=resumed,
                             computed_samples=computed, cache_path=entry.path, seconds=time.perf_counter() - t0,
                             key=key)

@@ -139,6 +139,8 @@ def extract_sharded(model: Any, dataset: Any, taps: Any = "all", **kwargs: Any) 
         if cached:
             results[t]._loader = (lambda t=t: _concat([CacheEntry.open(_p(p)).load_features(t)  # type: ignore
                                                        for p in paths]))
+            results[t]._batches = (lambda t=t: (b for p in paths  # rank entries in rank order: original order
+                                                for b in CacheEntry.open(_p(p)).iter_features(t)))  # type: ignore
         else:
             parts = [g for g in gathered[t] if g is not None]
             results[t]._features = np.concatenate([g[0] for g in parts])

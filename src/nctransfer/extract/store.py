@@ -26,7 +26,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -235,6 +235,22 @@ class CacheEntry:
 
     def shard_names(self) -> list[str]:
         return [f"shard-{i:05d}.npz" for i in range(self.done)] if self.manifest["store_features"] else []
+
+    def iter_features(self, tap: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(features float32 [b, d], labels int64 [b])`` of ``tap`` shard by shard (each shard verified under the
+        entry's lock): the second pass of the streaming scores, one shard in memory at a time."""
+        from nctransfer.exceptions import NotFoundError
+
+        if not self.manifest["store_features"]:
+            raise NotFoundError(f"cache entry {self.path} holds statistics only (store_features=False).")
+        i = self.taps.index(tap)
+        for name in self.shard_names():
+            with self.lock():
+                if not self.verify([name]):
+                    raise OSError(f"cache entry {self.path}: corrupted shard; rerun the extraction to rebuild it.")
+                with np.load(self.path / name, allow_pickle=False) as z:
+                    X, y = z[f"t{i}"], z["labels"]
+            yield X, y
 
     def load_features(self, tap: str) -> tuple[np.ndarray, np.ndarray]:
         """``(features float32 [N, d], labels int64 [N])`` of ``tap`` from the shards (checksums verified)."""
