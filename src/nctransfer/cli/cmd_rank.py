@@ -11,7 +11,11 @@ columns ``model,accuracy``. ``--json`` prints exactly one object::
     {"scores": {model: {method: value}}, "seconds": {method: total},
      "evaluation": {method: {"weighted_tau": .., "kendall": .., "spearman": .., "pearson": .., "top1_regret": ..}}}
 
-(``evaluation`` is ``{}`` without ``--truth``; NaN values are ``null``). Without ``--json`` a readable table.
+(``evaluation`` is ``{}`` without ``--truth``; NaN values are ``null``). ``--intervals`` adds
+``"evaluation_intervals": {method: {"weighted_tau_lo", "weighted_tau_hi", "spearman_lo", ..., "n_scored",
+"n_pool", "coverage"}}``: 95% bootstrap intervals over the candidates and, when the truth CSV has a column ``se``
+(standard error of each accuracy), the truth's noise. Without ``--json`` a readable table with the intervals; a
+score computed on only part of the pool is marked ``partial``.
 
 FILE is an optional positional (``nargs="*"``) so that another mode (models + dataset end to end) can sit beside
 :func:`run_files` in :func:`run`.
@@ -51,6 +55,9 @@ def add_file_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ground truth CSV with columns model,accuracy: adds the ranking evaluation "
                              "(weighted Kendall tau, Kendall, Spearman, Pearson, top-1 regret)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--intervals", action="store_true",
+                        help="with --json: add 'evaluation_intervals' (95%% bootstrap intervals of weighted tau, "
+                             "Spearman and top-1 regret, models scored / pool); the tables always show them")
     parser.add_argument("--list-methods", action="store_true", help="list the available methods and exit")
 
 
@@ -118,6 +125,42 @@ def result_json(df: Any, evaluation: dict[str, dict[str, float]] | None) -> dict
     return _clean({"scores": scores, "seconds": seconds, "evaluation": evaluation or {}})
 
 
+def _interval(e: dict[str, Any], key: str, scale: float = 1.0, digits: int = 3) -> str:
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    v, lo, hi = e.get(key), e.get(f"{key}_lo"), e.get(f"{key}_hi")
+    if not num(v):
+        return "-"
+    text = f"{scale * v:.{digits}f}"
+    if num(lo) and num(hi):
+        text += f" [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+    return text
+
+
+def format_evaluation(evaluation: dict[str, dict[str, Any]]) -> str:
+    """A readable table of :func:`~nctransfer.transferability.evaluate`'s output: weighted tau, Spearman and
+    top-1 regret (points) with their 95% bootstrap intervals, Kendall, Pearson and the models scored; a score
+    computed on only part of the pool is marked ``partial``."""
+    import pandas as pd
+
+    rows = {}
+    for m, e in evaluation.items():
+        n, pool = e.get("n_scored"), e.get("n_pool")
+        scored = f"{int(n)}/{int(pool)}" if isinstance(n, (int, float)) and isinstance(pool, (int, float)) \
+            and math.isfinite(n) and math.isfinite(pool) else "-"
+        if scored != "-" and n < pool:
+            scored += " partial"
+        rows[m] = {"weighted_tau [95% CI]": _interval(e, "weighted_tau"),
+                   "spearman [95% CI]": _interval(e, "spearman"),
+                   "top1_regret, points [95% CI]": _interval(e, "top1_regret", 100.0, 1),
+                   "kendall": _interval(e, "kendall"), "pearson": _interval(e, "pearson"),
+                   "models scored": scored}
+    ev = pd.DataFrame(rows).T
+    ev.index.name = "method"
+    return ev.to_string()
+
+
 def _print_tables(df: Any, evaluation: dict[str, dict[str, float]] | None, out: Any = None) -> None:
     import pandas as pd
 
@@ -134,9 +177,7 @@ def _print_tables(df: Any, evaluation: dict[str, dict[str, float]] | None, out: 
         if evaluation:
             print("", file=out)
             print("Ranking vs ground truth:", file=out)
-            ev = pd.DataFrame(evaluation).T
-            ev.index.name = "method"
-            print(ev.to_string(float_format=lambda v: f"{v:.3f}"), file=out)
+            print(format_evaluation(evaluation), file=out)
             tops = [f"{METHODS[m].title if m in METHODS else m}={df[m].idxmax()}"
                     for m in df.columns if df[m].notna().any()]
             print("", file=out)
@@ -175,11 +216,20 @@ def run_files(args: argparse.Namespace) -> int:
             print(f"warning: {msg}", file=sys.stderr)
     evaluation = None
     if truth is not None:
-        evaluation = evaluate(df, truth)
+        from nctransfer.transferability.ranking import read_truth_se_csv
+
+        evaluation = evaluate(df, truth, intervals=True, truth_se=read_truth_se_csv(args.truth))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result_json(df, evaluation), indent=2, allow_nan=False))
+        from nctransfer.transferability import EVALUATION_KEYS
+
+        points = {m: {k: e[k] for k in EVALUATION_KEYS} for m, e in (evaluation or {}).items()} or None
+        obj = result_json(df, points)
+        if getattr(args, "intervals", False) and evaluation:
+            obj["evaluation_intervals"] = _clean({m: {k: v for k, v in e.items() if k not in EVALUATION_KEYS}
+                                                  for m, e in evaluation.items()})
+        print(json.dumps(obj, indent=2, allow_nan=False))
     else:
         _print_tables(df, evaluation)
     return 0

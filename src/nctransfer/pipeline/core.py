@@ -63,6 +63,9 @@ class _Model:
     taps: list[str] = field(default_factory=list)
 
 
+_POINT_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
+
+
 @dataclass
 class _Candidate:
     name: str
@@ -649,10 +652,30 @@ def rank_models(
 
         from nctransfer.transferability import evaluate
 
+        from nctransfer.pipeline.baselines import baseline_verdicts, evaluate_baselines
+
         df = pd.DataFrame({m: [sc["scores"][c.name].get(m) for c in cands] for m in sc["columns"]},
                           index=[c.name for c in cands], dtype=float)
-        evaluation = {m: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
-                      for m, e in evaluate(df, acc).items()} if len(cands) >= 2 else {}
+        # the truth's noise: binomial standard error of each accuracy on the n_test test images (independent
+        # across candidates -- conservative, since candidates share the test set)
+        truth_se = ({n: float(np.sqrt(max(a * (1 - a), 0.0) / max(n_test, 1))) for n, a in acc.items()}
+                    if truth_arg in ("probe", "finetune") else None)
+        full = {m: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
+                for m, e in evaluate(df, acc, intervals=True, truth_se=truth_se, seed=seed).items()} if len(cands) >= 2 else {}
+        # results.json keeps the five point measures in "evaluation" and the 95% bootstrap intervals and the
+        # coverage (models scored / pool) beside them in "evaluation_intervals"
+        evaluation = {m: {k: v for k, v in e.items() if k in _POINT_KEYS} for m, e in full.items()}
+        intervals = {m: {k: v for k, v in e.items() if k not in _POINT_KEYS} for m, e in full.items()}
+        cand_meta = [{"name": c.name, "model": c.model.label, "tap_index": c.tap_index, "n_taps": c.n_taps,
+                      "dim": c.dim, "control": c.model.control} for c in cands]
+        params = {m.label: int(sum(p.numel() for p in m.module.parameters())) for m in mlist
+                  if m.module is not None and hasattr(m.module, "parameters")}
+        baselines = evaluate_baselines(cand_meta, acc, params=params, truth_se=truth_se, seed=seed) \
+            if len(cands) >= 2 else {}
+        if baselines:
+            baselines["evaluation"] = {b: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
+                                       for b, e in baselines["evaluation"].items()}
+            baselines["verdicts"] = baseline_verdicts(evaluation, baselines)
     if not any(sc["scores"][c.name].get(rec) is not None for c in cands):
         # e.g. a pool-relative score (NCTI, ensembles) with a single candidate: rank by the first per-model score
         fallback = next((m for m in sc["columns"] if not METHODS[m].pool_relative
@@ -678,6 +701,8 @@ def rank_models(
         "collapse": collapse,
         "truth": truth_info,
         "evaluation": evaluation,
+        "evaluation_intervals": intervals,
+        "baselines": baselines,
         "recommended_score": rec,
     }
     if title is None:

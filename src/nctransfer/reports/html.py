@@ -13,7 +13,10 @@ from typing import Any, Mapping
 from nctransfer.reports.schema import (
     COLLAPSE_COLUMNS,
     EVALUATION_MEASURES,
+    baseline_lines,
     candidate_names,
+    coverage_text,
+    interval_suffix,
     check_results,
     format_number,
     is_number,
@@ -177,18 +180,27 @@ def _evaluation_table(r: Mapping[str, Any]) -> str:
     methods.sort(key=lambda m: -float(ev[m].get("weighted_tau")) if is_number(ev[m].get("weighted_tau")) else 9)
     head = ("<tr><th class=num>#</th><th>score</th>"
             + "".join(f"<th class=num>{esc(lab)}</th>" for _, lab, _ in EVALUATION_MEASURES)
+            + "<th class=num>models scored</th>"
             + ("<th class=num>seconds</th>" if seconds else "") + "</tr>")
     rows = []
+    extra = r.get("evaluation_intervals") or {}
     for i, m in enumerate(methods):
-        e = ev[m]
+        e = {**ev[m], **(extra.get(m) or {})}
         tag = '<span class="tag rec">recommended</span>' if m == rec else ""
         cells = [f"<td class=num>{i + 1}</td>", f"<td>{esc(method_label(r, m))}{tag}</td>"]
         for key, _, hib in EVALUATION_MEASURES:
             v = e.get(key)
             if key == "top1_regret":
-                cells.append(f"<td class=num>{'—' if not is_number(v) else f'{100 * float(v):.1f} pt'}</td>")
+                ci = esc(interval_suffix(e, key, 100.0, 1, sign=False))
+                cells.append(f"<td class=num>{'—' if not is_number(v) else f'{100 * float(v):.1f} pt'}"
+                             f"<small>{ci}</small></td>")
             else:
-                cells.append(f"<td class=num{_heat(v, hib)}>{fmt(v, 3) if not is_number(v) else f'{v:+.3f}'}</td>")
+                ci = esc(interval_suffix(e, key))
+                cells.append(f"<td class=num{_heat(v, hib)}>{fmt(v, 3) if not is_number(v) else f'{v:+.3f}'}"
+                             f"<small>{ci}</small></td>")
+        cov = coverage_text(e)
+        cells.append(f"<td class=num>{'<b>' + esc(cov) + '</b>' if cov.endswith('partial') else esc(cov or '—')}"
+                     "</td>")
         if seconds:
             cells.append(f"<td class=num>{fmt(seconds.get(m), 3)}</td>")
         rows.append(f'<tr class="{"rec" if m == rec else ""}">' + "".join(cells) + "</tr>")
@@ -369,7 +381,10 @@ def render_html(results: Mapping[str, Any], figures: Mapping[str, bytes] | None 
         parts.append("<section><h2>How well each score ranked the candidates</h2><p class=note>Agreement of each "
                      "score's ranking with the true accuracies: weighted Kendall τ (hyperbolic weights, the measure "
                      "of the published tables), Kendall τ, Spearman and Pearson correlations, and top-1 regret (best "
-                     "true accuracy minus that of the score's top candidate).</p>" + _evaluation_table(r)
+                     "true accuracy minus that of the score's top candidate); [95% CI]: bootstrap interval over "
+                     "the candidates and the test set's sampling error; <b>partial</b>: a score computed on only "
+                     "part of the pool.</p>" + _evaluation_table(r)
+                     + "".join(f"<p class=note>{esc(line)}</p>" for line in baseline_lines(r))
                      + _figure(figures, "scatter", "score vs accuracy",
                                "Each score against the true accuracy; big markers: penultimate features, dots: "
                                "intermediate taps (bigger = deeper), crosses: controls; framed: recommended score.")

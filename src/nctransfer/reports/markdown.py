@@ -7,7 +7,10 @@ from typing import Any, Mapping
 from nctransfer.reports.schema import (
     COLLAPSE_COLUMNS,
     EVALUATION_MEASURES,
+    baseline_lines,
     candidate_names,
+    coverage_text,
+    interval_suffix,
     check_results,
     format_number,
     is_number,
@@ -45,16 +48,21 @@ def evaluation_table_md(results: Mapping[str, Any]) -> str:
     seconds = results.get("score_seconds") or {}
     methods = [m for m in method_names(results) if m in ev] + [m for m in ev if m not in method_names(results)]
     methods.sort(key=lambda m: -float(ev[m]["weighted_tau"]) if is_number(ev[m].get("weighted_tau")) else 9)
-    header = ["score"] + [lab for _, lab, _ in EVALUATION_MEASURES] + (["seconds"] if seconds else [])
+    header = ["score"] + [lab + (" [95% CI]" if k in ("weighted_tau", "spearman", "top1_regret") else "")
+                          for k, lab, _ in EVALUATION_MEASURES] + ["models scored"] + (["seconds"] if seconds else [])
     rows = []
+    extra = results.get("evaluation_intervals") or {}
     for m in methods:
-        e = ev[m]
+        e = {**ev[m], **(extra.get(m) or {})}
         name = method_label(results, m) + (" **(recommended)**" if m == rec else "")
         row: list[Any] = [name]
         for key, _, _ in EVALUATION_MEASURES:
             v = e.get(key)
-            row.append(("—" if not is_number(v) else f"{100 * float(v):.1f} pt") if key == "top1_regret"
-                       else ("—" if not is_number(v) else f"{float(v):+.3f}"))
+            row.append(("—" if not is_number(v) else f"{100 * float(v):.1f} pt"
+                        + interval_suffix(e, key, 100.0, 1, sign=False)) if key == "top1_regret"
+                       else ("—" if not is_number(v) else f"{float(v):+.3f}" + interval_suffix(e, key)))
+        cov = coverage_text(e)
+        row.append(f"**{cov}**" if cov.endswith("partial") else (cov or "—"))
         if seconds:
             row.append(_f(seconds.get(m), 3))
         rows.append(row)
@@ -132,6 +140,7 @@ def render_markdown(results: Mapping[str, Any], figure_files: Mapping[str, str] 
     out += [ranking_table_md(r), ""]
     if r.get("evaluation"):
         out += ["## How well each score ranked the candidates", "", evaluation_table_md(r), ""]
+        out += [f"- {line}" for line in baseline_lines(r)] + ([""] if baseline_lines(r) else [])
         if "scatter" in figs:
             out += [f"![scores vs accuracy]({figs['scatter']})", ""]
     layers = {m: v for m, v in (r.get("layers") or {}).items() if v.get("taps")}

@@ -65,6 +65,61 @@ EVALUATION_MEASURES: tuple[tuple[str, str, bool], ...] = (
     ("top1_regret", "top-1 regret", False),
 )
 
+#: measures that carry a 95% bootstrap interval (``<key>_lo``, ``<key>_hi`` in the evaluation)
+INTERVAL_MEASURES: tuple[str, ...] = ("weighted_tau", "spearman", "top1_regret")
+
+
+def interval_suffix(e: Mapping[str, Any], key: str, scale: float = 1.0, digits: int = 3, sign: bool = True) -> str:
+    """`` [lo, hi]`` of ``key``'s bootstrap interval in an evaluation dict (empty without one)."""
+    lo, hi = e.get(f"{key}_lo"), e.get(f"{key}_hi")
+    if key not in INTERVAL_MEASURES or lo is None or hi is None:
+        return ""
+    try:
+        lo, hi = float(lo) * scale, float(hi) * scale
+    except (TypeError, ValueError):
+        return ""
+    if lo != lo or hi != hi:
+        return ""
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f" [{f.format(lo)}, {f.format(hi)}]"
+
+
+def coverage_text(e: Mapping[str, Any]) -> str:
+    """``"n/N"`` models scored, with ``" partial"`` when the score covers only part of the pool (else ``""``)."""
+    n, pool = e.get("n_scored"), e.get("n_pool")
+    try:
+        n, pool = int(n), int(pool)
+    except (TypeError, ValueError):
+        return ""
+    return f"{n}/{pool}" + (" partial" if n < pool else "")
+
+
+def baseline_lines(results: Mapping[str, Any]) -> list[str]:
+    """Plain sentences on the static baselines and the random score (``results["baselines"]``): each baseline's
+    weighted tau with its interval, the random score's range, and every score that does not beat them."""
+    b = results.get("baselines") or {}
+    if not b:
+        return []
+    out = []
+    parts = []
+    for name, e in (b.get("evaluation") or {}).items():
+        v = e.get("weighted_tau")
+        if v is not None and v == v:
+            parts.append(f"{name.replace('_', ' ')} {float(v):+.3f}{interval_suffix(e, 'weighted_tau')}")
+    if parts:
+        out.append("Static baselines (weighted τ [95% CI]): " + "; ".join(parts) + ".")
+    r = b.get("random") or {}
+    if r.get("weighted_tau_lo") is not None:
+        out.append(f"A random score: weighted τ {float(r['weighted_tau_mean']):+.3f} on average, 95% of random orders "
+                   f"within [{float(r['weighted_tau_lo']):+.3f}, {float(r['weighted_tau_hi']):+.3f}]; top-1 regret "
+                   f"{100 * float(r['top1_regret_mean']):.1f} points on average.")
+    losers = [(m, v["verdict"]) for m, v in (b.get("verdicts") or {}).items()
+              if v.get("beats_random") is False or v.get("not_beaten")]
+    for m, verdict in losers:
+        out.append(f"{method_label(results, m)} {verdict}")
+    return out
+
+
 #: collapse metrics shown in the ranking table when present (key, label)
 COLLAPSE_COLUMNS: tuple[tuple[str, str], ...] = (("nc1", "NC1"), ("vci", "VCI"), ("cdnv", "CDNV"))
 

@@ -45,6 +45,7 @@ from nctransfer.transferability.parc import parc  # noqa: E402  isort: skip
 from nctransfer.transferability.ped import PEDMotion, PEDResult, ped, ped_motion  # noqa: E402  isort: skip
 from nctransfer.transferability.ranking import (  # noqa: E402  isort: skip
     EVALUATION_KEYS,
+    INTERVAL_KEYS,
     evaluate,
     load_features_file,
     rank,
@@ -68,7 +69,7 @@ def methods_table() -> "object":
 
 __all__ = [
     "METHODS", "MethodInfo", "register", "get_method", "list_methods", "score", "methods_table",
-    "rank", "evaluate", "load_features_file", "read_truth_csv", "EVALUATION_KEYS", "Workspace",
+    "rank", "evaluate", "load_features_file", "read_truth_csv", "EVALUATION_KEYS", "INTERVAL_KEYS", "Workspace",
     "set_blas_threads", "set_lapack_threads",
     "logme", "LogMEResult", "hscore", "reg_hscore", "gbc", "transrate", "sfda", "SFDAResult",
     "neg_nc1", "neg_log_nc1", "neg_vci", "neg_cdnv", "ncc_accuracy", "leep", "nce",

@@ -35,6 +35,9 @@ from nctransfer.transferability._common import blas_limited, require_pool, Works
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
 
 EVALUATION_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
+#: keys added by ``evaluate(..., intervals=True)``: 95% bootstrap intervals and the pool coverage of the score
+INTERVAL_KEYS = ("weighted_tau_lo", "weighted_tau_hi", "spearman_lo", "spearman_hi", "top1_regret_lo",
+                 "top1_regret_hi", "n_scored", "n_pool", "coverage")
 _X_KEYS = ("X", "features", "x")
 _Y_KEYS = ("y", "labels", "targets")
 _P_KEYS = ("P", "probs", "probabilities")
@@ -391,7 +394,8 @@ def _as_series(obj: Any, what: str) -> "Any":
         raise InputValueError(f"evaluate: {what} must hold numbers.") from None
 
 
-def _evaluate_one(score: "Any", truth: "Any", method: str) -> dict[str, float]:
+def _evaluate_one(score: "Any", truth: "Any", method: str, noise: "Any" = None,
+                  boot: Mapping[str, Any] | None = None) -> dict[str, float]:
     from scipy import stats as st
 
     missing = [m for m in score.index if m not in truth.index]
@@ -407,9 +411,20 @@ def _evaluate_one(score: "Any", truth: "Any", method: str) -> dict[str, float]:
         warnings.warn(f"evaluate[{method}]: ignoring {int((~ok).sum())} model(s) with a non-finite score.",
                       RuntimeWarning, stacklevel=3)
     s, t = score[ok], t[ok]
-    out = dict.fromkeys(EVALUATION_KEYS, float("nan"))
+    out = dict.fromkeys(EVALUATION_KEYS + INTERVAL_KEYS, float("nan"))
+    out["n_scored"], out["n_pool"] = int(ok.sum()), int(len(ok))
+    out["coverage"] = float(ok.sum() / len(ok)) if len(ok) else float("nan")
     if len(s) < 2:
         return out
+    if boot and int(boot.get("n_boot", 0)) > 0:
+        from nctransfer.transferability.uncertainty import bootstrap_intervals
+
+        samples, se = (None, None) if noise is None else noise(list(s.index))
+        ci = bootstrap_intervals(s.to_numpy(dtype=float), t.to_numpy(dtype=float), samples=samples, se=se,
+                                 n_boot=int(boot["n_boot"]), level=float(boot.get("level", 0.95)),
+                                 seed=int(boot.get("seed", 0)))
+        for k, (lo, hi) in ci.items():
+            out[f"{k}_lo"], out[f"{k}_hi"] = lo, hi
     a, b = s.to_numpy(dtype=float), t.to_numpy(dtype=float)
     if np.ptp(a) <= 1e-9 * max(1.0, float(np.abs(a).max())):
         # a (numerically) constant score carries no ranking information: scipy's weightedtau would still return
@@ -427,20 +442,36 @@ def _evaluate_one(score: "Any", truth: "Any", method: str) -> dict[str, float]:
     return out
 
 
-def evaluate(scores: Any, truth: Any) -> dict[str, Any]:
-    """Compare transferability scores with ground-truth transfer accuracies (docs/methods.md#transferability).
+def evaluate(scores: Any, truth: Any, *, intervals: bool = False, truth_samples: Mapping[str, Any] | None = None,
+             truth_se: Mapping[str, float] | None = None, n_boot: int = 1000, level: float = 0.95,
+             seed: int = 0) -> dict[str, Any]:
+    """Compare transferability scores with ground-truth transfer accuracies (docs/methods.md#transferability), with intervals.
 
     Args:
         scores: ``{model: score}`` or a ``pandas.Series`` indexed by model -- or a DataFrame from :func:`rank`
             (one column per method).
-        truth: ``{model: accuracy}``, a Series, or a DataFrame with columns ``model`` and ``accuracy``. Must cover
-            every scored model (extra models are ignored).
+        truth: ``{model: accuracy}``, a Series, or a DataFrame with columns ``model`` and ``accuracy`` (and
+            optionally ``se``, the accuracy's standard error). Must cover every scored model (extra models are
+            ignored).
+        intervals: also return the bootstrap intervals and the coverage (the keys of ``INTERVAL_KEYS``).
+        truth_samples: ``{model: per-test-sample correctness [n_test]}`` (0/1, same test set for every model):
+            the bootstrap resamples the test samples (paired across models).
+        truth_se: ``{model: standard error of its accuracy}`` (used when ``truth_samples`` is not given).
+        n_boot: bootstrap replicates of the intervals (1000; 0 disables them).
+        level: coverage of the intervals (0.95).
+        seed: seed of the bootstrap (same seed, same intervals).
 
     Returns:
         For one ranking: ``{"weighted_tau", "kendall", "spearman", "pearson", "top1_regret"}`` where
         ``weighted_tau`` is ``scipy.stats.weightedtau`` with its defaults (hyperbolic weigher, additive, rank by
         both orders -- as the published tables), and ``top1_regret = max accuracy - accuracy of the top-scored
-        model`` (mean over ties for the top score; 0 is best). For a DataFrame: ``{method: that dict}``.
+        model`` (mean over ties for the top score; 0 is best). With ``intervals=True`` also
+        ``<stat>_lo, <stat>_hi`` for weighted_tau,
+        spearman and top1_regret: the percentile bootstrap interval that resamples the candidates and the ground
+        truth's noise (:mod:`nctransfer.transferability.uncertainty`); ``n_scored`` (models with a finite score),
+        ``n_pool`` (models in the ranking) and ``coverage = n_scored / n_pool`` -- a score computed on only part
+        of the pool (``coverage < 1``, e.g. LEEP without source probabilities for most candidates) is judged on
+        that part only. For a DataFrame: ``{method: that dict}``.
         Correlations are NaN when fewer than two models have finite scores (or a constant input).
 
     Raises:
@@ -452,10 +483,40 @@ def evaluate(scores: Any, truth: Any) -> dict[str, Any]:
     """
     import pandas as pd
 
+    if truth_se is None and isinstance(truth, pd.DataFrame) and "se" in truth.columns and "model" in truth.columns:
+        truth_se = dict(zip(truth["model"].astype(str), truth["se"].astype(float)))
     t = _as_series(truth, "truth")
+    noise = _truth_noise(truth_samples, truth_se)
+    boot = {"n_boot": int(n_boot) if intervals else 0, "level": float(level), "seed": int(seed)}
+    keys = EVALUATION_KEYS + (INTERVAL_KEYS if intervals else ())
+
+    def one(s: Any, name: str) -> dict[str, float]:
+        e = _evaluate_one(s, t, name, noise, boot)
+        return {k: e[k] for k in keys}
+
     if isinstance(scores, pd.DataFrame):
-        return {str(c): _evaluate_one(_as_series(scores[c], "scores"), t, str(c)) for c in scores.columns}
-    return _evaluate_one(_as_series(scores, "scores"), t, "scores")
+        return {str(c): one(_as_series(scores[c], "scores"), str(c)) for c in scores.columns}
+    return one(_as_series(scores, "scores"), "scores")
+
+
+def _truth_noise(samples: Mapping[str, Any] | None, se: Mapping[str, float] | None) -> Any:
+    """``models -> (samples list | None, se array | None)`` for the bootstrap, checking coverage."""
+    if samples is None and se is None:
+        return None
+
+    def pick(models: list[str]) -> tuple[Any, Any]:
+        if samples is not None:
+            miss = [m for m in models if str(m) not in {str(k) for k in samples}]
+            if miss:
+                raise InputValueError(f"evaluate: truth_samples has no per-sample correctness for {miss[:10]}.")
+            lut = {str(k): v for k, v in samples.items()}
+            return [np.asarray(lut[m], dtype=np.float64) for m in models], None
+        lut = {str(k): float(v) for k, v in se.items()}  # type: ignore[union-attr]
+        miss = [m for m in models if m not in lut]
+        if miss:
+            raise InputValueError(f"evaluate: truth_se has no standard error for {miss[:10]}.")
+        return None, np.array([lut[m] for m in models])
+    return pick
 
 
 def read_truth_csv(path: str | os.PathLike) -> dict[str, float]:
@@ -507,4 +568,27 @@ def read_truth_csv(path: str | os.PathLike) -> dict[str, float]:
     return dict(zip(models, acc))
 
 
-__all__ = ["rank", "evaluate", "load_features_file", "read_truth_csv", "EVALUATION_KEYS"]
+def read_truth_se_csv(path: str | os.PathLike) -> dict[str, float] | None:
+    """The standard errors of a truth CSV (column ``se`` or ``stderr``, same units as ``accuracy``), or ``None``
+    when it has no such column. Call after :func:`read_truth_csv` (which validates the file)."""
+    import pandas as pd
+
+    df = pd.read_csv(Path(path))
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    key = cols.get("se", cols.get("stderr"))
+    if key is None or "model" not in cols:
+        return None
+    try:
+        se = df[key].astype(float).to_numpy()
+    except (TypeError, ValueError):
+        raise InputValueError(f"truth file {str(path)!r}: column {key!r} must be numeric.") from None
+    if not np.all(np.isfinite(se)) or np.any(se < 0):
+        raise InputValueError(f"truth file {str(path)!r}: column {key!r} must hold finite values >= 0.")
+    acc = df[cols["accuracy"]].astype(float).to_numpy() if "accuracy" in cols else None
+    if acc is not None and len(acc) and acc.max() > 1 and acc.max() <= 100:
+        se = se / 100.0  # percentages, as read_truth_csv
+    return dict(zip(df[cols["model"]].astype(str).str.strip(), se.tolist()))
+
+
+__all__ = ["rank", "evaluate", "load_features_file", "read_truth_csv", "read_truth_se_csv", "EVALUATION_KEYS",
+           "INTERVAL_KEYS"]
