@@ -46,7 +46,7 @@ lint: $(STAMP)
 
 # the documentation site -> build/site (mkdocs.yml); --strict turns every warning (broken link, bad reference) into an error
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 # wheel and sdist -> build/dist
 wheel: $(STAMP)
