@@ -22,6 +22,10 @@ def _int_or_none(s: str) -> int | None:
     return None if s.lower() in ("none", "all", "") else int(s)
 
 
+def _float_or_none(s: str) -> float | None:
+    return None if str(s).strip().lower() in ("none", "") else float(s)
+
+
 def _per_class(s: str) -> int | None:
     """``N`` images per class; ``0``/``all``/``none``: everything (``None``)."""
     if str(s).strip().lower() in ("none", "all", "", "0"):
@@ -90,6 +94,15 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
                         "on other training images; heldout_accuracy: accuracy on other training images")
     a.add_argument("--auto-probe-per-class", type=_int_or_none, default=20,
                    help="training images per class used by the probe ('all' for every image)")
+    a.add_argument("--auto-max-probe-fraction", type=_float_or_none, default=0.5,
+                   help="time budget of the probe as a fraction of the run's estimated training time (default "
+                        "%(default)s; 'none': no fraction cap); deepest candidates first, the rest skipped")
+    a.add_argument("--auto-min-probe-seconds", type=float, default=30.0,
+                   help="the fraction cap never goes below this many seconds (default %(default)s)")
+    a.add_argument("--auto-max-probe-seconds", type=_float_or_none, default=None,
+                   help="absolute time budget of the probe in seconds (wins over --auto-min-probe-seconds)")
+    a.add_argument("--auto-no-cache", dest="auto_cache", action="store_false",
+                   help="recompute the frozen part at every probe step instead of replaying cached features")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +140,10 @@ def config_from_args(args: argparse.Namespace, method: str = "linear_probe", uni
     auto = AutoUnitConfig(candidates=_split_list(args.auto_candidates), max_trainable_percent=args.auto_max_percent,
                           max_trainable_params=args.auto_max_params, probe_steps=args.auto_probe_steps,
                           criterion=args.auto_criterion,
-                          probe_per_class=args.auto_probe_per_class)
+                          probe_per_class=args.auto_probe_per_class,
+                          max_probe_fraction=args.auto_max_probe_fraction,
+                          min_probe_seconds=args.auto_min_probe_seconds,
+                          max_probe_seconds=args.auto_max_probe_seconds, cache_features=args.auto_cache)
     return FinetuneConfig(
         method=method, unit=unit if method in ("layer_ft", "scl_ft") else None,
         skip=args.skip if method == "scl_ft" else "pad", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -168,6 +184,11 @@ def run(args: argparse.Namespace) -> int:
         print(res.summary())
         if res.auto:
             print(f"auto unit: {res.auto['reason']}")
+            tb = res.auto.get("time_budget")
+            if tb and not res.auto.get("reused"):
+                cap = "no cap" if tb["seconds"] is None else f"budget {tb['seconds']:.0f} s"
+                print(f"auto unit probe: {tb['probed']} candidate(s) probed in {res.auto['probe_seconds']:.1f} s "
+                      f"({cap}; {tb['not_probed']} not probed)")
         t = res.timing
         if t:
             print(f"time: {t['total']:.1f} s (training {t['train']:.1f} s = {100 * t['train_share']:.0f}%, "

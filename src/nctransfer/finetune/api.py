@@ -370,7 +370,7 @@ def _auto(net: nn.Module, train_ds: Any, cfg: FinetuneConfig, k: int, out: Path 
         with open(path, encoding="utf-8") as fh:
             report = json.load(fh)
         if report.get("signature") == _auto_signature(cfg):
-            return report
+            return {**report, "reused": True}
     report = choose_unit(net, train_ds, cfg, num_classes=k)
     report["signature"] = _auto_signature(cfg)
     if path is not None:

@@ -9,13 +9,24 @@ paper picks the unit by hand; here it is picked by that criterion with a cheap p
    parameters (classifier and skip branch included) is skipped;
 3. probe: each remaining candidate is fine-tuned from the same starting weights with the requested method and
    the run's optimiser settings, on a balanced, seeded subset of ``probe_per_class`` training images per class,
-   for whole epochs totalling at least ``probe_steps`` optimiser steps (cosine schedule over the probe);
+   for whole epochs totalling at least ``probe_steps`` optimiser steps (cosine schedule over the probe). The
+   frozen part below the candidate is computed once per image and replayed from a cache at every step
+   (:mod:`nctransfer.finetune.prefix_cache`; ``cache_features``); it runs in eval mode, so with
+   ``bn_policy="update"`` its BatchNorm statistics are first recalibrated on the probe images (the real run
+   normalises them with downstream batch statistics too);
 4. score (``criterion``): by default ``"train_nc1"``, the NC1 (docs/methods.md#nc1) of the penultimate features (the
    classifier input) of the probe's training images after the probe - the conjecture taken literally; the lowest
    wins (ties: fewer trainable parameters). ``"heldout_nc1"`` measures the NC1 on as many *other* training
    images instead (collapse that generalises; Li et al., TMLR 2024, appendix C.2 attributes the cases where lower NC1 did not
    give better accuracy to overfitting), ``"heldout_accuracy"`` ranks by their accuracy (not a collapse
    criterion; a baseline). Candidates whose probe fails (e.g. diverges) are reported and skipped.
+
+Cost: the whole probe (training-time estimate, caches, probe runs) has a time budget, by default half the
+estimated training time of the run (``max_probe_fraction=0.5``; the estimate is ``STEP_COST_IN_FORWARDS`` timed
+forward passes per optimiser step), never below ``min_probe_seconds`` (30 s) unless ``max_probe_seconds`` says
+so. Candidates are probed deepest first (their cached probes are the cheapest) and a candidate starts only if the
+slowest probe so far still fits; the ones left are reported as ``skipped_time_budget``. At least one candidate is
+always probed. The report gives ``probe_seconds`` and ``time_budget`` (``result.json`` carries it under ``auto``).
 
 The test data are never used. The report lists every candidate with its parameter count, probe NC1 on the probe
 and held-out images, probe loss and accuracies, time, and a sentence saying why the winner was chosen.
@@ -84,6 +95,76 @@ def _trainable_count(model: Any, unit: Any, cfg: FinetuneConfig, hw: Any) -> tup
     return count_parameters(m, trainable_parameter_names(m, cfg.method, u))
 
 
+#: a layer/SCL training step costs about this many forward passes (forward, and backward through the part above
+#: the unit); used to estimate the run's training time from a timed forward pass
+STEP_COST_IN_FORWARDS = 2.0
+
+
+def estimate_training_seconds(model: Any, train_data: Any, config: FinetuneConfig) -> dict[str, Any]:
+    """Estimated wall time of the run's training passes: ``steps x STEP_COST_IN_FORWARDS x t_forward``, with
+    ``t_forward`` the faster of two timed forward passes of one training batch (eval mode, no gradients; ``model``
+    is left unchanged) and ``steps = epochs x steps per epoch``."""
+    import torch
+
+    from nctransfer.finetune.trainer import iterate_batches, resolve_device
+
+    n = len(train_data)
+    bs = min(config.batch_size, n)
+    steps = config.epochs * (n // bs if n % bs == 1 else -(-n // bs))
+    dev = resolve_device(config.device)
+    was = model.training
+    model.eval().to(dev)
+    x = next(iterate_batches(train_data, np.arange(bs), bs))[0].to(dev)
+    times = []
+    with torch.no_grad():
+        for _ in range(2):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    model.train(was)
+    t = min(times)
+    return {"seconds": steps * STEP_COST_IN_FORWARDS * t, "steps": steps, "forward_seconds": t,
+            "step_cost_in_forwards": STEP_COST_IN_FORWARDS, "batch_size": bs}
+
+
+def probe_budget_seconds(auto: Any, estimated_training_seconds: float) -> float | None:
+    """``min(max(max_probe_fraction x estimate, min_probe_seconds), max_probe_seconds)``; ``None``: no cap."""
+    caps = []
+    if auto.max_probe_fraction is not None:
+        caps.append(max(auto.max_probe_fraction * estimated_training_seconds, auto.min_probe_seconds))
+    if auto.max_probe_seconds is not None:
+        caps.append(auto.max_probe_seconds)
+    return min(caps) if caps else None
+
+
+def recalibrate_batchnorm(model: Any, data: Any, batch_size: int, device: str = "cpu") -> None:
+    """Replace the running statistics of every BatchNorm of ``model`` by the population statistics of ``data``
+    (one pass in train mode without gradients, cumulative averages); parameters are not changed."""
+    import torch
+    from torch import nn
+
+    from nctransfer.finetune.trainer import iterate_batches, resolve_device
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    dev = resolve_device(device)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was = model.training
+    model.train().to(dev)
+    try:
+        with torch.no_grad():
+            for x, _ in iterate_batches(data, np.arange(len(data)), batch_size, drop_singleton=True):
+                model(x.to(dev))
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        model.train(was)
+
+
 def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_classes: int | None = None
                 ) -> dict[str, Any]:
     """Pick the unit for ``config.method`` (``layer_ft`` or ``scl_ft``) by probe collapse (module docstring).
@@ -118,35 +199,67 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
     if a.criterion != "train_nc1" and not len(held_idx):
         raise InputValueError(f"unit='auto': criterion {a.criterion!r} needs training images outside the probe subset; "
                               f"all {len(probe_idx)} are used by the probe (lower probe_per_class).")
-    probe_ds = Subset(train_data, probe_idx.tolist())
-    held_ds = Subset(train_data, held_idx.tolist()) if len(held_idx) else probe_ds
+    t_start = time.perf_counter()
     bs = min(config.batch_size, len(probe_idx))
     steps_per_epoch = len(probe_idx) // bs if len(probe_idx) % bs == 1 else -(-len(probe_idx) // bs)
     epochs = max(1, -(-a.probe_steps // max(steps_per_epoch, 1)))
-    probe_cfg = config.replace(epochs=epochs, batch_size=bs, eval_every=epochs,
-                               nc1_taps=None, checkpoint=False, progress=False)
     _, total = count_parameters(model)
+    base = copy.deepcopy(model)  # timing, BatchNorm recalibration and the probes never touch ``model``
+    estimate = estimate_training_seconds(base, train_data, config)
+    time_cap = probe_budget_seconds(a, estimate["seconds"])
+    pool_idx = np.concatenate([probe_idx, held_idx])
+    pool = Subset(train_data, pool_idx.tolist())
+    if a.cache_features and config.bn_policy == "update":
+        # the cached frozen part runs in eval mode: give its BatchNorms the statistics of the downstream images, as
+        # the batch statistics of the real run would (bn_policy="frozen" keeps the pre-trained ones, as the run does)
+        recalibrate_batchnorm(base, Subset(train_data, probe_idx.tolist()), bs, config.device)
+    probe_cfg = config.replace(epochs=epochs, batch_size=bs, eval_every=0, nc1_taps=None, checkpoint=False,
+                               progress=False, num_workers=0 if a.cache_features else config.num_workers)
 
-    rows, over = [], []
+    rows, over, no_time = [], [], []
     cands = _candidates(model, config)
     from tqdm.auto import tqdm
 
-    for u in tqdm(cands, desc="auto unit probe", disable=not config.progress, leave=False):
+    within = []
+    for u in cands:
         n_tr, n_tot = _trainable_count(model, u, config, hw)
         pct = 100.0 * n_tr / n_tot
-        row: dict[str, Any] = {"unit": u.name, "index": int(getattr(u, "index", len(rows))),
+        row: dict[str, Any] = {"unit": u.name, "index": int(getattr(u, "index", len(within) + len(over))),
                                "trainable_params": n_tr, "trainable_percent": pct}
         if (a.max_trainable_percent is not None and pct > a.max_trainable_percent) or (
                 a.max_trainable_params is not None and n_tr > a.max_trainable_params):
             over.append(row)
+        else:
+            within.append((u, row))
+    spent: list[float] = []
+    caches: list[dict[str, Any]] = []
+    for u, row in tqdm(list(reversed(within)), desc="auto unit probe", disable=not config.progress, leave=False):
+        # deepest first; a candidate starts only if the slowest probe so far still fits in the budget
+        if spent and time_cap is not None and (time.perf_counter() - t_start) + max(spent) > time_cap:
+            no_time.append(row)
             continue
-        m = copy.deepcopy(model)
+        t0 = time.perf_counter()
+        m = copy.deepcopy(base)
         mu = resolve_unit(m, u.name)
         torch.manual_seed(config.seed)
         if config.method == "scl_ft":
             attach_skip(m, mu, config.skip, image_size=hw)
         names = trainable_parameter_names(m, config.method, mu)
-        t0 = time.perf_counter()
+        probe_ds, held_ds = Subset(train_data, probe_idx.tolist()), Subset(train_data, held_idx.tolist())
+        replay = None
+        if a.cache_features:
+            from nctransfer.finetune.prefix_cache import PrefixReplay
+            from nctransfer.finetune.trainer import resolve_device
+
+            replay = PrefixReplay.build(m, mu.module, pool, batch_size=2 * bs,
+                                        device=resolve_device(config.device))
+            if replay is not None:
+                probe_ds = replay.view(np.arange(len(probe_idx)))
+                held_ds = replay.view(np.arange(len(probe_idx), len(pool_idx)))
+                caches.append(replay.describe())
+        if not len(held_idx):
+            held_ds = probe_ds
+        row["prefix_cache"] = replay.describe() if replay is not None else None
         try:
             tr = Trainer(m, names, probe_cfg, probe_ds, held_ds)
             hist = tr.fit()
@@ -161,8 +274,11 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
                         "status": f"failed: {exc}"})
         row["score"] = row[a.criterion]
         row["probe_seconds"] = time.perf_counter() - t0
+        spent.append(row["probe_seconds"])
         rows.append(row)
-        del m
+        del m, replay
+    rows.sort(key=lambda r: r["index"])
+    no_time.sort(key=lambda r: r["index"])
     if not rows:
         raise InputValueError(
             f"unit='auto': no candidate fits the parameter budget (max_trainable_percent={a.max_trainable_percent}, "
@@ -194,17 +310,27 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
         f"{best['unit']!r} " + what.format(best["score"], n_scored)
         + f" after a {epochs * steps_per_epoch}-step {config.method} probe on {len(probe_idx)} training images "
           f"({a.probe_per_class or 'all'} per class), among {len(ok)} candidate(s)"
+        + (f" ({len(no_time)} shallower one(s) not probed: the time budget of {time_cap:.0f} s was spent)"
+           if no_time else "")
         + (f" within the budget ({', '.join(budget)}; {len(over)} over budget)" if budget else "")
         + f"{runner}; it trains {best['trainable_percent']:.2f}% of the parameters"
         + (" (Li et al., TMLR 2024, section 3.3 conjecture: the most collapsed penultimate features on the downstream training "
            "data transfer best)." if a.criterion != "heldout_accuracy" else ".")
     )
+    probe_seconds = time.perf_counter() - t_start
     return {
         "chosen": best["unit"], "criterion": a.criterion,
-        "reason": reason, "candidates": rows, "skipped_over_budget": over,
+        "reason": reason, "candidates": rows, "skipped_over_budget": over, "skipped_time_budget": no_time,
+        "probe_seconds": probe_seconds,
+        "time_budget": {"seconds": time_cap, "max_probe_fraction": a.max_probe_fraction,
+                        "min_probe_seconds": a.min_probe_seconds, "max_probe_seconds": a.max_probe_seconds,
+                        "estimated_training_seconds": estimate["seconds"], "estimate": estimate,
+                        "respected": time_cap is None or probe_seconds <= time_cap, "probed": len(rows),
+                        "not_probed": len(no_time)},
         "budget": {"max_trainable_percent": a.max_trainable_percent, "max_trainable_params": a.max_trainable_params},
         "probe": {"epochs": epochs, "steps": epochs * steps_per_epoch, "per_class": a.probe_per_class,
                   "n_images": int(len(probe_idx)),
                   "n_heldout": int(len(held_idx)), "batch_size": bs, "method": config.method,
+                  "cached_frozen_part": len(caches), "order": "deepest first",
                   "total_params": total, "num_classes": k},
     }

@@ -167,6 +167,15 @@ class AutoUnitConfig(_ConfigMixin):
     criterion: str = _opt("train_nc1", "'train_nc1' (the paper's conjecture: lowest penultimate NC1 on the probe's "
                                        "training images), 'heldout_nc1' (NC1 on other training images) or "
                                        "'heldout_accuracy'")
+    max_probe_fraction: float | None = _opt(0.5, "time budget of the whole probe as a fraction of the run's estimated "
+                                                 "training time (None: no fraction cap); the deepest candidates "
+                                                 "are probed first, the rest are skipped when the budget is spent")
+    min_probe_seconds: float = _opt(30.0, "the fraction cap never goes below this many seconds (a few probes can "
+                                          "still be ranked in a very short run)")
+    max_probe_seconds: float | None = _opt(None, "absolute time budget of the probe in seconds (None: none); wins "
+                                                 "over min_probe_seconds")
+    cache_features: bool = _opt(True, "probe on cached features of the frozen part before each candidate (computed "
+                                      "once per image instead of at every step; nctransfer.finetune.prefix_cache)")
 
     def __post_init__(self) -> None:
         c = self.candidates
@@ -184,6 +193,11 @@ class AutoUnitConfig(_ConfigMixin):
         _check_int(self, "probe_steps", 1)
         _check_int(self, "probe_per_class", 1, allow_none=True)
         _check_choice(self, "criterion", AUTO_CRITERIA)
+        _check_float(self, "max_probe_fraction", 0.0, low_open=True, allow_none=True)
+        _check_float(self, "min_probe_seconds", 0.0)
+        _check_float(self, "max_probe_seconds", 0.0, low_open=True, allow_none=True)
+        if not isinstance(self.cache_features, bool):
+            raise InputValueError(f"AutoUnitConfig.cache_features must be True or False; got {self.cache_features!r}.")
 
 
 @dataclass

@@ -1,0 +1,253 @@
+"""Cached features of the frozen part of a network before a fine-tuning unit, replayed instead of recomputed.
+
+Layer FT and SCL FT train one unit and the classifier; everything computed *before* the unit is frozen. In eval
+mode that part is a fixed function of the image, so the probe runs of ``unit="auto"``
+(:mod:`nctransfer.finetune.auto`) compute it once per image and replay it at every optimiser step and
+evaluation, instead of repeating the forward pass of the frozen part tens of times.
+
+How, for any architecture (no model-specific code):
+
+1. *trace*: one forward pass with hooks on every module records the module calls that complete before the unit
+   starts; the *maximal* ones (those called directly by the unit's ancestors, e.g. ``conv1``, ``layer1``,
+   ``layer2`` and ``layer3.0`` before ``layer3.1`` of a ResNet) make up the frozen prefix;
+2. *cache*: for every image, the output of the last maximal call (or, if needed, of all of them) is stored
+   (float32, CPU), the pass stopping at the unit;
+3. *replay*: the ``forward`` of those modules is replaced by a lookup of the cached rows of the current batch
+   (the other maximal calls return zero placeholders of the right shape, they feed nothing but the cached one);
+   the unit, the rest of the network, the skip branch and the classifier run as usual;
+4. *verify*: on one batch the replayed model must give the same logits as the real one in eval mode, else the
+   next level (all maximal calls cached) is tried, else no cache is used.
+
+The images become placeholders (:class:`CachedView` yields zero tensors of the image shape and sets the rows to
+replay), so a :class:`~nctransfer.finetune.trainer.Trainer` trains and evaluates on a :class:`CachedView` as on
+the dataset itself (with ``num_workers=0``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+#: the largest cache (MiB) built; beyond it the probe runs without one
+MAX_CACHE_MB = 2048.0
+
+
+class _Stop(Exception):
+    """Raised by the unit's pre-hook to end a pass at the unit."""
+
+
+def _trace(model: nn.Module, unit: nn.Module, x: torch.Tensor) -> tuple[list[tuple[tuple[str, int], Any]], bool]:
+    """Maximal prefix calls ``[((name, k), output)]`` in completion order, and whether the unit was reached."""
+    names = {}
+    for n, m in model.named_modules():
+        names.setdefault(id(m), n)
+    stack: list[tuple[str, int]] = []
+    counts: Counter = Counter()
+    done: list[tuple[tuple[str, int], tuple[str, int] | None, Any]] = []
+    state = {"open": None}
+
+    def pre(mod: nn.Module, args: Any) -> None:
+        if mod is unit:
+            state["open"] = set(stack)
+            raise _Stop
+        n = names[id(mod)]
+        stack.append((n, counts[n]))
+        counts[n] += 1
+
+    def post(mod: nn.Module, args: Any, out: Any) -> None:
+        key = stack.pop()
+        done.append((key, stack[-1] if stack else None, out))
+
+    handles = []
+    try:
+        for n, m in model.named_modules():
+            if m is model:
+                continue
+            handles.append(m.register_forward_pre_hook(pre))
+            if m is not unit:
+                handles.append(m.register_forward_hook(post))
+        try:
+            model(x)
+        except _Stop:
+            pass
+    finally:
+        for h in handles:
+            h.remove()
+    if state["open"] is None:
+        return [], False
+    ancestors = state["open"]
+    return [(key, out) for key, parent, out in done if parent is None or parent in ancestors], True
+
+
+class PrefixReplay:
+    """The frozen prefix of ``model`` before ``unit``, cached for the images of ``data`` (module docstring).
+
+    Use :meth:`build` (returns ``None`` when the model cannot be replayed), then :meth:`view` for datasets of
+    cached rows. The replay is installed on ``model`` itself (use it on a copy); :meth:`remove` uninstalls it.
+
+    Attributes:
+        n: cached images; nbytes: cache size; level: ``"last"`` (one cached call) or ``"all"``; seconds: time of
+        the caching pass; image_shape: ``[C, H, W]`` of the images.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.cached: dict[tuple[str, int], torch.Tensor] = {}
+        self.placeholders: dict[tuple[str, int], tuple[tuple[int, ...], torch.dtype]] = {}
+        self.idx = torch.zeros(0, dtype=torch.int64)
+        self.device = torch.device("cpu")
+        self.counts: Counter = Counter()
+        self._installed: list[nn.Module] = []
+        self._root_hook: Any = None
+        self.level, self.nbytes, self.n, self.seconds = "", 0, 0, 0.0
+        self.image_shape: tuple[int, ...] = ()
+        self.labels = np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, model: nn.Module, unit: nn.Module, data: Any, *, batch_size: int = 64,
+              device: Any = "cpu", max_mb: float = MAX_CACHE_MB) -> "PrefixReplay | None":
+        """Trace, cache the prefix outputs of every image of ``data`` (eval mode) and install the replay.
+
+        Args:
+            model: the network (with the downstream classifier and, for SCL, the skip branch); modified (replay).
+            unit: the fine-tuning unit module (the prefix is everything computed before it).
+            data: a map-style dataset of ``(image, label)``.
+            batch_size: images per caching pass.
+            device: where the caching passes run.
+            max_mb: do not build a cache larger than this (MiB).
+
+        Returns:
+            the installed replay, or ``None`` (no cache: unit not reached, a non-tensor prefix output, a cache over
+            ``max_mb``, or logits that differ from the real model's).
+        """
+        import time
+
+        from nctransfer.finetune._data import dataset_targets
+        from nctransfer.finetune.trainer import iterate_batches
+
+        t0 = time.perf_counter()
+        dev = torch.device(device)
+        was_training = model.training
+        model.eval().to(dev)
+        labels = dataset_targets(data, "train_data")
+        n = len(labels)
+        order = np.arange(n)
+        first = next(iterate_batches(data, order[:batch_size], batch_size))
+        x0 = first[0].to(dev)
+        with torch.no_grad():
+            calls, reached = _trace(model, unit, x0)
+            if not reached or not calls or not all(torch.is_tensor(o) for _, o in calls):
+                model.train(was_training)
+                return None
+            ref = model(x0).float()
+        for level, keep in (("last", [calls[-1][0]]), ("all", [k for k, _ in calls])):
+            per_image = sum(o[0].numel() * o.element_size() for k, o in calls if k in keep)
+            if per_image * n / 2**20 > max_mb:
+                continue
+            rep = cls(model)
+            rep.level, rep.n, rep.labels, rep.image_shape = level, n, labels, tuple(x0.shape[1:])
+            rep.placeholders = {k: (tuple(o.shape[1:]), o.dtype) for k, o in calls if k not in keep}
+            parts: dict[tuple[str, int], list[torch.Tensor]] = {k: [] for k in keep}
+            with torch.no_grad():
+                for s in range(0, n, batch_size):
+                    xb = first[0] if s == 0 else next(iterate_batches(data, order[s:s + batch_size], batch_size))[0]
+                    got, _ = _trace(model, unit, xb.to(dev))
+                    for k, o in got:
+                        if k in parts:
+                            parts[k].append(o.detach().to("cpu", torch.float32 if o.is_floating_point() else o.dtype))
+            rep.cached = {k: torch.cat(v) for k, v in parts.items()}
+            rep.nbytes = int(sum(t.numel() * t.element_size() for t in rep.cached.values()))
+            rep.install()
+            try:
+                with torch.no_grad():
+                    rep.idx = torch.arange(len(x0))
+                    out = model(torch.zeros((1, *rep.image_shape), device=dev).expand(len(x0), *rep.image_shape))
+                ok = out.shape == ref.shape and bool(torch.allclose(out.float(), ref, rtol=1e-3,
+                                                                    atol=1e-4 * max(1.0, float(ref.abs().max()))))
+            except Exception:  # noqa: BLE001 - a placeholder that was used for real: try the next level
+                ok = False
+            if ok:
+                rep.seconds = time.perf_counter() - t0
+                model.train(was_training)
+                return rep
+            rep.remove()
+        model.train(was_training)
+        return None
+
+    # ------------------------------------------------------------------ replay
+    def install(self) -> None:
+        """Replace the ``forward`` of the prefix modules by the cache lookup."""
+        keys = set(self.cached) | set(self.placeholders)
+        for name in sorted({n for n, _ in keys}):
+            mod = self.model.get_submodule(name)
+            mod.forward = self._stub(name, mod.forward)  # type: ignore[method-assign]
+            self._installed.append(mod)
+
+        def reset(module: nn.Module, args: Any) -> None:
+            self.counts.clear()
+            x = args[0] if args and torch.is_tensor(args[0]) else None
+            if x is not None:
+                self.device = x.device
+
+        self._root_hook = self.model.register_forward_pre_hook(reset)
+
+    def _stub(self, name: str, original: Any) -> Any:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            k = self.counts[name]
+            self.counts[name] += 1
+            key = (name, k)
+            if key in self.cached:
+                return self.cached[key].index_select(0, self.idx).to(self.device, non_blocking=True)
+            if key in self.placeholders:
+                shape, dtype = self.placeholders[key]
+                return torch.zeros((1, *shape), dtype=dtype, device=self.device).expand(len(self.idx), *shape)
+            return original(*args, **kwargs)
+
+        return forward
+
+    def remove(self) -> None:
+        """Restore the modules' own ``forward``."""
+        for mod in self._installed:
+            if "forward" in mod.__dict__:
+                del mod.forward
+        self._installed = []
+        if self._root_hook is not None:
+            self._root_hook.remove()
+            self._root_hook = None
+
+    def view(self, positions: Any) -> "CachedView":
+        """A dataset of the cached images at ``positions`` (of ``data`` given to :meth:`build`)."""
+        return CachedView(self, np.asarray(positions, dtype=np.int64))
+
+    def describe(self) -> dict[str, Any]:
+        """``{"level", "images", "mb", "seconds", "modules"}``."""
+        return {"level": self.level, "images": int(self.n), "mb": round(self.nbytes / 2**20, 3),
+                "seconds": float(self.seconds), "modules": sorted({n for n, _ in self.cached})}
+
+
+class CachedView(torch.utils.data.Dataset):
+    """Images of a :class:`PrefixReplay` as a dataset: ``get_batch`` sets the rows to replay and returns zero
+    placeholders of the image shape with the labels (``targets``)."""
+
+    def __init__(self, replay: PrefixReplay, positions: np.ndarray) -> None:
+        self.replay = replay
+        self.positions = positions
+        self.targets = replay.labels[positions]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        self.replay.idx = torch.as_tensor(self.positions[idx])
+        shape = self.replay.image_shape
+        return torch.zeros((1, *shape)).expand(len(idx), *shape), torch.as_tensor(self.targets[idx])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.get_batch([i])
+        return x[0], int(y[0])
