@@ -22,7 +22,7 @@ _LAZY_SUBMODULES = {
     "metrics", "transferability", "stats", "data", "models", "features", "extract", "layers",
     "finetune", "pretrain", "reports", "pipeline", "utils", "exceptions",
 }
-_LAZY_ATTRS = {"rank_models": "nctransfer.pipeline"}
+_LAZY_ATTRS = {"rank_models": "nctransfer.pipeline", "select": "nctransfer.pipeline"}
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +33,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nctransfer' has no attribute {name!r}")
 
 
-__all__ = ["FeatureStats", "__version__", "rank_models", *sorted(_LAZY_SUBMODULES)]
+__all__ = ["FeatureStats", "__version__", "rank_models", "select", *sorted(_LAZY_SUBMODULES)]

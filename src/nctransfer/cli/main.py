@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune-sweep": ("cmd_finetune_sweep", "data-scarcity sweep of the four fine-tuning methods"),
     "study": ("cmd_study", "pre-training study: recipes -> source collapse -> transfer"),
     "demo": ("cmd_demo", "the main job on built-in defaults"),
+    "select": ("cmd_select", "choose a model within a fine-tuning budget (scores, then successive halving)"),
 }
 
 
@@ -164,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                 from nctransfer.data.datasets import skip_bad_images
 
                 stack.enter_context(skip_bad_images())
-            return int(args._run(args) or 0)
+            code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers below, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         _quiet_print(f"nctransfer{' ' + command if command else ''}: interrupted")
         return 130
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - stdout without a file descriptor (tests, embedding)
             pass
         return 141
     except SystemExit:

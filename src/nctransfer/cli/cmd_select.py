@@ -1,0 +1,72 @@
+"""``nctransfer select``: choose a model within a fine-tuning budget (scores, then successive halving).
+
+Example::
+
+    nctransfer select --models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 --data digits \\
+        --budget 12 --target scl_ft --out runs/select
+
+Scores every candidate (the recommended score unless ``--score``), plans successive halving that fits
+``--budget`` (total fine-tuning epochs over all runs), runs it and prints the chosen model, every stage and the
+cost. ``OUT/select.json`` holds the whole record; ``OUT/select_runs.json`` the finished runs -- running the same
+command again repeats none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", required=True, metavar="A,B,...", help="comma-separated model names")
+    p.add_argument("--data", required=True, help="dataset spec (fashion-mnist, digits, an ImageFolder directory...)")
+    p.add_argument("--budget", required=True, type=float,
+                   help="total fine-tuning epochs over all runs (never exceeded)")
+    p.add_argument("--target", default="scl_ft", choices=("scl_ft", "full_ft", "layer_ft", "linear_probe"),
+                   help="fine-tuning method of the runs (default scl_ft; linear_probe when a probe is deployed)")
+    p.add_argument("--score", default=None, help="score ordering the candidates (default: the recommended score)")
+    p.add_argument("--eta", type=int, default=2, help="halving rate (default 2: half the candidates go on)")
+    p.add_argument("--min-epochs", type=int, default=1, help="shortest run in epochs (default 1)")
+    p.add_argument("--max-epochs", type=int, default=None, help="longest run in epochs (default: no cap)")
+    p.add_argument("--per-class", type=int, default=50, help="training images per class (default 50)")
+    p.add_argument("--test-per-class", type=int, default=50, help="test images per class (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output directory (run ledger for resuming, select.json)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctransfer.pipeline.select import select
+
+    res = select(args.models, args.data, budget=args.budget, target=args.target, score=args.score, eta=args.eta,
+                 min_resource=args.min_epochs, max_resource=args.max_epochs, out=args.out,
+                 per_class=args.per_class or None, test_per_class=args.test_per_class or None, seed=args.seed,
+                 progress=not getattr(args, "quiet", False) and sys.stderr.isatty())
+    d = res.to_dict()
+    if args.out:
+        from pathlib import Path
+
+        from nctransfer.utils.io import write_json_atomic
+
+        write_json_atomic(Path(args.out) / "select.json", d)
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    print(format_result(d))
+    return 0
+
+
+def format_result(d: dict[str, Any]) -> str:
+    """Readable summary of a :class:`~nctransfer.pipeline.select.SelectResult` dict."""
+    lines = [f"chosen: {d['chosen']}",
+             f"cost: {d['cost']} of {d['budget']:g} {d['unit']}s budget; "
+             f"{d['plan']['entrants']} of {len(d['scores'])} candidates entered (ordered by {d['score_method']})"]
+    for s in d["stages"]:
+        accs = ", ".join(f"{n}={100 * a:.1f}%" for n, a in sorted(s["accuracy"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"round {s['round']}: {len(s['candidates'])} x {s['resource']} {d['unit']}(s): {accs} -> kept "
+                     f"{', '.join(s['kept'])}")
+    if not d["stages"]:
+        lines.append("no run fitted the budget: the best-scored candidate is chosen")
+    return "\n".join(lines)
