@@ -69,7 +69,8 @@ def _from_mapping(data: dict[str, Any], args: argparse.Namespace, path: Path) ->
     from nctransfer import FeatureStats
 
     keys = [str(k) for k in data]
-    if _STATS_KEYS <= set(keys) and args.x_key is None:
+    looks_like_stats = _STATS_KEYS <= set(keys) or "classes_json" in keys or "classes_pickle" in keys
+    if looks_like_stats and args.x_key is None:
         state = {k: data[k] for k in keys}
         if "classes_json" in state or "classes_pickle" in state:  # FeatureStats.save layout
             return {"stats": FeatureStats.load(path, allow_pickle=bool(getattr(args, "allow_pickle", False)))}

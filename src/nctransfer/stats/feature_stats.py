@@ -742,6 +742,8 @@ def validate_state(state: dict[str, Any], where: str = "state") -> dict[str, Any
     counts = _array(state, "counts", (K,), where)
     if np.any(counts != np.round(counts)):
         raise InputValueError(f"{where}: 'counts' must be whole numbers; got {counts[counts != np.round(counts)][:3]}.")
+    if np.any(np.abs(counts) > 2 ** 53):
+        raise InputValueError(f"{where}: implausibly large class count(s) {counts[np.abs(counts) > 2 ** 53][:3]}.")
     counts = counts.astype(np.int64)
     if np.any(counts < 0):
         raise InputValueError(f"{where}: negative class count(s) {counts[counts < 0][:3].tolist()} for class(es) "
