@@ -198,3 +198,19 @@ def test_rank_shared_work_equals_standalone_calls():
             for model, (X, y, P) in pool.items():
                 alone = info.fn(X, y, P) if info.needs_probs else info.fn(X, y)
                 assert df.loc[model, name] == pytest.approx(alone, rel=1e-9, abs=1e-12), (name, model)
+
+
+def test_rank_equals_per_candidate_parts_combined():
+    """What a distributed sweep does (score each candidate separately, combine on the driver) equals rank()."""
+    from nctransfer.transferability.ranking import combine_candidates, resolve_methods, score_candidate
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 90)
+    pool = {f"m{i}": (rng.normal(size=(90, 6)) + (i + 1) * 0.3 * np.eye(3, 6)[y], y) for i in range(3)}
+    df = rank(pool, methods=["logme", "ncti", "etran", "gbc"])
+    infos, opts, _ = resolve_methods(["logme", "ncti", "etran", "gbc"])
+    parts = {n: score_candidate(n, e, infos, opts, pool_size=3) for n, e in pool.items()}
+    assert set(parts["m0"]["terms"]) == {"ncti", "etran"} and set(parts["m0"]["values"]) == {"logme", "gbc"}
+    got = combine_candidates(parts, ["logme", "ncti", "etran", "gbc"])
+    pd.testing.assert_frame_equal(got, df)
+    assert got.attrs["terms"] == df.attrs["terms"]

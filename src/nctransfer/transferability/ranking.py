@@ -247,6 +247,84 @@ def _resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | No
 
 # ------------------------------------------------------------------------------------------------- rank
 @blas_limited
+def score_candidate(name: str, entry: Any, infos: Any, opts: Mapping[str, Mapping[str, Any]], *,
+                    pool_size: int) -> dict[str, Any]:
+    """The per-model part of :func:`rank` for one candidate (what a worker of a distributed sweep computes).
+
+    Args:
+        name, entry: the candidate (an entry as in :func:`rank`).
+        infos, opts: resolved methods and options (:func:`resolve_methods`).
+        pool_size: number of candidates in the whole pool (pool-relative terms are computed when it is >= 2).
+
+    Returns:
+        ``{"values": {method: score}, "terms": {method: {term: value}}, "seconds": {method: s},
+        "no_probs": [method, ...], "stats_only": [method, ...]}``; :func:`combine_candidates` turns the parts of a
+        pool into :func:`rank`'s DataFrame. Methods run in the given order on one shared workspace, exactly as
+        :func:`rank` runs them, so the values are the same numbers.
+    """
+    X, y, P = _candidate(name, entry)
+    is_stats = isinstance(X, FeatureStats)
+    ws = None if is_stats else Workspace(X, y, f"rank[{name}]")
+    out: dict[str, Any] = {"values": {}, "terms": {}, "seconds": {}, "no_probs": [], "stats_only": []}
+    for info in infos:
+        kw = opts.get(info.name, {})
+        if is_stats and not info.accepts_stats:
+            out["stats_only"].append(info.name)
+            continue
+        if info.needs_probs and P is None:
+            out["no_probs"].append(info.name)
+            continue
+        t0 = time.perf_counter()
+        arg = X if is_stats else ws
+        if info.pool_relative:
+            if pool_size >= 2:
+                out["terms"][info.name] = dict(info.fn(arg, None, **kw))
+        elif info.needs_probs:
+            out["values"][info.name] = float(info.fn(arg, None, P, **kw))
+        else:
+            out["values"][info.name] = float(info.fn(arg, None, **kw))
+        out["seconds"][info.name] = time.perf_counter() - t0
+    del ws
+    return out
+
+
+def _collect(name: str, part: Mapping[str, Any], values: dict[str, dict[str, float]],
+             terms: dict[str, dict[str, dict[str, float]]], seconds: dict[str, float],
+             no_probs: dict[str, list[str]], stats_only: dict[str, list[str]]) -> None:
+    values[name].update(part["values"])
+    for m, t in part["terms"].items():
+        terms.setdefault(m, {})[name] = dict(t)
+    for m, sec in part["seconds"].items():
+        seconds[m] = seconds.get(m, 0.0) + float(sec)
+    for m in part["no_probs"]:
+        no_probs.setdefault(m, []).append(name)
+    for m in part["stats_only"]:
+        stats_only.setdefault(m, []).append(name)
+
+
+def resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Any, Any, Any]:
+    """``(infos, options, explicit)`` of a :func:`rank` ``methods``/``options`` request."""
+    return _resolve_methods(methods, options)
+
+
+def combine_candidates(parts: Mapping[str, Mapping[str, Any]], methods: Any = None, *,
+                       options: Mapping[str, Mapping[str, Any]] | None = None) -> "Any":
+    """:func:`rank`'s DataFrame from per-candidate parts (:func:`score_candidate`, in pool order): the per-model
+    values as computed, the pool-relative scores combined here (min-max across the pool)."""
+    import pandas as pd
+
+    infos, _, _ = _resolve_methods(methods, options)
+    names = list(parts)
+    values: dict[str, dict[str, float]] = {n: {} for n in names}
+    seconds: dict[str, float] = {m.name: 0.0 for m in infos}
+    terms: dict[str, dict[str, dict[str, float]]] = {m.name: {} for m in infos if m.pool_relative}
+    no_probs: dict[str, list[str]] = {}
+    stats_only: dict[str, list[str]] = {}
+    for name in names:
+        _collect(name, parts[name], values, terms, seconds, no_probs, stats_only)
+    return _finish(names, infos, values, seconds, terms, no_probs, stats_only, None, pd)
+
+
 def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[str, Any]] | None = None,
          truth: Any = None, progress: bool = False) -> "Any":
     """Score every candidate model with every requested method.
@@ -304,7 +382,6 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
 
     values: dict[str, dict[str, float]] = {n: {} for n in names}
     seconds: dict[str, float] = {m.name: 0.0 for m in infos}
-    notes: list[str] = []
     terms: dict[str, dict[str, dict[str, float]]] = {m.name: {} for m in infos if m.pool_relative}
     no_probs: dict[str, list[str]] = {}
     stats_only: dict[str, list[str]] = {}
@@ -315,32 +392,20 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
 
         iterator = tqdm(items, desc="rank", unit="model")
     for name, entry in iterator:
-        X, y, P = _candidate(name, entry)
-        is_stats = isinstance(X, FeatureStats)
-        ws = None if is_stats else Workspace(X, y, f"rank[{name}]")
-        for info in infos:
-            kw = opts.get(info.name, {})
-            if is_stats and not info.accepts_stats:
-                stats_only.setdefault(info.name, []).append(name)
-                continue
-            if info.needs_probs and P is None:
-                no_probs.setdefault(info.name, []).append(name)
-                continue
-            t0 = time.perf_counter()
-            arg = X if is_stats else ws
-            if info.pool_relative:
-                if len(items) >= 2:
-                    terms[info.name][name] = dict(info.fn(arg, None, **kw))
-            elif info.needs_probs:
-                values[name][info.name] = float(info.fn(arg, None, P, **kw))
-            else:
-                values[name][info.name] = float(info.fn(arg, None, **kw))
-            seconds[info.name] += time.perf_counter() - t0
-        del ws
+        part = score_candidate(name, entry, infos, opts, pool_size=len(items))
+        _collect(name, part, values, terms, seconds, no_probs, stats_only)
+    return _finish(names, infos, values, seconds, terms, no_probs, stats_only, truth, pd)
+
+
+def _finish(names: list[str], infos: Any, values: dict[str, dict[str, float]], seconds: dict[str, float],
+            terms: dict[str, dict[str, dict[str, float]]], no_probs: dict[str, list[str]],
+            stats_only: dict[str, list[str]], truth: Any, pd: Any) -> "Any":
+    """Combine pool-relative terms, add the notes and build the DataFrame (the pool-level end of :func:`rank`)."""
+    notes: list[str] = []
     for info in infos:
         if not info.pool_relative:
             continue
-        if len(items) < 2:
+        if len(names) < 2:
             notes.append(f"{info.name}: skipped -- pool-relative, needs at least 2 candidates (got 1).")
             continue
         got = terms[info.name]
@@ -364,7 +429,7 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
         from nctransfer.exceptions import UndefinedMetricWarning
 
         where = [f"{df.index[i]}/{df.columns[j]}" for i, j in zip(*np.nonzero(inf))][:10]
-        warnings.warn(f"rank: infinite score(s) replaced by NaN: {where}.", UndefinedMetricWarning, stacklevel=3)
+        warnings.warn(f"rank: infinite score(s) replaced by NaN: {where}.", UndefinedMetricWarning, stacklevel=4)
         df = df.mask(np.isinf(df))
     df.attrs["seconds"] = seconds
     df.attrs["notes"] = notes
@@ -591,4 +656,5 @@ def read_truth_se_csv(path: str | os.PathLike) -> dict[str, float] | None:
 
 
 __all__ = ["rank", "evaluate", "load_features_file", "read_truth_csv", "read_truth_se_csv", "EVALUATION_KEYS",
+           "score_candidate", "combine_candidates", "resolve_methods",
            "INTERVAL_KEYS"]
