@@ -11,7 +11,7 @@ from nctransfer.data.arrays import (
     read_idx,
 )
 from nctransfer.data.splits import balanced_indices, canonical_split, stratified_holdout
-from nctransfer.data.transforms import EvalTransform, eval_transform, to_float_tensor
+from nctransfer.data.transforms import EvalTransform, ModelTransform, eval_transform, to_float_tensor, to_pil
 
 
 def __getattr__(name: str):  # torch-backed datasets load lazily (``import nctransfer.data`` stays numpy-only)
@@ -33,6 +33,7 @@ __all__ = [
     "HFImageSource",
     "LabeledDataset",
     "LoaderDataset",
+    "ModelTransform",
     "WrappedImageDataset",
     "balanced_indices",
     "canonical_split",
@@ -45,4 +46,5 @@ __all__ = [
     "stratified_holdout",
     "subsample",
     "to_float_tensor",
+    "to_pil",
 ]

@@ -687,6 +687,8 @@ def load_dataset(
     label_column: str | None = None,
     dataset_id: str | None = None,
     skip_bad_images: bool | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> Any:
     """Load a labelled image dataset (see the module docstring for ``spec`` and ``split``).
 
@@ -694,9 +696,13 @@ def load_dataset(
         spec: ``"fashion-mnist"``, ``"digits"``, an ImageFolder directory, ``"torchvision:<Name>"`` or ``(X, y)``.
         split: ``"train"`` (default for named datasets), ``"val"``, ``"test"``, ``"trainval"``, ``"all"``
             (default for ``(X, y)``).
-        transform: applied to every image; default: the model's eval transform if ``model`` is given (see
-            :func:`nctransfer.data.eval_transform`), else none (images as float ``[C, H, W]`` in ``[0, 1]``).
-        model: a model (or ModelInfo) whose preprocessing builds the default transform.
+        transform: applied to every image; default: the model's own eval transform if ``model`` is given (see
+            :func:`nctransfer.data.eval_transform`: timm's ``create_transform`` of the model's data configuration,
+            torchvision's ``weights.transforms()``, the Hugging Face image processor), else none (images as float
+            ``[C, H, W]`` in ``[0, 1]``).
+        model: a model (or ModelInfo) whose preprocessing builds the default transform. A plain ``nn.Module``
+            without preprocessing metadata needs ``transform=``, or ``image_size=`` with ``mean=`` and ``std=``.
+        mean, std: normalisation for a plain ``nn.Module`` (with ``image_size``), or an override of the model's.
         image_size: resize to this size instead of the model's input size.
         crop_pct: centre-crop fraction of the default transform; default 1.0 (no crop) for in-memory datasets
             (tightly framed small images), the model's own value for ImageFolder/torchvision file datasets.
@@ -748,7 +754,7 @@ def load_dataset(
                             per_class=per_class, n=n, seed=seed, root=root, download=download,
                             val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
                             classes=classes, image_column=image_column, label_column=label_column,
-                            dataset_id=dataset_id)
+                            dataset_id=dataset_id, mean=mean, std=std, skip_bad_images=skip_bad_images)
     is_arrays = isinstance(spec, (tuple, list)) and len(spec) == 2 and not isinstance(spec[0], str) \
         and not _is_dataset_like(spec)
     split_c = canonical_split(split if split is not None else ("all" if is_arrays else "train"))
@@ -810,7 +816,7 @@ def load_dataset(
         ds = subsample(ds, per_class, n=n, seed=seed)
     if transform is None and model is not None:
         cp = crop_pct if crop_pct is not None else (1.0 if in_memory else None)
-        transform = eval_transform(model, image_size=image_size, crop_pct=cp)
+        transform = eval_transform(model, image_size=image_size, crop_pct=cp, mean=mean, std=std)
     elif transform is None and image_size is not None:
         raise InputValueError("image_size needs model= (whose mean/std/interpolation define the transform) or an "
                               "explicit transform.")

@@ -1,4 +1,12 @@
-"""The model's own evaluation transform, applied per image or to whole batches as tensor operations.
+"""The model's own evaluation transform.
+
+A model whose library defines its preprocessing gets exactly that (:class:`ModelTransform`, built by
+:func:`eval_transform`): timm models (and the bundled EfficientNet-Lite models) ``timm.data.create_transform(
+**timm.data.resolve_model_data_config(model))``, torchvision models ``weights.transforms()``, Hugging Face models
+their image processor. Every input is made a PIL image in the mode the model expects first (grayscale repeated to
+three channels only when the model expects three), so a picture gives the same model input from a file, a
+``uint8`` array or a ``ToTensor()`` tensor. A ``ModelInfo``/dict, or a plain ``nn.Module`` with ``image_size``,
+``mean`` and ``std``, gets the tensor transform below.
 
 ``eval_transform(model_or_info, image_size=None)`` reads the preprocessing a model carries
 (``model.nctransfer_info``: input size, mean, std, interpolation, crop_pct; see :mod:`nctransfer.models`) and
@@ -173,16 +181,208 @@ def _info_of(model_or_info: Any) -> Any:
     return info
 
 
+# ------------------------------------------------------------------------------------------------ native
+def to_pil(img: Any, channels: int = 3, what: str = "image") -> Any:
+    """An image as a ``PIL.Image.Image`` in mode ``RGB`` (``channels=3``: grayscale repeated, alpha dropped) or
+    ``L`` (``channels=1``). ``uint8`` arrays/tensors convert exactly; float images in ``[0, 1]`` are rounded to
+    ``uint8`` (``round(255 x)``), so a ``ToTensor()`` image of a ``uint8`` picture converts back exactly."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    if not is_pil_image(img):
+        if isinstance(img, np.ndarray) and img.dtype == np.uint8:
+            arr = img
+            if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+                arr = np.moveaxis(arr, 0, -1)
+        elif torch.is_tensor(img) and img.dtype == torch.uint8:
+            t = img.detach().cpu()
+            t = t[None] if t.ndim == 2 else t
+            if t.ndim != 3:
+                raise ShapeError(f"{what}: expected one image [C, H, W]; got shape {tuple(t.shape)}.")
+            arr = t.permute(1, 2, 0).numpy()
+        else:
+            x = to_float_tensor(img, what)
+            arr = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        img = Image.fromarray(np.ascontiguousarray(arr))
+    mode = "RGB" if channels == 3 else "L"
+    return img if img.mode == mode else img.convert(mode)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelTransform:
+    """The model's own evaluation preprocessing, as its library defines it.
+
+    - timm (and the bundled EfficientNet-Lite models, built with timm): ``timm.data.create_transform(
+      **timm.data.resolve_model_data_config(model))`` (``input_size`` / ``crop_pct`` overridden when asked);
+    - torchvision: the weights' ``weights.transforms()`` (``ImageClassification``), rebuilt with another crop and
+      resize size when ``image_size`` / ``crop_pct`` are overridden;
+    - Hugging Face: the model's image processor (``processor(images=..., return_tensors="pt")``).
+
+    Every input (PIL image, ``uint8`` or float tensor / array) is first made a PIL image in the mode the model
+    expects (:func:`to_pil`: grayscale repeated to three channels only for a three-channel model), so that an
+    image gives the same model input whether it comes from a file, an array or a tensor.
+
+    Attributes:
+        native: the library's transform (PIL image -> float tensor ``[C, H, W]``).
+        source: ``"timm"``, ``"torchvision"`` or ``"hf"``.
+        channels: channels the model expects.
+        description: stable text of the transform's parameters (part of :attr:`key`).
+    """
+
+    native: Any
+    source: str
+    channels: int
+    description: str
+
+    @property
+    def key(self) -> str:
+        import hashlib
+
+        return f"native:{self.source}:" + hashlib.sha1(self.description.encode()).hexdigest()[:16]
+
+    def __call__(self, img: Any) -> Any:
+        import torch
+
+        out = self.native(to_pil(img, self.channels))
+        if not torch.is_tensor(out):
+            out = torch.as_tensor(out)
+        return out.float()
+
+    def batch(self, x: Any) -> Any:
+        """``[B, C, H, W]`` (float in ``[0, 1]`` or ``uint8``) -> ``[B, channels, S, S]``, image by image."""
+        import torch
+
+        return torch.stack([self(im) for im in x])
+
+    def __repr__(self) -> str:
+        return f"ModelTransform(source={self.source!r}, {self.description})"
+
+
+def _in_chans(model: Any) -> int:
+    """Input channels a plain ``nn.Module`` expects (its first convolution's ``in_channels``; default 3)."""
+    for m in model.modules():
+        c = getattr(m, "in_channels", None)
+        if isinstance(c, int) and type(m).__name__.startswith("Conv"):
+            return c
+    return 3
+
+
+def _size_pair(image_size: Any) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        return (image_size, image_size)
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        return (int(image_size[0]), int(image_size[1]))
+    raise InputValueError(f"image_size must be None, an int or (H, W); got {image_size!r}.")
+
+
+def native_transform(model: Any, image_size: Any = None, crop_pct: float | None = None) -> ModelTransform | None:
+    """The model's own preprocessing (:class:`ModelTransform`), or ``None`` when the model carries none (a plain
+    ``nn.Module``, a ModelInfo or dict, a Hugging Face model asked for another size)."""
+    if not hasattr(model, "named_modules"):
+        return None
+    info = getattr(model, "nctransfer_info", None)
+    size = _size_pair(image_size)
+    if crop_pct is not None and not 0.0 < float(crop_pct) <= 1.0:
+        raise InputValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}.")
+    source = getattr(info, "source", None)
+    if getattr(model, "pretrained_cfg", None) is not None:
+        try:
+            import timm.data
+        except ImportError:  # pragma: no cover - timm is a dependency of the torch extra
+            return None
+        cfg = dict(timm.data.resolve_model_data_config(model))
+        if size is not None:
+            cfg["input_size"] = (int(cfg["input_size"][0]), *size)
+        if crop_pct is not None:
+            cfg["crop_pct"] = float(crop_pct)
+        t = timm.data.create_transform(**cfg, is_training=False)
+        return ModelTransform(t, "timm", int(cfg["input_size"][0]), f"{sorted(cfg.items())}|{t!r}")
+    if source == "torchvision" or (info is None and type(model).__module__.startswith("torchvision.models")):
+        t = _torchvision_transform(info, size, crop_pct)
+        return None if t is None else ModelTransform(t, "torchvision", 3, repr(t))
+    processor = getattr(model, "image_processor", None)
+    if source == "hf" and processor is not None and size is None and crop_pct is None:
+        return ModelTransform(lambda im: processor(images=im, return_tensors="pt")["pixel_values"][0], "hf",
+                              int(getattr(info, "input_size", (3,))[0]), repr(processor.to_dict()
+                                                                              if hasattr(processor, "to_dict")
+                                                                              else processor))
+    return None
+
+
+def _torchvision_transform(info: Any, size: tuple[int, int] | None, crop_pct: float | None) -> Any:
+    try:
+        import torchvision.models as tvm
+        from torchvision.transforms._presets import ImageClassification
+    except ImportError:  # pragma: no cover
+        return None
+    weights = None
+    name = str(getattr(info, "name", "")).split(":", 1)[-1]
+    for cand in (getattr(info, "weights", None),):
+        try:
+            weights = tvm.get_weight(str(cand))
+        except (ValueError, KeyError, AttributeError, TypeError):
+            weights = None
+    if weights is None and name:
+        try:
+            weights = tvm.get_model_weights(name).DEFAULT
+        except (ValueError, KeyError, AttributeError):
+            weights = None
+    if weights is None:
+        return None
+    t = weights.transforms()
+    if size is None and crop_pct is None:
+        return t
+    crop = size or (int(t.crop_size[0]), int(t.crop_size[0]))
+    cp = float(crop_pct) if crop_pct is not None else int(t.crop_size[0]) / int(t.resize_size[0])
+    return ImageClassification(crop_size=crop[0], resize_size=int(round(crop[0] / cp)), mean=t.mean, std=t.std,
+                               interpolation=t.interpolation, antialias=t.antialias)
+
+
 def eval_transform(model_or_info: Any, image_size: int | Sequence[int] | None = None,
-                   crop_pct: float | None = None) -> EvalTransform:
-    """The model's evaluation transform (module docstring), optionally at another ``image_size``.
+                   crop_pct: float | None = None, *, mean: Sequence[float] | None = None,
+                   std: Sequence[float] | None = None, native: bool = True) -> Any:
+    """The model's evaluation transform, optionally at another ``image_size``.
+
+    A model whose library defines its preprocessing (timm, the bundled models, torchvision with weights, Hugging
+    Face with its image processor) gets exactly that (:class:`ModelTransform`); a ``ModelInfo`` or dict, and a
+    plain ``nn.Module`` given ``image_size``, ``mean`` and ``std``, get the tensor :class:`EvalTransform`
+    (module docstring).
 
     Args:
-        model_or_info: model with ``nctransfer_info``, a ``ModelInfo``, or a dict with ``input_size``, ``mean``,
-            ``std`` (and optionally ``interpolation``, ``crop_pct``).
+        model_or_info: a model, a ``ModelInfo``, or a dict with ``input_size``, ``mean``, ``std`` (and optionally
+            ``interpolation``, ``crop_pct``).
         image_size: output side (int) or ``(H, W)``; default the model's input size.
         crop_pct: override the model's centre-crop fraction (``1.0``: no crop).
+        mean, std: normalisation for a plain ``nn.Module`` without preprocessing metadata (with ``image_size``);
+            for other models they override the model's values (tensor transform).
+        native: ``False``: always the tensor :class:`EvalTransform` built from the model's metadata.
+
+    Raises:
+        InputValueError: a plain ``nn.Module`` without ``image_size``/``mean``/``std``; invalid sizes.
     """
+    if native and mean is None and std is None:
+        t = native_transform(model_or_info, image_size, crop_pct)
+        if t is not None:
+            return t
+    if hasattr(model_or_info, "named_modules") and getattr(model_or_info, "nctransfer_info", None) is None:
+        if image_size is None or mean is None or std is None:
+            raise InputValueError(
+                f"eval_transform: {type(model_or_info).__name__} is a plain nn.Module without preprocessing metadata; "
+                "pass transform= (your own torchvision transform), or image_size=, mean= and std= (e.g. "
+                "image_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)).")
+        size = _size_pair(image_size)
+        ch = _in_chans(model_or_info)
+        model_or_info = {"input_size": (ch, *size), "mean": tuple(mean), "std": tuple(std), "crop_pct": 1.0}
+    elif mean is not None or std is not None:
+        info0 = _info_of(model_or_info)
+        model_or_info = {"input_size": tuple(info0.input_size), "mean": tuple(mean or info0.mean),
+                         "std": tuple(std or info0.std), "interpolation": getattr(info0, "interpolation", "bilinear"),
+                         "crop_pct": getattr(info0, "crop_pct", 1.0)}
     info = _info_of(model_or_info)
     if image_size is None:
         size = (int(info.input_size[-2]), int(info.input_size[-1]))

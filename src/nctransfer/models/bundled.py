@@ -103,4 +103,10 @@ def load_bundled(name: str, pretrained: bool = True, **kwargs: Any) -> Any:
         weights=weights,
         extra=extra,
     )
+    # timm's own data configuration states the preprocessing these weights were trained with (timm's default
+    # configuration of tf_efficientnet_lite* says mean/std 0.5 and crop 0.875), so that
+    # ``timm.data.resolve_model_data_config(model)`` and nctransfer's ModelInfo agree
+    model.pretrained_cfg = {**dict(getattr(model, "pretrained_cfg", None) or {}),
+                            "input_size": (3, spec.image_size, spec.image_size), "mean": TF_LITE_MEAN,
+                            "std": TF_LITE_STD, "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center"}
     return model.eval()

@@ -343,6 +343,7 @@ def wrap_hf_model(hf_model: Any, name: str = "hf:model", image_processor: Any = 
             size = cfg_size
     classifier = "model." + find_classifier(hf_model)
     head = wrapped.get_submodule(classifier)
+    wrapped.image_processor = image_processor  # the model's own preprocessing (nctransfer.data.eval_transform)
     wrapped.nctransfer_info = ModelInfo(
         name=name, source="hf", pretrained=pretrained, input_size=(3, size, size), mean=mean, std=std,
         interpolation=interp, crop_pct=crop_pct, classifier=classifier, num_features=in_width(head),
