@@ -48,22 +48,22 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
-# wheel and sdist -> build/dist
+# wheel and sdist -> dist
 wheel: $(STAMP)
-	rm -rf build/dist
-	$(PY) -m build --outdir build/dist . >/dev/null
+	rm -rf dist
+	$(PY) -m build --outdir dist . >/dev/null
 
 # the wheel in a fresh venv with the core dependencies only (from PyPI, pip's cache reused), then in a fresh venv
 # that sees this venv's PyTorch (installed --no-deps, so nothing large is downloaded twice); run outside the tree
 wheel-smoke: wheel
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	python3 -m venv $(SMOKE)/core
-	$(SMOKE)/core/bin/python -m pip install -q build/dist/nctransfer-*.whl
+	$(SMOKE)/core/bin/python -m pip install -q dist/nctransfer-*.whl
 	cd $(SMOKE) && core/bin/python $(CURDIR)/.ci/smoke_core.py
 	python3 -m venv $(SMOKE)/torch
 	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
 	  > "$$($(SMOKE)/torch/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/dev-venv.pth"
-	$(SMOKE)/torch/bin/python -m pip install -q --no-deps build/dist/nctransfer-*.whl
+	$(SMOKE)/torch/bin/python -m pip install -q --no-deps dist/nctransfer-*.whl
 	cd $(SMOKE) && torch/bin/python $(CURDIR)/.ci/smoke_torch.py
 
 test: install lint docs wheel-smoke
@@ -76,4 +76,4 @@ bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build
+	rm -rf $(VENV) .pytest_cache build dist
