@@ -2,6 +2,7 @@
 evaluation, report) and the recommended score (:mod:`nctransfer.pipeline.recommended`)."""
 
 from nctransfer.pipeline.core import FINETUNE_DEFAULTS, PROBE_C_GRID, RANDOM_PREFIX, rank_models, write_outputs
+from nctransfer.pipeline.result import RankResult
 from nctransfer.pipeline.select import SelectResult, plan_halving, select, successive_halving
 from nctransfer.pipeline.recommended import (
     DEFAULT_RECOMMENDED,
@@ -11,6 +12,6 @@ from nctransfer.pipeline.recommended import (
 
 __all__ = [
     "DEFAULT_RECOMMENDED", "FINETUNE_DEFAULTS", "PROBE_C_GRID", "RANDOM_PREFIX",
-    "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
+    "RankResult", "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
     "SelectResult", "plan_halving", "select", "successive_halving",
 ]

@@ -36,6 +36,7 @@ from nctransfer.pipeline.checks import (
     read_truth_csv,
 )
 from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
+from nctransfer.pipeline.result import RankResult
 
 #: prefix of a model spec that asks for random initialisation and marks the model as a control
 RANDOM_PREFIX = "random:"
@@ -497,7 +498,7 @@ def rank_models(
     progress: bool = True,
     blas_threads: int | None = 1,
     config: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RankResult:
     """Rank candidate models (or every tap of every model) for a labelled target dataset.
 
     Args:
@@ -545,9 +546,11 @@ def rank_models(
         config: extra entries for the resolved configuration (e.g. the CLI's options).
 
     Returns:
-        The results structure of :mod:`nctransfer.reports.schema` (a JSON-able dict). Warnings raised by the
-        stages (e.g. a probe that stopped at its iteration cap) are collected in ``results["warnings"]`` and listed
-        in the report instead of being printed.
+        A :class:`~nctransfer.pipeline.result.RankResult`: the results structure of
+        :mod:`nctransfer.reports.schema` (a JSON-able dict: ``res["ranking"]``, ``res["scores"]``, ...) with
+        ``.to_frame()`` (one row per candidate) and ``.evaluation_frame()`` (one row per score). Warnings raised by
+        the stages (e.g. a probe that stopped at its iteration cap) are collected in ``results["warnings"]`` and
+        listed in the report instead of being printed.
 
     Raises:
         NotFoundError: unknown model, dataset, tap or method; missing truth CSV.
@@ -735,7 +738,7 @@ def rank_models(
         from nctransfer.reports import write_results_json
 
         write_results_json(results, out_dir / "results.json")
-    return results
+    return RankResult(results)
 
 
 def write_outputs(results: Mapping[str, Any], out: str | os.PathLike) -> dict[str, Path]:

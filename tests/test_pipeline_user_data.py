@@ -1,0 +1,129 @@
+"""rank_models on the user's own data (explicit train/test Datasets, DataLoaders, a Hugging Face dataset, taps by
+module path) and its result object: dict keys kept, ``to_frame()`` and ``evaluation_frame()``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.pipeline import RankResult, rank_models
+
+MODELS = ["timm:resnet10t", "timm:efficientnet_lite0"]
+FAST = dict(pretrained=False, image_size=32, per_class=None, test_per_class=None, probe_C_grid=(0.1, 1.0),
+            progress=False, methods="logme,hscore")
+
+
+def tiny(n_per_class=16, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per_class)
+    X = (rng.random((len(y), 16, 16)) * 100).astype(np.uint8)
+    for c in range(k):
+        r, q = divmod(c, 2)
+        X[y == c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 150
+    return X, y
+
+
+class TensorDS(Dataset):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.X[i]).float()[None] / 255.0, int(self.y[i])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def split():
+    X, y = tiny()
+    te = np.arange(len(y)) % 4 == 0
+    return (X[~te], y[~te]), (X[te], y[te])
+
+
+@pytest.fixture(scope="module")
+def explicit(split, tmp_path_factory):
+    (Xtr, ytr), (Xte, yte) = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return rank_models(MODELS, train=TensorDS(Xtr, ytr), test=TensorDS(Xte, yte),
+                           cache_dir=tmp_path_factory.mktemp("c"), **FAST)
+
+
+def test_explicit_train_test_used_as_given_and_result_object(explicit, split):
+    res = explicit
+    assert isinstance(res, RankResult) and isinstance(res, dict)
+    assert res["data"]["n_train"] == len(split[0][1]) and res["data"]["n_test"] == len(split[1][1])  # no re-split
+    assert res["ranking"][0] == res["recommended"] == res.recommended
+    json.loads(json.dumps(res, default=str))  # still the JSON-able dict
+    df = res.to_frame()
+    assert list(df.index) == res["ranking"] and df["rank"].tolist() == [1, 2]
+    assert df.loc[res.recommended, "recommended"] and not df["recommended"].iloc[1]
+    for name in res["ranking"]:
+        assert df.loc[name, "logme"] == pytest.approx(res["scores"][name]["logme"])
+        assert df.loc[name, "truth_accuracy"] == pytest.approx(res["truth"]["accuracy"][name])
+        assert df.loc[name, "collapse.nc1"] == pytest.approx(res["collapse"][name]["nc1"])
+    ev = res.evaluation_frame()
+    assert set(res["evaluation"]) <= set(ev.index)
+    for m, e in res["evaluation"].items():
+        for k, v in e.items():
+            assert (np.isnan(ev.loc[m, k]) if v is None else ev.loc[m, k] == pytest.approx(v))
+    assert ev["recommended"].sum() == 1 and ev.loc[ev.index[ev["recommended"]][0]].name == res["recommended_score"]
+    assert not df.attrs and not ev.attrs
+
+
+def test_dataloaders_give_the_same_ranking(explicit, split):
+    (Xtr, ytr), (Xte, yte) = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rank_models(MODELS, train=DataLoader(TensorDS(Xtr, ytr), batch_size=5),
+                          test=DataLoader(TensorDS(Xte, yte), batch_size=5), cache_dir=None, **FAST)
+    assert res["ranking"] == explicit["ranking"]
+    for n in res["ranking"]:
+        assert res["scores"][n]["logme"] == pytest.approx(explicit["scores"][n]["logme"], rel=1e-3)
+        assert res["truth"]["accuracy"][n] == pytest.approx(explicit["truth"]["accuracy"][n])
+
+
+def test_hugging_face_dataset_dict_and_taps_by_path(explicit, split):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    (Xtr, ytr), (Xte, yte) = split
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+
+    def hf(X, y):
+        return datasets.Dataset.from_dict({"image": [Image.fromarray(x) for x in X], "label": y.tolist()},
+                                          features=feats)
+
+    dd = datasets.DatasetDict({"train": hf(Xtr, ytr), "test": hf(Xte, yte)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rank_models(MODELS[:1] + ["timm:resnet18"], dd, taps="layer1.0.conv1,layer2.0", cache_dir=None,
+                          **FAST)
+    assert res["data"]["classes"] == ["a", "b", "c"]
+    assert {c["tap"] for c in res["candidates"]} == {"layer1.0.conv1", "layer2.0"}
+    assert len(res.to_frame()) == 4
+
+
+def test_bad_explicit_arguments():
+    X, y = tiny()
+    with pytest.raises(InputValueError, match="either data or explicit"):
+        rank_models(MODELS, (X, y), train=TensorDS(X, y), test=TensorDS(X, y), **FAST)
+    with pytest.raises(InputValueError, match="need both train="):
+        rank_models(MODELS, train=TensorDS(X, y), **FAST)
+    with pytest.raises(InputValueError, match="cannot be split"):
+        rank_models(MODELS, DataLoader(TensorDS(X, y)), cache_dir=None, **FAST)
