@@ -127,3 +127,25 @@ def test_bad_explicit_arguments():
         rank_models(MODELS, train=TensorDS(X, y), **FAST)
     with pytest.raises(InputValueError, match="cannot be split"):
         rank_models(MODELS, DataLoader(TensorDS(X, y)), cache_dir=None, **FAST)
+
+
+def test_cli_explicit_test_folder_and_taps_by_path(split, tmp_path):
+    from PIL import Image
+
+    from nctransfer.cli.main import main
+
+    for part, (X, y) in zip(("tr", "te"), split):
+        for i, (x, c) in enumerate(zip(X, y)):
+            (tmp_path / part / f"class{c}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(tmp_path / part / f"class{c}" / f"{i}.png")
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["rank", "--models", "timm:resnet10t,timm:resnet18", "--data", str(tmp_path / "tr"),
+                   "--test-data", str(tmp_path / "te"), "--taps", "layer1.0.conv1,penultimate", "--no-pretrained",
+                   "--image-size", "32", "--per-class", "100", "--test-per-class", "100", "--methods",
+                   "logme,hscore", "--out", str(out), "--cache-dir", "none", "--quiet"])
+    assert rc == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["data"]["n_train"] == len(split[0][1]) and saved["data"]["n_test"] == len(split[1][1])
+    assert {c["tap"] for c in saved["candidates"]} == {"layer1.0.conv1", "penultimate"}

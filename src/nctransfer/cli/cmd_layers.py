@@ -25,7 +25,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="efficientnet_lite0/1/2 (bundled), timm:<name>, torchvision:<name>, hf:<repo>, "
                              "file:<path>[?arch=<name>]")
     parser.add_argument("--data", required=True,
-                        help="fashion-mnist, digits, an ImageFolder directory, or torchvision:<DatasetName>")
+                        help="fashion-mnist, digits, an ImageFolder directory, torchvision:<DatasetName> or hf:<name> "
+                             "(Hugging Face hub, online); with --test-data: the training set, used whole")
+    parser.add_argument("--test-data", default=None,
+                        help="explicit test set, used as given (--data is then the training set; no re-split)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--per-class", type=int, default=100,
                         help="training images per class (seeded balanced subsample; default 100)")
@@ -34,7 +37,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None, help="resize images to this size "
                         "(default: the model's input size)")
     parser.add_argument("--taps", default="all",
-                        help="comma-separated tap names, indices or regex patterns (default: all units + penultimate)")
+                        help="comma-separated tap names, module paths (layer3.1.conv2, body.2), indices or regex "
+                             "patterns (default: all units + penultimate)")
     parser.add_argument("--token-pool", choices=("mean", "cls"), default="mean", help="transformer token pooling")
     parser.add_argument("--metrics", default=None, help="comma-separated metric names/patterns (default: all)")
     parser.add_argument("--no-probe", action="store_true", help="skip the linear probe (NCC accuracy only)")
@@ -100,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, pretrained=not args.random_init)
     common = dict(model=model, image_size=args.image_size, root=args.root, download=args.download, seed=args.seed)
     # a split with fewer samples than requested is reported (one line, even with --quiet)
-    train = load_dataset(args.data, "train", per_class=args.per_class, **common)
+    data = {"train": args.data, "test": args.test_data} if getattr(args, "test_data", None) else args.data
+    train = load_dataset(data, "train", per_class=args.per_class, **common)
     tpc = args.per_class if args.test_per_class is None else (args.test_per_class or None)
-    test = load_dataset(args.data, "test", per_class=tpc, **common)
+    test = load_dataset(data, "test", per_class=tpc, **common)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     kwargs = {}
     if c_grid is not None:

@@ -68,10 +68,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="candidate models (efficientnet_lite0, timm:<name>, torchvision:<name>, hf:<repo>, "
                         "file:<path>); prefix random: for a randomly initialised control")
     g.add_argument("--data", default=None, metavar="D",
-                   help="target dataset: fashion-mnist, digits, an ImageFolder directory or torchvision:<Name>")
+                   help="target dataset: fashion-mnist, digits, an ImageFolder directory (with train/ and test/ "
+                        "sub-directories: used as given), torchvision:<Name> or hf:<name> (a Hugging Face hub "
+                        "dataset, online); with --test-data: the training set, used whole")
+    g.add_argument("--test-data", default=None, metavar="D",
+                   help="explicit test set (ground truth), used as given: --data is then the training set and "
+                        "neither is re-split")
     g.add_argument("--taps", default="penultimate",
-                   help="'penultimate' (one candidate per model) or 'all' (every tap of every model, plus layer-wise "
-                        "collapse curves); default %(default)s")
+                   help="'penultimate' (one candidate per model), 'all' (every tap of every model, plus layer-wise "
+                        "collapse curves), or comma-separated tap names, module paths (layer3.1,body.2) or regex "
+                        "patterns; default %(default)s")
     g.add_argument("--out", default=None, metavar="DIR", help="output directory (required in models mode)")
     g.add_argument("--per-class", type=int, default=50, help="training images per class (default %(default)s)")
     g.add_argument("--test-per-class", type=int, default=50, help="test images per class (default %(default)s)")
@@ -259,8 +265,10 @@ def run_models(args: argparse.Namespace) -> int:
                               "or torchvision:<Name>).")
     if not args.out:
         raise InputValueError("rank --models: --out DIR is required (results.json, scores.csv, report.html go there).")
+    data_kw = ({"train": args.data, "test": args.test_data} if getattr(args, "test_data", None)
+               else {"data": args.data})
     results = rank_models(
-        args.models, args.data, taps=args.taps, truth=args.truth or "probe", out=args.out, methods=args.methods,
+        args.models, **data_kw, taps=args.taps, truth=args.truth or "probe", out=args.out, methods=args.methods,
         method_options=_parse_options(getattr(args, "option", None)) or None, recommended_score=args.recommended,
         per_class=args.per_class, test_per_class=args.test_per_class, image_size=args.image_size,
         batch_size=args.batch_size, device=args.device, pretrained=not args.no_pretrained, seed=args.seed,

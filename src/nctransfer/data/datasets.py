@@ -606,6 +606,12 @@ def _explicit_part(spec: Any, split: str | None) -> tuple[Any, str | None]:
         have = ", ".join(k for k, v in (("train", train), ("test", test), ("val", val)) if v is not None)
         raise InputValueError(f"split={s!r}: no {'val' if s == 'val' else s} dataset was given (explicit splits: "
                               f"{have or 'none'}); pass {'val' if s == 'val' else s}= as well.")
+    if isinstance(part, (str, os.PathLike)):  # a name or folder given as one split: all of a flat folder
+        p = Path(str(part)).expanduser()
+        if p.is_dir():
+            subs = {c.name.lower() for c in p.iterdir() if c.is_dir()}
+            return str(part), (s if {"train", "test"} <= subs else "all")
+        return str(part), s
     return part, None
 
 
