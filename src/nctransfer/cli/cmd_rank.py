@@ -92,6 +92,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default="default", help="cache root; 'none' disables caching")
     g.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="'local' (this process; data-parallel extraction when launched by torchrun) or 'ray' (one "
+                        "Ray task per model: extraction + per-model scores; needs pip install 'nctransfer[ray]'); "
+                        "default %(default)s")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster address for --backend ray ('auto', 'ray://host:10001'; default: the running "
+                        "instance or a new local one)")
     g.add_argument("--allow-pickle", action="store_true",
                    help="also load file: models that need full unpickling (a whole pickled module); unpickling can "
                         "run code, so only for files you trust")
@@ -275,6 +282,7 @@ def run_models(args: argparse.Namespace) -> int:
         cache_dir=None if str(args.cache_dir).lower() == "none" else args.cache_dir,
         compare_finetune=args.compare_finetune, progress=not args.quiet,
         config={"command": "rank", "cli": resolved_dict(args)},
+        backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None),
     )
     from nctransfer.cli._output import print_run_warnings
 

@@ -238,50 +238,68 @@ def _probs_from_classifier(model: Any, X: np.ndarray, device: Any) -> np.ndarray
 # ------------------------------------------------------------------------------------------------- stages
 def _extract_all(models: list[_Model], data: Any, taps: Any, cfg: dict[str, Any], run: _Run
                  ) -> tuple[list[_Candidate], dict[str, Any]]:
+    candidates: list[_Candidate] = []
+    info: dict[str, Any] = {}
+    for m in models:
+        cands, info[m.label] = _extract_model(m, data, taps, cfg, run.progress)
+        candidates.extend(cands)
+    return candidates, info
+
+
+def _extract_model(m: _Model, data: Any, taps: Any, cfg: dict[str, Any], progress: bool
+                   ) -> tuple[list[_Candidate], dict[str, Any]]:
+    """Features of one model's candidates (every tap in ``m.taps``) on the training and test splits (cached):
+    the unit of work of a local run and of one task of the Ray backend (:mod:`nctransfer.pipeline.ray_backend`)."""
     from nctransfer.extract import extract
 
     penultimate_only = taps == "penultimate"
     feat_cache = None if cfg["cache_dir"] is None else Path(cfg["cache_dir"]) / "features"
     candidates: list[_Candidate] = []
-    info: dict[str, Any] = {}
-    for m in models:
-        model = m.module
-        train = _load_split(data, "train", model, cfg["image_size"], cfg["per_class"], cfg["seed"])
-        test = _load_split(data, "test", model, cfg["image_size"], cfg["test_per_class"], cfg["seed"] + 1)
-        common = dict(batch_size=cfg["batch_size"], device=cfg["device"], store_features=True, cache_dir=feat_cache,
-                      no_cache=feat_cache is None, progress=run.progress)
-        t0 = time.perf_counter()
-        r_tr = extract(model, train, m.taps, desc=f"extract {m.label} (train)", **common)
-        r_te = extract(model, test, m.taps, desc=f"extract {m.label} (test)", **common)
-        info[m.label] = {"seconds": time.perf_counter() - t0, "from_cache": bool(r_tr.from_cache and r_te.from_cache),
-                         "taps": len(m.taps), "n_train": len(train), "n_test": len(test)}
-        for i, tap in enumerate(m.taps):
-            name = m.label if penultimate_only else f"{m.label}@{tap}"
-            c = _Candidate(name=name, model=m, tap=tap, tap_index=i, n_taps=len(m.taps), dim=int(r_tr[tap].dim))
-            c.X_train, c.y_train = r_tr[tap].features, r_tr[tap].labels
-            c.X_test, c.y_test = r_te[tap].features, r_te[tap].labels
-            if tap == "penultimate":
-                try:
-                    c.probs = _probs_from_classifier(model, c.X_train, cfg["device"])
-                except Exception as exc:  # noqa: BLE001 - a head that does not take pooled features: no probs
-                    warnings.warn(f"{m.label}: no source probabilities ({type(exc).__name__}: {exc}); LEEP/NCE "
-                                  "skipped for it.", RuntimeWarning, stacklevel=2)
-            c.digest = array_digest(c.X_train, c.y_train, c.X_test, c.y_test, c.probs)
-            candidates.append(c)
+    model = m.module
+    train = _load_split(data, "train", model, cfg["image_size"], cfg["per_class"], cfg["seed"])
+    test = _load_split(data, "test", model, cfg["image_size"], cfg["test_per_class"], cfg["seed"] + 1)
+    common = dict(batch_size=cfg["batch_size"], device=cfg["device"], store_features=True, cache_dir=feat_cache,
+                  no_cache=feat_cache is None, progress=progress)
+    t0 = time.perf_counter()
+    r_tr = extract(model, train, m.taps, desc=f"extract {m.label} (train)", **common)
+    r_te = extract(model, test, m.taps, desc=f"extract {m.label} (test)", **common)
+    info = {"seconds": time.perf_counter() - t0, "from_cache": bool(r_tr.from_cache and r_te.from_cache),
+            "taps": len(m.taps), "n_train": len(train), "n_test": len(test)}
+    for i, tap in enumerate(m.taps):
+        name = m.label if penultimate_only else f"{m.label}@{tap}"
+        c = _Candidate(name=name, model=m, tap=tap, tap_index=i, n_taps=len(m.taps), dim=int(r_tr[tap].dim))
+        c.X_train, c.y_train = r_tr[tap].features, r_tr[tap].labels
+        c.X_test, c.y_test = r_te[tap].features, r_te[tap].labels
+        if tap == "penultimate":
+            try:
+                c.probs = _probs_from_classifier(model, c.X_train, cfg["device"])
+            except Exception as exc:  # noqa: BLE001 - a head that does not take pooled features: no probs
+                warnings.warn(f"{m.label}: no source probabilities ({type(exc).__name__}: {exc}); LEEP/NCE "
+                              "skipped for it.", RuntimeWarning, stacklevel=2)
+        c.digest = array_digest(c.X_train, c.y_train, c.X_test, c.y_test, c.probs)
+        candidates.append(c)
     return candidates, info
 
 
-def _scores(cands: list[_Candidate], cfg: dict[str, Any], cache: ResultCache, run: _Run) -> dict[str, Any]:
+def _scores(cands: list[_Candidate], cfg: dict[str, Any], cache: ResultCache, run: _Run,
+            parts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Scores of the pool (cached): :func:`~nctransfer.transferability.rank`, or, when the per-model ``parts``
+    were computed by workers (Ray backend), their pool-relative combination on the driver (the same numbers)."""
     from nctransfer.transferability import rank
+    from nctransfer.transferability.ranking import combine_candidates
 
     key = {"pool": [(c.name, c.digest) for c in cands], "methods": cfg["methods"],
            "options": cfg["method_options"]}
     hit = cache.get("scores", key)
     if hit is not None:
         return hit
-    pool = {c.name: ((c.X_train, c.y_train, c.probs) if c.probs is not None else (c.X_train, c.y_train))
-            for c in cands}
-    df = rank(pool, methods=cfg["methods"], options=cfg["method_options"], progress=run.progress)
+    if parts is not None:
+        df = combine_candidates({c.name: parts[c.name] for c in cands}, cfg["methods"],
+                                options=cfg["method_options"])
+    else:
+        pool = {c.name: ((c.X_train, c.y_train, c.probs) if c.probs is not None else (c.X_train, c.y_train))
+                for c in cands}
+        df = rank(pool, methods=cfg["methods"], options=cfg["method_options"], progress=run.progress)
     value = {
         "columns": list(df.columns),
         "scores": {n: {m: (float(df.loc[n, m]) if np.isfinite(df.loc[n, m]) else None) for m in df.columns}
@@ -498,6 +516,9 @@ def rank_models(
     progress: bool = True,
     blas_threads: int | None = 1,
     config: Mapping[str, Any] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    max_retries: int = 2,
 ) -> RankResult:
     """Rank candidate models (or every tap of every model) for a labelled target dataset.
 
@@ -544,6 +565,13 @@ def rank_models(
         blas_threads: BLAS threads while computing collapse metrics and probes (``None``: library default; the
             transferability scores manage their own, see ``nctransfer.transferability.set_blas_threads``).
         config: extra entries for the resolved configuration (e.g. the CLI's options).
+        backend: ``"local"`` (this process; data-parallel under ``torchrun``) or ``"ray"``: each model's
+            extraction and per-model scoring run as one Ray task (one GPU per task when the cluster has GPUs), the
+            pool-relative scores, collapse metrics, ground truth and evaluation on the driver; the results equal
+            the local backend's (:mod:`nctransfer.pipeline.ray_backend`; ``pip install 'nctransfer[ray]'``).
+        ray_address: Ray cluster to connect to (``None``: the running instance, or a new local one).
+        max_retries: Ray backend: times a failed task (an error, or its worker killed) is re-run; every retry
+            is listed in ``results["warnings"]`` and ``results["extraction"][model]["attempts"]``.
 
     Returns:
         A :class:`~nctransfer.pipeline.result.RankResult`: the results structure of
@@ -571,6 +599,12 @@ def rank_models(
         raise InputValueError("rank_models: data is required (a dataset name, a folder, (X, y), a Dataset, a Hugging "
                               "Face dataset), or explicit train= and test=.")
     # ---------------------------------------------------------------- checks (nothing heavy, nothing written)
+    if backend not in ("local", "ray"):
+        raise InputValueError(f"backend must be 'local' or 'ray'; got {backend!r}.")
+    if backend == "ray":
+        from nctransfer.pipeline.ray_backend import require_ray
+
+        require_ray()
     from nctransfer.utils.distributed import is_main
 
     # under torchrun every rank runs the pipeline (extraction is split across them); only rank 0 writes outputs
@@ -625,12 +659,19 @@ def rank_models(
     truth_csv = read_truth_csv(truth_arg, names) if truth_arg not in ("probe", "finetune") else None
 
     # ---------------------------------------------------------------- features
+    parts = None
     with run.stage("extract features"):
-        cands, extraction = _extract_all(mlist, data, taps, cfg, run)
+        if backend == "ray":
+            from nctransfer.pipeline.ray_backend import extract_and_score
+
+            cands, extraction, parts = extract_and_score(mlist, data, taps, cfg, run, address=ray_address,
+                                                         max_retries=max_retries)
+        else:
+            cands, extraction = _extract_all(mlist, data, taps, cfg, run)
     n_train = len(cands[0].y_train)
     n_test = len(cands[0].y_test)
     with run.stage("transferability scores", cache):
-        sc = _scores(cands, cfg, cache, run)
+        sc = _scores(cands, cfg, cache, run, parts)
     with run.stage("collapse metrics", cache), run.blas(blas_threads):
         collapse = _collapse(cands, cache, run)
 

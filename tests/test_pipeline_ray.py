@@ -1,0 +1,127 @@
+"""The Ray backend of rank_models: a local Ray instance (2 CPUs) gives the local backend's results; failed tasks
+(an error, a killed worker) are retried and reported; the shared cache stays valid."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+OPTS = dict(data="digits", per_class=5, test_per_class=3, image_size=32, batch_size=16,
+            methods="logme,hscore,ncti,sfda", progress=False, probe_C_grid=(1.0,))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="the Ray backend needs ray (pip install 'nctransfer[ray]')")
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the failure hooks below travel by value
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _same_results(a, b):
+    assert a["ranking"] == b["ranking"]
+    assert a["truth"]["accuracy"] == pytest.approx(b["truth"]["accuracy"], rel=1e-9)
+    assert set(a["scores"]) == set(b["scores"])
+    for name, scores in a["scores"].items():
+        for method, value in scores.items():
+            other = b["scores"][name][method]
+            assert (value is None and other is None) or other == pytest.approx(value, rel=1e-9, abs=1e-12), \
+                (name, method)
+    for name, metrics in a["collapse"].items():
+        for k, v in metrics.items():
+            if v is not None:
+                assert b["collapse"][name][k] == pytest.approx(v, rel=1e-9, abs=1e-12), (name, k)
+
+
+def test_ray_backend_equals_local(local_ray, tmp_path):
+    from nctransfer.pipeline import rank_models
+
+    models = ["efficientnet_lite0", "random:efficientnet_lite0"]
+    local = rank_models(models, cache_dir=tmp_path / "c1", **OPTS)
+    remote = rank_models(models, cache_dir=tmp_path / "c2", backend="ray", out=tmp_path / "out", **OPTS)
+    _same_results(local, remote)
+    assert all(remote["extraction"][m]["attempts"] == 1 and remote["extraction"][m]["backend"] == "ray"
+               for m in models)
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["ranking"] == remote["ranking"]
+    assert local_ray.is_initialized()  # an instance the caller started is left running
+
+
+def _fail_once(marker, kind, module, args):
+    """Forward pre-hook: on the second forward pass of the first attempt, fail (raise, or kill the worker)."""
+    module._calls = getattr(module, "_calls", 0) + 1
+    if module._calls >= 2 and not os.path.exists(marker):
+        open(marker, "w").close()
+        if kind == "kill":
+            os._exit(1)  # the worker dies in the middle of its extraction
+        raise RuntimeError("injected failure")
+
+
+def test_failed_and_killed_tasks_are_retried_and_the_cache_stays_valid(local_ray, tmp_path):
+    from functools import partial
+
+    from nctransfer.extract.store import CacheEntry
+    from nctransfer.models import load_model
+    from nctransfer.pipeline import rank_models
+
+    def models(hooked):
+        a, b = load_model("efficientnet_lite0"), load_model("efficientnet_lite1")
+        if hooked:
+            a.register_forward_pre_hook(partial(_fail_once, str(tmp_path / "raised"), "raise"))
+            b.register_forward_pre_hook(partial(_fail_once, str(tmp_path / "killed"), "kill"))
+        return [a, b]
+
+    remote = rank_models(models(True), cache_dir=tmp_path / "c2", backend="ray", **OPTS)
+    assert (tmp_path / "raised").exists() and (tmp_path / "killed").exists()
+    assert remote["extraction"]["efficientnet_lite0"]["attempts"] == 2
+    assert remote["extraction"]["efficientnet_lite1"]["attempts"] == 2
+    retried = [w for w in remote["warnings"] if "retried" in w]
+    assert any("injected failure" in w for w in retried) and len(retried) == 2
+    manifests = list((tmp_path / "c2" / "features").rglob("manifest.json"))
+    assert len(manifests) == 4  # (2 models) x (train, test)
+    for mf in manifests:
+        entry = CacheEntry.open(mf.parent)
+        assert entry is not None and entry.complete and entry.verify()
+    local = rank_models(models(False), cache_dir=tmp_path / "c1", **OPTS)
+    _same_results(local, remote)
+
+
+def test_ray_backend_rejects_bad_backend():
+    from nctransfer.exceptions import InputValueError
+    from nctransfer.pipeline import rank_models
+
+    with pytest.raises(InputValueError, match="backend"):
+        rank_models(["efficientnet_lite0"], "digits", backend="spark")
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    from nctransfer.pipeline.ray_backend import require_ray
+    from nctransfer.utils.extras import MissingExtraError
+
+    monkeypatch.setattr("nctransfer.utils.extras.missing_modules", lambda mods: list(mods))
+    with pytest.raises(MissingExtraError, match=r"pip install 'nctransfer\[ray\]'"):
+        require_ray()
+
+
+def test_cli_rank_backend_ray(local_ray, tmp_path):
+    from nctransfer.cli.main import main
+
+    out = tmp_path / "out"
+    assert main(["rank", "--models", "efficientnet_lite0,random:efficientnet_lite0", "--data", "digits",
+                 "--per-class", "5", "--test-per-class", "3", "--image-size", "32", "--batch-size", "16",
+                 "--methods", "logme,ncti", "--quiet", "--backend", "ray", "--cache-dir", str(tmp_path / "c"),
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["extraction"]) == {"efficientnet_lite0", "random:efficientnet_lite0"}
+    assert all(v["backend"] == "ray" for v in res["extraction"].values())
+    assert res["config"]["cli"]["backend"] == "ray"
