@@ -25,7 +25,12 @@ _LAZY_SUBMODULES = {
 _LAZY_ATTRS = {"rank_models": "nctransfer.pipeline", "select": "nctransfer.pipeline"}
 
 
+_ALIAS_MODULES = {"benchmark": "nctransfer.pipeline.benchmark"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _ALIAS_MODULES:
+        return importlib.import_module(_ALIAS_MODULES[name])
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"nctransfer.{name}")
     if name in _LAZY_ATTRS:
@@ -33,4 +38,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nctransfer' has no attribute {name!r}")
 
 
-__all__ = ["FeatureStats", "__version__", "rank_models", "select", *sorted(_LAZY_SUBMODULES)]
+__all__ = ["FeatureStats", "__version__", "benchmark", "rank_models", "select", *sorted(_LAZY_SUBMODULES)]

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("cmd_study", "pre-training study: recipes -> source collapse -> transfer"),
     "demo": ("cmd_demo", "the main job on built-in defaults"),
     "select": ("cmd_select", "choose a model within a fine-tuning budget (scores, then successive halving)"),
+    "benchmark": ("cmd_benchmark", "every score on the offline suite of real pools, with intervals and baselines"),
 }
 
 

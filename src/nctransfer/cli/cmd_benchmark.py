@@ -1,0 +1,52 @@
+"""``nctransfer benchmark``: every score on the offline suite of real pools, with intervals and static baselines.
+
+Example::
+
+    nctransfer benchmark --out runs/bench                  # the whole suite (cached: a rerun reuses everything)
+    nctransfer benchmark --quick --out runs/bench-quick    # two models, small subsets: minutes
+    nctransfer benchmark --import my_scores --methods logme,ncti,my_score --out runs/mine
+
+``--import`` imports a module that registers new scores (``@nctransfer.transferability.register``) before the run.
+Writes ``OUT/benchmark.json``, ``OUT/benchmark.md`` (one table per pool and the summary across pools, with the
+leave-one-pool-out choice of the recommended score) and each pool's report under ``OUT/<pool>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--methods", default=None, metavar="A,B",
+                   help="scores to run (default: every non-expensive one; 'all' for every one)")
+    p.add_argument("--quick", action="store_true", help="the quick suite (two models, small subsets, 32 px)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers new scores); repeatable")
+    p.add_argument("--pools", default=None, metavar="NAME,...", help="run only these pools of the suite")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the pipeline cache")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctransfer.exceptions import InputValueError
+    from nctransfer.pipeline.benchmark import default_pools, format_suite_md, run_suite
+
+    for mod in args.imports:
+        importlib.import_module(mod)
+    pools = default_pools(args.quick)
+    if args.pools:
+        want = [p.strip() for p in args.pools.split(",") if p.strip()]
+        unknown = [w for w in want if w not in {p.name for p in pools}]
+        if unknown:
+            raise InputValueError(f"benchmark: unknown pool(s) {unknown}; the suite has {[p.name for p in pools]}.")
+        pools = [p for p in pools if p.name in want]
+    methods = args.methods
+    if methods and methods != "all":
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    res = run_suite(pools, methods=methods, out=args.out, cache_dir=None if args.no_cache else "default",
+                    seed=args.seed, progress=not getattr(args, "quiet", False) and sys.stderr.isatty())
+    print(format_suite_md(res))
+    return 0

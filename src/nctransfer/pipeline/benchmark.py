@@ -1,0 +1,272 @@
+"""The benchmark suite: many real candidate pools, offline, every score with intervals and static baselines.
+
+One pool is a set of candidates (models, or every tap of some models) and one target dataset; its ground truth is
+the linear-probe test accuracy of each candidate (cached by the pipeline). :func:`run_suite` runs
+:func:`~nctransfer.pipeline.rank_models` on every pool and summarises across pools:
+
+- per pool: every score's weighted tau, Spearman and top-1 regret with 95% bootstrap intervals, the coverage, the
+  static baselines and the random score (:mod:`nctransfer.pipeline.baselines`);
+- across pools: each score's mean weighted tau, the number of pools where it beats every static baseline and the
+  random score, and a **leave-one-pool-out** choice of the recommended score: for each pool, the score with the
+  best mean weighted tau on the *other* pools is chosen and judged on the held-out one, against the best static
+  baseline chosen the same way.
+
+Default pools (:func:`default_pools`, bundled models and data only): every tap of EfficientNet-Lite0/1/2 plus the
+random-init control on Fashion-MNIST (digits when the Debian package is missing), on digits, on a few-shot version
+of each (10 training images per class) and on Fashion-MNIST's four look-alike tops (T-shirt, pullover, coat,
+shirt); and the penultimate features of the three models plus the control on both datasets. A new score is
+registered with :func:`nctransfer.transferability.register` and runs with the others
+(``run_suite(methods=[..., "my_score"])``; on the command line ``nctransfer benchmark --import my_module``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError
+
+MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "random:efficientnet_lite0")
+TOPS = (0, 2, 4, 6)  # Fashion-MNIST: T-shirt/top, pullover, coat, shirt
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One pool: ``name``, candidate ``models``, target ``data`` (a dataset spec, or a zero-argument callable
+    returning ``{"train": (images, labels), "test": (images, labels)}``), ``taps`` (``"penultimate"``/``"all"``
+    or a selector), training / test images per class, input size and a description."""
+
+    name: str
+    models: tuple[str, ...]
+    data: Any
+    taps: Any = "penultimate"
+    per_class: int | None = 50
+    test_per_class: int | None = 100
+    image_size: int | None = 64
+    description: str = ""
+
+
+def _fashion_available() -> bool:
+    try:
+        from nctransfer.data.arrays import find_fashion_mnist
+
+        find_fashion_mnist(None)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: not installed
+        return False
+
+
+def fashion_subset(classes: Sequence[int]) -> Callable[[], dict[str, Any]]:
+    """A data callable: Fashion-MNIST restricted to ``classes`` (relabelled ``0..len-1``)."""
+    def load() -> dict[str, Any]:
+        from nctransfer.data.arrays import load_fashion_mnist_arrays
+
+        out = {}
+        lut = {c: i for i, c in enumerate(classes)}
+        for split in ("train", "test"):
+            X, y = load_fashion_mnist_arrays(split)
+            keep = np.isin(y, list(classes))
+            out[split] = (X[keep], np.array([lut[int(v)] for v in y[keep]], dtype=np.int64))
+        return out
+    return load
+
+
+def default_pools(quick: bool = False) -> list[PoolSpec]:
+    """The offline suite (see the module docstring). ``quick``: two models (lite0 and its control), 20 training
+    and 30 test images per class, 32 px -- a smoke run in minutes."""
+    fm = "fashion-mnist" if _fashion_available() else "digits"
+    models = ("efficientnet_lite0", "random:efficientnet_lite0") if quick else MODELS
+    pc, tpc, size = (20, 30, 32) if quick else (50, 100, 64)
+    pools = [
+        PoolSpec(f"layers/{fm}", models, fm, "all", pc, tpc, size, f"every tap, {fm}"),
+        PoolSpec("layers/digits", models, "digits", "all", pc, tpc, size, "every tap, digits"),
+        PoolSpec(f"layers/{fm}/10-shot", models, fm, "all", 10, tpc, size, f"every tap, {fm}, 10 images per class"),
+        PoolSpec("layers/digits/10-shot", models, "digits", "all", 10, tpc, size, "every tap, digits, 10 per class"),
+        PoolSpec(f"models/{fm}", models, fm, "penultimate", pc, tpc, size, f"penultimate features, {fm}"),
+        PoolSpec("models/digits", models, "digits", "penultimate", pc, tpc, size, "penultimate features, digits"),
+    ]
+    if fm == "fashion-mnist":
+        pools.insert(4, PoolSpec("layers/fashion-mnist-tops", models, fashion_subset(TOPS), "all", pc, tpc, size,
+                                 "every tap, Fashion-MNIST's four look-alike tops (fine-grained)"))
+    return pools
+
+
+@dataclass
+class SuiteResult:
+    """``pools``: per pool ``{"spec", "evaluation", "intervals", "baselines", "n_candidates", "seconds"}``;
+    ``summary``: per score ``{"mean_weighted_tau", "pools", "beats_baselines", "beats_random"}``;
+    ``lopo``: the leave-one-pool-out folds; ``recommended``: the score chosen most often by them."""
+
+    pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lopo: list[dict[str, Any]] = field(default_factory=list)
+    recommended: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def summarize(pools: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+    """Across-pool summary, leave-one-pool-out folds and the recommended score (see the module docstring)."""
+    taus: dict[str, dict[str, float]] = {}
+    base_taus: dict[str, dict[str, float]] = {}
+    summary: dict[str, dict[str, Any]] = {}
+    for p, r in pools.items():
+        for m, e in (r.get("evaluation") or {}).items():
+            if _num(e.get("weighted_tau")):
+                taus.setdefault(m, {})[p] = float(e["weighted_tau"])
+        for b, e in ((r.get("baselines") or {}).get("evaluation") or {}).items():
+            if _num(e.get("weighted_tau")):
+                base_taus.setdefault(b, {})[p] = float(e["weighted_tau"])
+        for m, v in ((r.get("baselines") or {}).get("verdicts") or {}).items():
+            s = summary.setdefault(m, {"beats_baselines": 0, "beats_random": 0})
+            s["beats_baselines"] += int(not v.get("not_beaten") and v.get("beats_random") is not None)
+            s["beats_random"] += int(bool(v.get("beats_random")))
+    for m, t in taus.items():
+        s = summary.setdefault(m, {"beats_baselines": 0, "beats_random": 0})
+        s["mean_weighted_tau"] = float(np.mean(list(t.values())))
+        s["pools"] = len(t)
+    for b, t in base_taus.items():
+        summary[f"baseline:{b}"] = {"mean_weighted_tau": float(np.mean(list(t.values()))), "pools": len(t)}
+    names = list(pools)
+    folds = []
+    if len(names) >= 2:
+        for held in names:
+            def best(table: Mapping[str, Mapping[str, float]]) -> tuple[str | None, float]:
+                scored = {k: np.mean([v for p, v in t.items() if p != held]) for k, t in table.items()
+                          if any(p != held for p in t) and held in t}
+                if not scored:
+                    return None, float("nan")
+                k = max(scored, key=scored.get)
+                return k, float(table[k][held])
+            m, tau = best(taus)
+            b, btau = best(base_taus)
+            folds.append({"held_out": held, "chosen": m, "weighted_tau": tau, "baseline": b,
+                          "baseline_weighted_tau": btau})
+    chosen = [f["chosen"] for f in folds if f["chosen"]]
+    rec = max(set(chosen), key=lambda m: (chosen.count(m), summary[m].get("mean_weighted_tau", -9))) \
+        if chosen else None
+    return summary, folds, rec
+
+
+def run_suite(pools: Sequence[PoolSpec] | None = None, *, methods: Any = None, out: str | Path | None = None,
+              cache_dir: Any = "default", quick: bool = False, seed: int = 0, progress: bool = True,
+              probe_C_grid: Sequence[float] | None = None, rank_options: Mapping[str, Any] | None = None
+              ) -> SuiteResult:
+    """Run every pool (``rank_models`` with the linear-probe truth) and summarise.
+
+    Args:
+        pools: the pools (default :func:`default_pools`).
+        methods: scores to run (names, ``"all"``, or ``None`` for every non-expensive one).
+        out: directory for ``benchmark.json``, ``benchmark.md`` and each pool's report (``out/<pool>/``).
+        cache_dir: the pipeline's cache (features and probe results are reused across runs).
+        quick: the quick default pools.
+        seed: seed of subsampling, probes and bootstrap.
+        probe_C_grid: the probe's L2 grid (default: the pipeline's).
+        rank_options: further :func:`~nctransfer.pipeline.rank_models` options.
+    """
+    import time
+
+    from nctransfer.pipeline.core import rank_models
+
+    pools = list(pools) if pools is not None else default_pools(quick)
+    if not pools:
+        raise InputValueError("run_suite: no pools.")
+    res = SuiteResult()
+    for spec in pools:
+        t0 = time.perf_counter()
+        data = spec.data() if callable(spec.data) else spec.data
+        kw: dict[str, Any] = dict(rank_options or {})
+        if probe_C_grid is not None:
+            kw["probe_C_grid"] = tuple(probe_C_grid)
+        if isinstance(data, Mapping) and "train" in data:
+            kw.update(train=data["train"], test=data["test"])
+            data = None
+        pool_out = None if out is None else Path(out) / spec.name.replace("/", "_")
+        r = rank_models(list(spec.models), data, taps=spec.taps, truth="probe", methods=methods, out=pool_out,
+                        per_class=spec.per_class, test_per_class=spec.test_per_class, image_size=spec.image_size,
+                        seed=seed, cache_dir=cache_dir, progress=progress, **kw)
+        res.pools[spec.name] = {
+            "spec": {k: v for k, v in asdict(spec).items() if k != "data"} | {"data": _data_name(spec.data)},
+            "n_candidates": len(r["candidates"]), "evaluation": r.get("evaluation") or {},
+            "intervals": r.get("evaluation_intervals") or {}, "baselines": r.get("baselines") or {},
+            "seconds": time.perf_counter() - t0,
+        }
+    res.summary, res.lopo, res.recommended = summarize(res.pools)
+    if out is not None:
+        from nctransfer.utils.io import write_json_atomic, write_text_atomic
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out) / "benchmark.json", res.to_dict())
+        write_text_atomic(Path(out) / "benchmark.md", format_suite_md(res))
+    return res
+
+
+def _data_name(data: Any) -> str:
+    return data if isinstance(data, str) else getattr(data, "__qualname__", type(data).__name__)
+
+
+def _ci(e: Mapping[str, Any], iv: Mapping[str, Any], key: str, scale: float = 1.0, digits: int = 3) -> str:
+    v = e.get(key)
+    if not _num(v):
+        return "—"
+    text = f"{scale * v:+.{digits}f}" if scale == 1.0 else f"{scale * v:.{digits}f}"
+    lo, hi = iv.get(f"{key}_lo"), iv.get(f"{key}_hi")
+    if _num(lo) and _num(hi):
+        text += f" [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+    return text
+
+
+def format_suite_md(res: SuiteResult) -> str:
+    """One Markdown table per pool and the summary across pools."""
+    lines = ["# Benchmark suite", ""]
+    for name, p in res.pools.items():
+        lines += [f"## {name} ({p['n_candidates']} candidates)", "",
+                  "| score | weighted τ [95% CI] | Spearman [95% CI] | top-1 regret, points [95% CI] | scored |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        ev, iv = p["evaluation"], p["intervals"]
+        b = p.get("baselines") or {}
+        rows = sorted(ev, key=lambda m: -(ev[m].get("weighted_tau") if _num(ev[m].get("weighted_tau")) else -9))
+        for m in rows:
+            i = iv.get(m) or {}
+            cov = f"{i.get('n_scored', '?')}/{i.get('n_pool', '?')}"
+            if _num(i.get("n_scored")) and _num(i.get("n_pool")) and i["n_scored"] < i["n_pool"]:
+                cov = f"**{cov} partial**"
+            lines.append(f"| {m} | {_ci(ev[m], i, 'weighted_tau')} | {_ci(ev[m], i, 'spearman')} | "
+                         f"{_ci(ev[m], i, 'top1_regret', 100.0, 1)} | {cov} |")
+        for bn, e in (b.get("evaluation") or {}).items():
+            lines.append(f"| *baseline: {bn}* | {_ci(e, e, 'weighted_tau')} | {_ci(e, e, 'spearman')} | "
+                         f"{_ci(e, e, 'top1_regret', 100.0, 1)} | {e.get('n_scored', '?')}/{e.get('n_pool', '?')} |")
+        rnd = b.get("random") or {}
+        if _num(rnd.get("weighted_tau_mean")):
+            lines.append(f"| *random score* | {rnd['weighted_tau_mean']:+.3f} [{rnd['weighted_tau_lo']:.3f}, "
+                         f"{rnd['weighted_tau_hi']:.3f}] | {rnd['spearman_mean']:+.3f} | "
+                         f"{100 * rnd['top1_regret_mean']:.1f} | |")
+        lines.append("")
+    lines += ["## Summary across pools", "", "| score | mean weighted τ | pools | beats every baseline | beats random |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for m, s in sorted(res.summary.items(), key=lambda kv: -kv[1].get("mean_weighted_tau", -9)):
+        lines.append(f"| {m} | {s.get('mean_weighted_tau', float('nan')):+.3f} | {s.get('pools', 0)} | "
+                     f"{s.get('beats_baselines', '—') if not m.startswith('baseline:') else '—'} | "
+                     f"{s.get('beats_random', '—') if not m.startswith('baseline:') else '—'} |")
+    if res.lopo:
+        lines += ["", "Leave one pool out (the score / baseline with the best mean weighted τ on the other pools, "
+                  "judged on the held-out pool):", "", "| held-out pool | chosen score | its τ | best baseline | its τ |",
+                  "| --- | --- | ---: | --- | ---: |"]
+        for f in res.lopo:
+            lines.append(f"| {f['held_out']} | {f['chosen']} | {f['weighted_tau']:+.3f} | {f['baseline']} | "
+                         f"{f['baseline_weighted_tau']:+.3f} |")
+        lines += ["", f"Recommended by leave-one-pool-out: **{res.recommended}**."]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["PoolSpec", "SuiteResult", "default_pools", "fashion_subset", "run_suite", "summarize",
+           "format_suite_md"]
