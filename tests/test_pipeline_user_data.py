@@ -149,3 +149,32 @@ def test_cli_explicit_test_folder_and_taps_by_path(split, tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["data"]["n_train"] == len(split[0][1]) and saved["data"]["n_test"] == len(split[1][1])
     assert {c["tap"] for c in saved["candidates"]} == {"layer1.0.conv1", "penultimate"}
+
+
+def test_layers_analyze_and_finetune_take_user_data(split):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    from nctransfer.data import load_dataset
+    from nctransfer.finetune import finetune
+    from nctransfer.layers import analyze
+    from nctransfer.models import load_model
+
+    (Xtr, ytr), (Xte, yte) = split
+    model = load_model("timm:resnet10t", pretrained=False)
+    tr = load_dataset(DataLoader(TensorDS(Xtr, ytr), batch_size=8), model=model, image_size=32)
+    te = load_dataset(TensorDS(Xte, yte), model=model, image_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        la = analyze(model, tr, te, "layer2.0,layer3.0.conv1,penultimate", probe=False, progress=False)
+    assert la.taps == ["layer2.0", "layer3.0.conv1", "penultimate"]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    hf_tr = datasets.Dataset.from_dict({"image": [Image.fromarray(x) for x in Xtr], "label": ytr.tolist()},
+                                       features=feats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = finetune(model, hf_tr, te, method="linear_probe", epochs=1, batch_size=8, image_size=32,
+                     progress=False)  # a HF dataset gets the model's transform; a loaded dataset is used as given
+    assert r.n_train == len(ytr) and r.n_test == len(yte) and 0.0 <= r.test_accuracy <= 1.0
+    with pytest.raises(InputValueError, match="needs a map-style dataset"):
+        finetune(model, DataLoader(TensorDS(Xtr, ytr)), TensorDS(Xte, yte), method="linear_probe", epochs=1)
