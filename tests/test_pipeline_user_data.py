@@ -178,3 +178,36 @@ def test_layers_analyze_and_finetune_take_user_data(split):
     assert r.n_train == len(ytr) and r.n_test == len(yte) and 0.0 <= r.test_accuracy <= 1.0
     with pytest.raises(InputValueError, match="needs a map-style dataset"):
         finetune(model, DataLoader(TensorDS(Xtr, ytr)), TensorDS(Xte, yte), method="linear_probe", epochs=1)
+
+
+def test_cli_hf_name_loads_the_hub_dataset(split, tmp_path, monkeypatch):
+    """``--data hf:<name>`` goes through ``datasets.load_dataset`` (replaced here by a local DatasetDict: no
+    network); ClassLabel names reach the results."""
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    from nctransfer.cli.main import main
+
+    (Xtr, ytr), (Xte, yte) = split
+    feats = datasets.Features({"img": datasets.Image(), "fine": datasets.ClassLabel(names=["x", "y", "z"])})
+
+    def hf(X, y):
+        return datasets.Dataset.from_dict({"img": [Image.fromarray(x) for x in X], "fine": y.tolist()},
+                                          features=feats)
+
+    asked = []
+
+    def fake_load_dataset(name, config=None, **kw):
+        asked.append((name, config))
+        return datasets.DatasetDict({"train": hf(Xtr, ytr), "test": hf(Xte, yte)})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["rank", "--models", ",".join(MODELS), "--data", "hf:someone/tiny-shapes", "--no-pretrained",
+                   "--image-size", "32", "--per-class", "100", "--test-per-class", "100", "--methods", "logme",
+                   "--out", str(out), "--cache-dir", "none", "--quiet"])
+    assert rc == 0 and asked and asked[0] == ("someone/tiny-shapes", None)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["data"]["classes"] == ["x", "y", "z"] and saved["data"]["n_test"] == len(yte)
