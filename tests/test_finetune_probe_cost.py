@@ -51,6 +51,7 @@ def test_generous_budget_probes_every_candidate_and_stays_within_it():
     assert rep["skipped_time_budget"] == [] and rep["time_budget"]["respected"] is True
     assert 0 < sum(c["probe_seconds"] for c in rep["candidates"]) <= rep["probe_seconds"] <= 600.0
     assert all(c["prefix_cache"]["images"] == 16 for c in rep["candidates"])  # 8 probe + 8 held-out images
+    assert rep["probe"]["shared_cache"]["units"] == 4  # one pass cached the frozen part of every candidate
 
 
 def test_budget_formula_and_training_estimate():
@@ -97,6 +98,32 @@ def test_prefix_replay_gives_the_same_logits_without_running_the_frozen_part(arc
     with torch.no_grad():
         model(ds.tensors[0])
     assert calls["inside"] == 1  # the model's own forward is back
+
+
+@pytest.mark.parametrize("arch", ["tv_resnet18", "efficientnet_lite0", "vit_tiny"])
+def test_one_shared_pass_replays_every_unit(arch):
+    import copy
+
+    from nctransfer.finetune import list_units
+    from nctransfer.finetune.prefix_cache import SharedPrefixCache
+
+    ds = data(n=10)
+    base = tiny_model(arch).eval()
+    units = {u.name: resolve_unit(base, u.name).module for u in list_units(base)}
+    shared = SharedPrefixCache.build(base, units, ds, batch_size=4)
+    assert sorted(shared.calls) == sorted(units) and len(shared.tensors) == len(units)
+    for name in units:
+        m = copy.deepcopy(base)
+        u = resolve_unit(m, name)
+        attach_skip(m, u, "conv", image_size=(32, 32))
+        m.eval()
+        with torch.no_grad():
+            ref = m(ds.tensors[0])
+        rep = shared.replay(m, name, u.module)
+        assert rep is not None, name
+        x, _ = rep.view(list(range(10))).get_batch(list(range(10)))
+        with torch.no_grad():
+            torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_cached_probe_equals_the_uncached_probe():

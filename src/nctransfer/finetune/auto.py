@@ -25,8 +25,9 @@ Cost: the whole probe (training-time estimate, caches, probe runs) has a time bu
 estimated training time of the run (``max_probe_fraction=0.5``; the estimate is ``STEP_COST_IN_FORWARDS`` timed
 forward passes per optimiser step), never below ``min_probe_seconds`` (30 s) unless ``max_probe_seconds`` says
 so. Candidates are probed deepest first (their cached probes are the cheapest) and a candidate starts only if the
-slowest probe so far still fits; the ones left are reported as ``skipped_time_budget``. At least one candidate is
-always probed. The report gives ``probe_seconds`` and ``time_budget`` (``result.json`` carries it under ``auto``).
+slowest probe so far still fits; the ones left are reported as ``skipped_time_budget``; a probe still running when
+the budget is spent stops after its current epoch and is not ranked. The first probe always completes (a choice
+needs one), so only it can take the probe past the budget. The report gives ``probe_seconds`` and ``time_budget`` (``result.json`` carries it under ``auto``).
 
 The test data are never used. The report lists every candidate with its parameter count, probe NC1 on the probe
 and held-out images, probe loss and accuracies, time, and a sentence saying why the winner was chosen.
@@ -233,6 +234,14 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
             within.append((u, row))
     spent: list[float] = []
     caches: list[dict[str, Any]] = []
+    shared = None
+    if a.cache_features and within:
+        from nctransfer.finetune.prefix_cache import PrefixReplay, SharedPrefixCache
+        from nctransfer.finetune.trainer import resolve_device
+
+        # one pass over the probe images caches the frozen part of every candidate
+        shared = SharedPrefixCache.build(base, {u.name: resolve_unit(base, u.name).module for u, _ in within}, pool,
+                                         batch_size=2 * bs, device=resolve_device(config.device))
     for u, row in tqdm(list(reversed(within)), desc="auto unit probe", disable=not config.progress, leave=False):
         # deepest first; a candidate starts only if the slowest probe so far still fits in the budget
         if spent and time_cap is not None and (time.perf_counter() - t_start) + max(spent) > time_cap:
@@ -247,12 +256,11 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
         names = trainable_parameter_names(m, config.method, mu)
         probe_ds, held_ds = Subset(train_data, probe_idx.tolist()), Subset(train_data, held_idx.tolist())
         replay = None
-        if a.cache_features:
-            from nctransfer.finetune.prefix_cache import PrefixReplay
-            from nctransfer.finetune.trainer import resolve_device
-
-            replay = PrefixReplay.build(m, mu.module, pool, batch_size=2 * bs,
-                                        device=resolve_device(config.device))
+        if shared is not None:
+            replay = shared.replay(m, u.name, mu.module)
+            if replay is None:  # not in the shared cache, or its replay differs: cache this one alone
+                replay = PrefixReplay.build(m, mu.module, pool, batch_size=2 * bs,
+                                            device=resolve_device(config.device))
             if replay is not None:
                 probe_ds = replay.view(np.arange(len(probe_idx)))
                 held_ds = replay.view(np.arange(len(probe_idx), len(pool_idx)))
@@ -260,15 +268,21 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
         if not len(held_idx):
             held_ds = probe_ds
         row["prefix_cache"] = replay.describe() if replay is not None else None
+        deadline = None if time_cap is None or not any(r.get("status") == "ok" for r in rows) else t_start + time_cap
         try:
-            tr = Trainer(m, names, probe_cfg, probe_ds, held_ds)
+            # a probe that runs past the budget stops after its current epoch and is not ranked (unless no probe
+            # has finished yet: one candidate always completes)
+            tr = Trainer(m, names, probe_cfg, probe_ds, held_ds,
+                         on_epoch_end=None if deadline is None else (lambda r: time.perf_counter() > deadline))
             hist = tr.fit()
-            last = hist[-1]
+            last = {**hist[-1], **tr.final_eval_}
             row.update({"train_nc1": float(last["penultimate_nc1"]),
                         "heldout_nc1": float(last["test_penultimate_nc1"]) if len(held_idx) else float("nan"),
                         "heldout_accuracy": float(last["test_accuracy"]) if len(held_idx) else float("nan"),
                         "probe_train_loss": float(last["train_loss"]),
-                        "probe_train_accuracy": float(last["train_accuracy"]), "status": "ok"})
+                        "probe_train_accuracy": float(last["train_accuracy"]),
+                        "status": "ok" if len(hist) == epochs else
+                        f"stopped after {len(hist)} of {epochs} epochs: time budget spent (not ranked)"})
         except (FloatingPointError, RuntimeError) as exc:
             row.update({"train_nc1": float("nan"), "heldout_nc1": float("nan"), "heldout_accuracy": float("nan"),
                         "status": f"failed: {exc}"})
@@ -332,5 +346,8 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
                   "n_images": int(len(probe_idx)),
                   "n_heldout": int(len(held_idx)), "batch_size": bs, "method": config.method,
                   "cached_frozen_part": len(caches), "order": "deepest first",
+                  "shared_cache": None if shared is None else {
+                      "units": len(shared.calls), "mb": round(shared.nbytes / 2**20, 3),
+                      "seconds": shared.seconds},
                   "total_params": total, "num_classes": k},
     }

@@ -40,19 +40,23 @@ class _Stop(Exception):
     """Raised by the unit's pre-hook to end a pass at the unit."""
 
 
-def _trace(model: nn.Module, unit: nn.Module, x: torch.Tensor) -> tuple[list[tuple[tuple[str, int], Any]], bool]:
-    """Maximal prefix calls ``[((name, k), output)]`` in completion order, and whether the unit was reached."""
-    names = {}
+def _trace_many(model: nn.Module, units: list[nn.Module], x: torch.Tensor, stop: nn.Module | None = None
+                ) -> dict[int, list[tuple[tuple[str, int], Any]]]:
+    """For every unit reached by ``model(x)``: its maximal prefix calls ``[((name, k), output)]`` in completion
+    order (keyed by ``id(unit)``). With ``stop`` the pass ends when that unit starts."""
+    names: dict[int, str] = {}
     for n, m in model.named_modules():
         names.setdefault(id(m), n)
+    wanted = {id(u) for u in units}
     stack: list[tuple[str, int]] = []
     counts: Counter = Counter()
     done: list[tuple[tuple[str, int], tuple[str, int] | None, Any]] = []
-    state = {"open": None}
+    snap: dict[int, tuple[set, int]] = {}
 
     def pre(mod: nn.Module, args: Any) -> None:
-        if mod is unit:
-            state["open"] = set(stack)
+        if id(mod) in wanted and id(mod) not in snap:
+            snap[id(mod)] = (set(stack), len(done))
+        if mod is stop:
             raise _Stop
         n = names[id(mod)]
         stack.append((n, counts[n]))
@@ -64,12 +68,11 @@ def _trace(model: nn.Module, unit: nn.Module, x: torch.Tensor) -> tuple[list[tup
 
     handles = []
     try:
-        for n, m in model.named_modules():
+        for m in model.modules():
             if m is model:
                 continue
             handles.append(m.register_forward_pre_hook(pre))
-            if m is not unit:
-                handles.append(m.register_forward_hook(post))
+            handles.append(m.register_forward_hook(post))
         try:
             model(x)
         except _Stop:
@@ -77,10 +80,148 @@ def _trace(model: nn.Module, unit: nn.Module, x: torch.Tensor) -> tuple[list[tup
     finally:
         for h in handles:
             h.remove()
-    if state["open"] is None:
-        return [], False
-    ancestors = state["open"]
-    return [(key, out) for key, parent, out in done if parent is None or parent in ancestors], True
+    return {uid: [(key, out) for key, parent, out in done[:n_done] if parent is None or parent in open_calls]
+            for uid, (open_calls, n_done) in snap.items()}
+
+
+def _trace(model: nn.Module, unit: nn.Module, x: torch.Tensor) -> tuple[list[tuple[tuple[str, int], Any]], bool]:
+    """Maximal prefix calls ``[((name, k), output)]`` of ``unit`` in completion order, and whether it was reached."""
+    got = _trace_many(model, [unit], x, stop=unit)
+    return got.get(id(unit), []), id(unit) in got
+
+
+def _verify(model: nn.Module, rep: "PrefixReplay", x: torch.Tensor, ref: torch.Tensor) -> bool:
+    """Whether the replayed model gives the real logits ``ref`` on the first ``len(x)`` cached images."""
+    try:
+        with torch.no_grad():
+            rep.idx = torch.arange(len(x))
+            out = model(torch.zeros((1, *rep.image_shape), device=x.device).expand(len(x), *rep.image_shape))
+        return out.shape == ref.shape and bool(torch.allclose(out.float(), ref, rtol=1e-3,
+                                                              atol=1e-4 * max(1.0, float(ref.abs().max()))))
+    except Exception:  # noqa: BLE001 - a placeholder that was used for real
+        return False
+
+
+#: images of the verification batch
+VERIFY_IMAGES = 16
+
+
+class SharedPrefixCache:
+    """The frozen prefixes of several units of one network, cached for the images of ``data`` in **one** pass
+    (the outputs every unit needs: the last maximal prefix call before it); :meth:`replay` installs the replay
+    for one unit on a copy of the network. Used by the ``unit="auto"`` probe (every candidate, one pass).
+
+    Attributes:
+        tensors: ``{(module name, call): [N, ...] float32 CPU}``; calls: per unit name, its maximal prefix calls
+        ``[((name, k), (shape, dtype))]``; labels; image_shape; nbytes; seconds; x0: the verification images.
+    """
+
+    def __init__(self) -> None:
+        self.tensors: dict[tuple[str, int], torch.Tensor] = {}
+        self.calls: dict[str, list[tuple[tuple[str, int], tuple[tuple[int, ...], torch.dtype]]]] = {}
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.image_shape: tuple[int, ...] = ()
+        self.nbytes, self.seconds = 0, 0.0
+        self.x0 = torch.zeros(0)
+
+    @classmethod
+    def build(cls, model: nn.Module, units: dict[str, nn.Module], data: Any, *, batch_size: int = 64,
+              device: Any = "cpu", max_mb: float = MAX_CACHE_MB) -> "SharedPrefixCache":
+        """One traced pass of ``model`` (eval mode, unchanged) over ``data`` caching what every unit of ``units``
+        (name -> module) needs; units that cannot be cached (not reached, a non-tensor output, over ``max_mb``
+        in total, deepest kept first) are left out of :attr:`calls`."""
+        import time
+
+        from nctransfer.finetune._data import dataset_targets
+        from nctransfer.finetune.trainer import iterate_batches
+
+        t0 = time.perf_counter()
+        self = cls()
+        dev = torch.device(device)
+        was = model.training
+        model.eval().to(dev)
+        self.labels = dataset_targets(data, "train_data")
+        n = len(self.labels)
+        order = np.arange(n)
+        ids = {id(m): name for name, m in units.items()}
+        try:
+            first = next(iterate_batches(data, order[:batch_size], batch_size))[0].to(dev)
+            self.image_shape = tuple(first.shape[1:])
+            self.x0 = first[:VERIFY_IMAGES]
+            with torch.no_grad():
+                traced = _trace_many(model, list(units.values()), first)
+            need: dict[tuple[str, int], int] = {}
+            budget = max_mb * 2**20
+            for uid in sorted(traced, key=lambda u: -list(units).index(ids[u])):  # deepest first
+                calls = traced[uid]
+                if not calls or not all(torch.is_tensor(o) for _, o in calls):
+                    continue
+                key, out = calls[-1]
+                extra = 0 if key in need else out[0].numel() * 4 * n
+                if sum(need.values()) + extra > budget:
+                    continue
+                need[key] = extra
+                self.calls[ids[uid]] = [(k, (tuple(o.shape[1:]), o.dtype)) for k, o in calls]
+            parts: dict[tuple[str, int], list[torch.Tensor]] = {k: [] for k in need}
+            if parts:
+                with torch.no_grad():
+                    for s in range(0, n, batch_size):
+                        xb = first if s == 0 else next(iterate_batches(data, order[s:s + batch_size],
+                                                                       batch_size))[0].to(dev)
+                        _record(model, set(parts), xb, parts)
+            self.tensors = {k: torch.cat(v) for k, v in parts.items()}
+            self.nbytes = int(sum(t.numel() * t.element_size() for t in self.tensors.values()))
+        finally:
+            model.train(was)
+        self.seconds = time.perf_counter() - t0
+        return self
+
+    def replay(self, model: nn.Module, unit_name: str, unit: nn.Module) -> "PrefixReplay | None":
+        """Install the replay of ``unit`` (named ``unit_name``) on ``model`` (a copy of the cached network,
+        possibly with a skip branch); ``None`` if the unit is not cached or the replay does not reproduce the
+        real logits (then nothing is installed)."""
+        calls = self.calls.get(unit_name)
+        if not calls:
+            return None
+        keep = calls[-1][0]
+        rep = PrefixReplay(model)
+        rep.level, rep.n, rep.labels, rep.image_shape = "last", len(self.labels), self.labels, self.image_shape
+        rep.cached = {keep: self.tensors[keep]}
+        rep.placeholders = {k: meta for k, meta in calls if k != keep}
+        rep.nbytes = int(self.tensors[keep].numel() * 4)
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            ref = model(self.x0).float()
+        rep.install()
+        ok = _verify(model, rep, self.x0, ref)
+        model.train(was)
+        if not ok:
+            rep.remove()
+            return None
+        return rep
+
+
+def _record(model: nn.Module, keys: set, x: torch.Tensor, parts: dict[tuple[str, int], list[torch.Tensor]]) -> None:
+    """Run ``model(x)`` recording the outputs of the module calls ``keys`` (``(name, k)``) into ``parts``."""
+    counts: Counter = Counter()
+    handles = []
+
+    def hook(name: str) -> Any:
+        def f(mod: nn.Module, args: Any, out: Any) -> None:
+            key = (name, counts[name])
+            counts[name] += 1
+            if key in keys:
+                parts[key].append(out.detach().to("cpu", torch.float32))
+        return f
+
+    try:
+        for name in sorted({k[0] for k in keys}):
+            handles.append(model.get_submodule(name).register_forward_hook(hook(name)))
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class PrefixReplay:
@@ -144,7 +285,7 @@ class PrefixReplay:
             if not reached or not calls or not all(torch.is_tensor(o) for _, o in calls):
                 model.train(was_training)
                 return None
-            ref = model(x0).float()
+            ref = model(x0[:VERIFY_IMAGES]).float()
         for level, keep in (("last", [calls[-1][0]]), ("all", [k for k, _ in calls])):
             per_image = sum(o[0].numel() * o.element_size() for k, o in calls if k in keep)
             if per_image * n / 2**20 > max_mb:
@@ -163,14 +304,7 @@ class PrefixReplay:
             rep.cached = {k: torch.cat(v) for k, v in parts.items()}
             rep.nbytes = int(sum(t.numel() * t.element_size() for t in rep.cached.values()))
             rep.install()
-            try:
-                with torch.no_grad():
-                    rep.idx = torch.arange(len(x0))
-                    out = model(torch.zeros((1, *rep.image_shape), device=dev).expand(len(x0), *rep.image_shape))
-                ok = out.shape == ref.shape and bool(torch.allclose(out.float(), ref, rtol=1e-3,
-                                                                    atol=1e-4 * max(1.0, float(ref.abs().max()))))
-            except Exception:  # noqa: BLE001 - a placeholder that was used for real: try the next level
-                ok = False
+            ok = _verify(model, rep, x0[:VERIFY_IMAGES], ref)
             if ok:
                 rep.seconds = time.perf_counter() - t0
                 model.train(was_training)
