@@ -357,6 +357,13 @@ def test_interrupt_bug_and_quiet_warnings(monkeypatch, capsys, tmp_path):
                            "traceback)")
     assert main(["rank", "--list-methods", "-v"]) == 1
     assert "Traceback" in capsys.readouterr().err  # -v shows it
+    import logging
+
+    assert logging.getLogger("nctransfer").level == logging.INFO  # -v is wired to logging
+    main(["rank", "--list-methods", "-vv"])
+    assert logging.getLogger("nctransfer").level == logging.DEBUG
+    logging.getLogger("nctransfer").debug("a debug record")
+    assert "nctransfer: DEBUG: a debug record" in capsys.readouterr().err
 
     def short_split(args):
         warnings.warn("2 class(es) have fewer samples than requested (50): {0: 3}; they keep all their samples.")

@@ -25,6 +25,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 from nctransfer.utils.config import add_config_argument, config_defaults
 
@@ -81,14 +82,28 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
                    help="less output: no progress bars, log errors and warnings only (warnings are still shown)")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced after set-up)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Route the ``nctransfer`` loggers to stderr: WARNING by default, INFO with -v, DEBUG with -vv, and
     Python warnings as one line each (``nctransfer: warning: Category: message``), shown even with -q."""
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    if quiet and not verbose:
+        level = logging.WARNING
     logger = logging.getLogger("nctransfer")
     logger.setLevel(level)
     if not any(getattr(h, "_nctransfer_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("nctransfer: %(levelname)s: %(message)s"))
         handler._nctransfer_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
@@ -140,6 +155,16 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    shown = warnings.showwarning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown  # the one-line warning format lasts as long as the command
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = None
     verbose = sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose")
@@ -156,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             args._parser.set_defaults(**config_defaults(args._parser, args.config))
             args = parser.parse_args(argv)
         setup_logging(verbose, bool(getattr(args, "quiet", False)))
+        if getattr(args, "quiet", False) and getattr(args, "progress", None) is True:
+            args.progress = False  # -q also silences the progress bars of commands that spell it --no-progress
         _check_common(args)
         with contextlib.ExitStack() as stack:  # opt-ins that must reach loaders deep inside the pipelines
             if getattr(args, "allow_pickle", False):
