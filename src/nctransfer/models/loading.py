@@ -539,7 +539,9 @@ def _torch_load_checked(path: Path, name: str, allow_pickle: bool) -> Any:
         if "weights_only" not in str(exc):
             raise InputValueError(f"{name} could not be read with torch.load: {first}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:  # truncated zip, not a torch file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        from nctransfer.utils.torch_io import first_sentence
+
+        first = first_sentence(exc)
         raise InputValueError(f"{name} is not a readable torch file (truncated or corrupt?): {first}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - explicit opt-in

@@ -10,6 +10,15 @@ from typing import Any
 from nctransfer.exceptions import InputValueError
 
 
+def first_sentence(exc: BaseException, limit: int = 160) -> str:
+    """The first sentence of an exception's message (torch's loader errors run to several sentences)."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    head = text.split(". ")[0].rstrip(".")
+    return head if len(head) <= limit else head[: limit - 3] + "..."
+
+
 def checkpoint_safe_globals() -> list[Any]:
     """The numpy types allowed in a checkpoint besides what ``torch.load(weights_only=True)`` accepts."""
     import numpy as np
@@ -39,6 +48,6 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", hint: str
         raise InputValueError(f"{what} {str(path)!r} holds objects an nctransfer checkpoint never contains "
                               f"({first[:160]}); it is not unpickled.{tail}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:  # truncated / corrupt zip archive
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_sentence(exc)
         raise InputValueError(f"{what} {str(path)!r} cannot be read (truncated or corrupt: {first[:160]}).{tail}"
                               ) from None
