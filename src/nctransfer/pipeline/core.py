@@ -611,6 +611,9 @@ def rank_models(
     from nctransfer.utils.paths import check_output_dir
 
     out_dir = check_output_dir(out, "out") if (out is not None and is_main()) else None  # creates nothing yet
+    from nctransfer.utils.device import check_device
+
+    check_device(device, "device")  # a missing GPU fails now, not after every model and image was loaded
     items = parse_models(models)
     truth_arg = check_truth_arg(truth)
     if taps not in ("penultimate", "all") and not isinstance(taps, (list, tuple, int, str)):
