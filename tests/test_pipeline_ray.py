@@ -125,3 +125,24 @@ def test_cli_rank_backend_ray(local_ray, tmp_path):
     assert set(res["extraction"]) == {"efficientnet_lite0", "random:efficientnet_lite0"}
     assert all(v["backend"] == "ray" for v in res["extraction"].values())
     assert res["config"]["cli"]["backend"] == "ray"
+
+
+def test_finetune_sweep_on_ray_equals_local(local_ray, tmp_path):
+    import pandas as pd
+    import torch
+
+    from nctransfer.cli.main import main
+
+    torch.set_num_threads(1)
+    tiny = ["finetune-sweep", "--model", "torchvision:resnet18", "--no-pretrained", "--data", "digits",
+            "--image-size", "32", "--epochs", "1", "--batch-size", "10", "--lr", "0.01", "--no-progress",
+            "--test-per-class", "3", "--sizes", "10,20", "--methods", "lp,scl", "--unit", "4"]
+    assert main([*tiny, "--out", str(tmp_path / "local")]) == 0
+    assert main([*tiny, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+    a = pd.read_csv(tmp_path / "local" / "sweep.csv")
+    b = pd.read_csv(tmp_path / "ray" / "sweep.csv")
+    cols = ["size", "n_train", "method", "unit", "trainable_params", "batch_size", "epochs"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert b["test_accuracy"].tolist() == pytest.approx(a["test_accuracy"].tolist(), abs=1e-9)
+    assert b["penultimate_nc1"].tolist() == pytest.approx(a["penultimate_nc1"].tolist(), rel=1e-6, nan_ok=True)
+    assert b["penultimate_nc1"].notna().sum() == 2  # size 20: defined (size 10: one sample per class)

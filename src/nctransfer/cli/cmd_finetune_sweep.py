@@ -42,6 +42,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="recompute runs already finished in DIR")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="'local' (one run after the other) or 'ray' (every run a Ray task; pip install "
+                             "'nctransfer[ray]'); default %(default)s")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="Ray cluster address for --backend ray (default: the running instance or a new local one)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.data, args.test_data if args.test_data is not None else args.data, sizes=args.sizes,
         size_mode=args.size_mode, methods=methods, unit=args.unit, skip=args.skip, config=base, out_dir=args.out,
         resume=args.resume, test_per_class=args.test_per_class or None, pretrained=args.pretrained, min_steps=args.min_steps,
+        backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None),
     )
     print(res.markdown_path.read_text() if res.markdown_path else res.table.to_string())
     print(f"wrote {res.csv_path}, {res.markdown_path}, {res.plot_path}")

@@ -123,6 +123,20 @@ def plot_sweep(table: Any, path: str | os.PathLike, title: str = "") -> Path:
     return path
 
 
+def _sweep_run(model: Any, train_ds: Any, idx: np.ndarray, test_ds: Any, cfg: FinetuneConfig, run_dir: Any,
+               resume: bool, k: int, pretrained: bool) -> Any:
+    """One run of the sweep (in this process or in a Ray worker): a fresh model on the subset ``idx``."""
+    from torch.utils.data import Subset
+
+    from nctransfer.finetune.api import finetune
+
+    net = model if isinstance(model, (str, os.PathLike)) else copy.deepcopy(model)
+    res = finetune(net, Subset(train_ds, idx.tolist()), test_ds, cfg, out_dir=run_dir, resume=resume,
+                   num_classes=k, pretrained=pretrained)
+    res.model = None
+    return res
+
+
 def data_scarcity_sweep(
     model: Any,
     train_data: Any,
@@ -141,6 +155,9 @@ def data_scarcity_sweep(
     subset_seed: int | None = None,
     min_steps: int | None = None,
     final_eval_only: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
+    max_retries: int = 2,
     **options: Any,
 ) -> SweepResult:
     """Run the methods over training subsets of the given sizes (module docstring).
@@ -163,6 +180,10 @@ def data_scarcity_sweep(
             smallest subset 200 steps).
         final_eval_only: no per-epoch evaluation (``eval_every=0``): only the final one after the last epoch, on
             the whole test set (the table needs only the final numbers).
+        backend: ``"local"`` (one run after the other) or ``"ray"``: every run that is not already finished is a
+            Ray task (one GPU per task when the cluster has GPUs; ``pip install 'nctransfer[ray]'``), with the same
+            results; a failed run is retried up to ``max_retries`` times, with a warning per retry.
+        ray_address: Ray cluster address (``None``: the running instance or a new local one).
 
     Returns:
         :class:`SweepResult`.
@@ -202,11 +223,17 @@ def data_scarcity_sweep(
     k = int(max(labels.max(), dataset_targets(test_ds, "test_data").max())) + 1
     subsets = {n: nested_subset_indices(labels, n, size_mode, seed) for n in sizes}
     out = Path(out_dir) if out_dir is not None else None
-    from torch.utils.data import Subset
+    if backend not in ("local", "ray"):
+        raise InputValueError(f"backend must be 'local' or 'ray'; got {backend!r}.")
+    if backend == "ray":
+        from nctransfer.utils.ray_tasks import require_ray
 
+        require_ray()
     rows, results = [], {}
     jobs = [(n, m) for n in sizes for m in methods]
-    for n, m in tqdm(jobs, desc="sweep", disable=not base.progress):
+    plan: list[tuple[int, str, Any, int, Any, Any]] = []
+    todo: list[tuple[Any, ...]] = []
+    for n, m in jobs:
         idx = subsets[n]
         if len(np.unique(labels[idx])) < 2:
             warnings.warn(f"sweep: size {n} has fewer than 2 classes; skipped.", stacklevel=2)
@@ -224,10 +251,22 @@ def data_scarcity_sweep(
             if prev.config == cfg.to_dict() and prev.epochs_completed == cfg.epochs:
                 res = prev
         if res is None:
-            net = model if isinstance(model, (str, os.PathLike)) else copy.deepcopy(model)
-            res = finetune(net, Subset(train_ds, idx.tolist()), test_ds, cfg, out_dir=run_dir, resume=resume,
-                           num_classes=k, pretrained=pretrained)
-            res.model = None
+            todo.append((len(plan), (model, train_ds, idx, test_ds, cfg, run_dir, resume, k, pretrained)))
+        plan.append((n, m, idx, bs, cfg, res))
+    if backend == "ray" and todo:
+        import warnings as _w
+
+        from nctransfer.utils.ray_tasks import run_tasks
+
+        names = [f"n{plan[j][0]}_{SHORT_NAMES[plan[j][1]]}" for j, _ in todo]
+        done, _ = run_tasks(_sweep_run, [a for _, a in todo], names, address=ray_address, max_retries=max_retries,
+                            what="sweep run", on_retry=lambda text: _w.warn(text, RuntimeWarning, stacklevel=3))
+        for (j, _), res in zip(todo, done):
+            plan[j] = (*plan[j][:5], res)
+    else:
+        for j, a in tqdm(todo, desc="sweep", disable=not base.progress):
+            plan[j] = (*plan[j][:5], _sweep_run(*a))
+    for n, m, idx, bs, cfg, res in plan:
         results[(n, m)] = res
         rows.append({"size": n, "n_train": int(len(idx)), "method": m, "unit": res.unit or "-", "skip": res.skip or "-",
                      "test_accuracy": res.test_accuracy, "penultimate_nc1": res.penultimate_nc1,

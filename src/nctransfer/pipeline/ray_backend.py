@@ -23,17 +23,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from nctransfer.exceptions import NCTransferError
-
 
 def require_ray() -> Any:
     """Import Ray or raise a clear error naming the extra to install."""
-    from nctransfer.utils.extras import require_extra
+    from nctransfer.utils.ray_tasks import require_ray as _require
 
-    require_extra("ray", "the Ray backend (backend='ray', --backend ray)", ["ray"])
-    import ray
-
-    return ray
+    return _require()
 
 
 def _model_task(m: Any, data: Any, taps: Any, cfg: dict[str, Any], methods: Any, options: Any, pool_size: int,
@@ -70,53 +65,30 @@ def extract_and_score(models: list[Any], data: Any, taps: Any, cfg: dict[str, An
 
     Connects to ``address`` (or the running Ray instance, or starts a local one, shut down again at the end).
     """
-    ray = require_ray()
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
-        started = True
+    from nctransfer.utils.ray_tasks import run_tasks
+
+    pool_size = sum(len(m.taps) for m in models)
+    shipped = []
+    for m in models:
+        # a name is loaded in the worker (seeded like the local backend); an nn.Module travels as it is
+        shipped.append(type(m)(label=m.label, spec=m.spec, pretrained=m.pretrained, control=m.control,
+                               module=m.module if not isinstance(m.spec, str) else None, taps=list(m.taps)))
+    args = [(sm, data, taps, cfg, cfg["methods"], cfg["method_options"], pool_size, cfg["seed"]) for sm in shipped]
+    bar = run.bar(models, "extract + score (ray)")
+
+    def retried(text: str) -> None:
+        if text not in run.warnings:
+            run.warnings.append(text)
+        run.say(text)
+
     try:
-        gpus = 1 if float(ray.cluster_resources().get("GPU", 0)) >= 1 else 0
-        remote = ray.remote(_model_task).options(num_cpus=1, num_gpus=gpus, max_retries=0)
-        pool_size = sum(len(m.taps) for m in models)
-        shipped = []
-        for m in models:
-            # a name is loaded in the worker (seeded like the local backend); an nn.Module travels as it is
-            shipped.append(type(m)(label=m.label, spec=m.spec, pretrained=m.pretrained, control=m.control,
-                                   module=m.module if not isinstance(m.spec, str) else None, taps=list(m.taps)))
-        args = [(sm, data, taps, cfg, cfg["methods"], cfg["method_options"], pool_size, cfg["seed"])
-                for sm in shipped]
-        attempts = {m.label: 1 for m in models}
-        pending = {remote.remote(*a): i for i, a in enumerate(args)}
-        done: dict[int, Any] = {}
-        bar = run.bar(models, "extract + score (ray)")
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            ref = ready[0]
-            i = pending.pop(ref)
-            label = models[i].label
-            try:
-                done[i] = ray.get(ref)
-                bar.update(1)
-            except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ... : retry, then give up
-                cause = getattr(exc, "cause", None) or exc
-                msg = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
-                if attempts[label] > max_retries:
-                    if isinstance(cause, NCTransferError):
-                        raise cause from None
-                    raise RuntimeError(f"ray backend: the task of model {label!r} failed {attempts[label]} time(s); "
-                                       f"last error: {msg}") from exc
-                attempts[label] += 1
-                text = (f"ray: the task of model {label!r} failed ({msg}); retried (attempt {attempts[label]} of "
-                        f"{max_retries + 1}).")
-                if text not in run.warnings:
-                    run.warnings.append(text)
-                run.say(text)
-                pending[remote.remote(*args[i])] = i
-        bar.close()
+        results, report = run_tasks(_model_task, args, [m.label for m in models], address=address,
+                                    max_retries=max_retries, what="task of model", on_retry=retried,
+                                    on_done=lambda i: bar.update(1))
     finally:
-        if started:
-            ray.shutdown()
+        bar.close()
+    done = dict(enumerate(results))
+    attempts = {m.label: report.attempts[i] for i, m in enumerate(models)}
     candidates: list[Any] = []
     info: dict[str, Any] = {}
     parts: dict[str, Any] = {}
