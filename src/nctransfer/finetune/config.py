@@ -236,7 +236,8 @@ class FinetuneConfig(_ConfigMixin):
     num_workers: int = _opt(0, "DataLoader worker processes")
     num_threads: int | None = _opt(None, "torch intra-op CPU threads during the run (None: leave torch's setting; 1 "
                                          "is much faster on an oversubscribed machine)")
-    eval_batch_size: int | None = _opt(None, "batch size of evaluation passes (None: 2 x batch_size)")
+    eval_batch_size: int | None = _opt(None, "batch size of evaluation passes (None: batch_size on the CPU, where "
+                                             "larger batches were not faster, 2 x batch_size on CUDA)")
     eval_every: int = _opt(1, "per-epoch evaluation (test accuracy and loss, train and test NC1 on the fixed "
                               "eval_per_class subsets) every this many epochs; 0: none. The final evaluation on the "
                               "whole sets always runs once, after the last epoch")

@@ -208,7 +208,7 @@ class Trainer:
                                num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
 
     def _eval_loader(self, data: Any) -> Any:
-        bs = self.config.eval_batch_size or 2 * self.config.batch_size
+        bs = self.config.eval_batch_size or (2 if self.device.type == "cuda" else 1) * self.config.batch_size
         return batches(data, bs, self.config.num_workers, self.device.type == "cuda")
 
     def _evaluate(self, train_set: EvalSet, test_set: EvalSet, amp: bool) -> dict[str, Any]:
