@@ -76,3 +76,12 @@ def test_run_suite_on_two_tiny_pools(tmp_path):
     md = (tmp_path / "benchmark.md").read_text()
     assert f"## tiny-a ({res.pools['tiny-a']['n_candidates']} candidates)" in md and "Recommended by leave-one-pool-out" in md
     assert md == format_suite_md(res)
+
+
+def test_partial_coverage_pools_are_left_out_of_the_means():
+    pools = {"p1": _pool({"a": 0.5, "leep": 1.0}, {}), "p2": _pool({"a": 0.3, "leep": 0.9}, {})}
+    pools["p1"]["intervals"] = {"leep": {"coverage": 2 / 34}, "a": {"coverage": 1.0}}
+    summary, folds, rec = summarize(pools)
+    assert summary["leep"]["partial_pools"] == 1 and summary["leep"]["pools"] == 1
+    assert summary["leep"]["mean_weighted_tau"] == pytest.approx(0.9)
+    assert summary["a"]["mean_weighted_tau"] == pytest.approx(0.4)

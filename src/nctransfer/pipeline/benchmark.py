@@ -98,7 +98,8 @@ def default_pools(quick: bool = False) -> list[PoolSpec]:
 @dataclass
 class SuiteResult:
     """``pools``: per pool ``{"spec", "evaluation", "intervals", "baselines", "n_candidates", "seconds"}``;
-    ``summary``: per score ``{"mean_weighted_tau", "pools", "beats_baselines", "beats_random"}``;
+    ``summary``: per score ``{"mean_weighted_tau", "pools", "partial_pools", "beats_baselines", "beats_random"}``
+    (means over full-coverage pools only);
     ``lopo``: the leave-one-pool-out folds; ``recommended``: the score chosen most often by them."""
 
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -119,8 +120,13 @@ def summarize(pools: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
     taus: dict[str, dict[str, float]] = {}
     base_taus: dict[str, dict[str, float]] = {}
     summary: dict[str, dict[str, Any]] = {}
+    partial: dict[str, int] = {}
     for p, r in pools.items():
         for m, e in (r.get("evaluation") or {}).items():
+            cov = ((r.get("intervals") or {}).get(m) or {}).get("coverage")
+            if _num(cov) and cov < 1:  # judged on part of the pool only: not comparable, left out of the means
+                partial[m] = partial.get(m, 0) + 1
+                continue
             if _num(e.get("weighted_tau")):
                 taus.setdefault(m, {})[p] = float(e["weighted_tau"])
         for b, e in ((r.get("baselines") or {}).get("evaluation") or {}).items():
@@ -134,6 +140,8 @@ def summarize(pools: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
         s = summary.setdefault(m, {"beats_baselines": 0, "beats_random": 0})
         s["mean_weighted_tau"] = float(np.mean(list(t.values())))
         s["pools"] = len(t)
+    for m, n in partial.items():
+        summary.setdefault(m, {"beats_baselines": 0, "beats_random": 0})["partial_pools"] = n
     for b, t in base_taus.items():
         summary[f"baseline:{b}"] = {"mean_weighted_tau": float(np.mean(list(t.values()))), "pools": len(t)}
     names = list(pools)
@@ -225,6 +233,10 @@ def _ci(e: Mapping[str, Any], iv: Mapping[str, Any], key: str, scale: float = 1.
     return text
 
 
+def _count(v: Any) -> str:
+    return str(int(v)) if _num(v) else "?"
+
+
 def format_suite_md(res: SuiteResult) -> str:
     """One Markdown table per pool and the summary across pools."""
     lines = ["# Benchmark suite", ""]
@@ -234,27 +246,35 @@ def format_suite_md(res: SuiteResult) -> str:
                   "| --- | ---: | ---: | ---: | ---: |"]
         ev, iv = p["evaluation"], p["intervals"]
         b = p.get("baselines") or {}
-        rows = sorted(ev, key=lambda m: -(ev[m].get("weighted_tau") if _num(ev[m].get("weighted_tau")) else -9))
+        def order(m: str) -> tuple[int, float]:
+            cov = (iv.get(m) or {}).get("coverage")
+            tau = ev[m].get("weighted_tau")
+            return (int(_num(cov) and cov < 1), -(tau if _num(tau) else -9))
+        rows = sorted(ev, key=order)  # partial-coverage scores last
         for m in rows:
             i = iv.get(m) or {}
-            cov = f"{i.get('n_scored', '?')}/{i.get('n_pool', '?')}"
+            cov = f"{_count(i.get('n_scored'))}/{_count(i.get('n_pool'))}"
             if _num(i.get("n_scored")) and _num(i.get("n_pool")) and i["n_scored"] < i["n_pool"]:
                 cov = f"**{cov} partial**"
             lines.append(f"| {m} | {_ci(ev[m], i, 'weighted_tau')} | {_ci(ev[m], i, 'spearman')} | "
                          f"{_ci(ev[m], i, 'top1_regret', 100.0, 1)} | {cov} |")
         for bn, e in (b.get("evaluation") or {}).items():
             lines.append(f"| *baseline: {bn}* | {_ci(e, e, 'weighted_tau')} | {_ci(e, e, 'spearman')} | "
-                         f"{_ci(e, e, 'top1_regret', 100.0, 1)} | {e.get('n_scored', '?')}/{e.get('n_pool', '?')} |")
+                         f"{_ci(e, e, 'top1_regret', 100.0, 1)} | {_count(e.get('n_scored'))}/"
+                         f"{_count(e.get('n_pool'))} |")
         rnd = b.get("random") or {}
         if _num(rnd.get("weighted_tau_mean")):
             lines.append(f"| *random score* | {rnd['weighted_tau_mean']:+.3f} [{rnd['weighted_tau_lo']:.3f}, "
                          f"{rnd['weighted_tau_hi']:.3f}] | {rnd['spearman_mean']:+.3f} | "
                          f"{100 * rnd['top1_regret_mean']:.1f} | |")
         lines.append("")
-    lines += ["## Summary across pools", "", "| score | mean weighted τ | pools | beats every baseline | beats random |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += ["## Summary across pools", "", "Means over the pools where the score covers every candidate (pools "
+              "where it scored only part of them are counted under 'partial').", "",
+              "| score | mean weighted τ | pools | partial | beats every baseline | beats random |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for m, s in sorted(res.summary.items(), key=lambda kv: -kv[1].get("mean_weighted_tau", -9)):
         lines.append(f"| {m} | {s.get('mean_weighted_tau', float('nan')):+.3f} | {s.get('pools', 0)} | "
+                     f"{s.get('partial_pools', 0)} | "
                      f"{s.get('beats_baselines', '—') if not m.startswith('baseline:') else '—'} | "
                      f"{s.get('beats_random', '—') if not m.startswith('baseline:') else '—'} |")
     if res.lopo:
