@@ -146,7 +146,8 @@ def main() -> None:
           f", 30 s); {a['not_probed']} not probed); actual training {runs['scl --unit auto']['train']:.1f} s")
     print(f"  probes (unit, seconds, status): {a['candidates']}")
     share = runs["lp"]["train"] / runs["lp"]["wall"]
-    print(f"\ntraining share of the default run (lp) = {share:.2f}  (target >= 0.60: {'PASS' if share >= 0.6 else 'FAIL'})")
+    verdict = "PASS" if share >= 0.6 else "FAIL"
+    print(f"\ntraining share of the default run (lp) = {share:.2f}  (target >= 0.60: {verdict})")
     s0 = runs["lp --eval-every 0"]["train"] / runs["lp --eval-every 0"]["wall"]
     print(f"training share with --eval-every 0 (final evaluation only) = {s0:.2f}")
     print(f"evaluation pass: {thr['evaluate_images_per_s']:.0f} images/s, extract (penultimate tap): "
@@ -154,8 +155,9 @@ def main() -> None:
           f"ratio {thr['ratio']:.2f}  (target >= 0.85: {'PASS' if thr['ratio'] >= 0.85 else 'FAIL'})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"data": data, "threads": torch.get_num_threads(), "warmup_seconds": warmup, "runs": runs,
-                                               "eval_vs_extract": thr, "train_share_lp": share}, indent=2))
+        Path(args.json).write_text(json.dumps({"data": data, "threads": torch.get_num_threads(), "warmup_seconds": warmup,
+                                               "runs": runs, "eval_vs_extract": thr, "train_share_lp": share},
+                                              indent=2))
 
 
 if __name__ == "__main__":
