@@ -21,12 +21,7 @@ from nctransfer.models import load_model
 TAP = ["penultimate"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

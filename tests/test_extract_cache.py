@@ -25,13 +25,7 @@ from nctransfer.stats import FeatureStats
 TAPS = ["blocks.1.1", "blocks.4.0", "penultimate"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny forwards: one intra-op thread is faster and immune to CPU oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

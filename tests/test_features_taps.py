@@ -26,13 +26,7 @@ LITE0 = ["blocks.0.0", "blocks.1.0", "blocks.1.1", "blocks.2.0", "blocks.2.1", "
 LITE0_W = [16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small forwards: one intra-op thread is about as fast and immune to CPU oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,7 @@ def tiny_model(arch, num_classes=4):
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """One torch thread per test: on an oversubscribed CPU, 2 OpenMP threads can be 10-40x slower than 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_thread(one_thread):
+    """One torch thread per test (``one_thread`` of tests/conftest.py); the name stays for the finetune test
+    modules that import it."""
     yield
-    torch.set_num_threads(n)

@@ -16,15 +16,7 @@ from nctransfer.metrics import nc1
 from nctransfer.models import load_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread_blas")  # one thread (tests/conftest.py)
 
 
 def test_spearman_reference_values():

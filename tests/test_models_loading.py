@@ -20,13 +20,7 @@ from nctransfer.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small forwards: one intra-op thread is about as fast and immune to CPU oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
 
 
 def _preprocess(img: np.ndarray, info: ModelInfo) -> torch.Tensor:

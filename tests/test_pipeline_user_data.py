@@ -40,12 +40,7 @@ class TensorDS(Dataset):
         return torch.from_numpy(self.X[i]).float()[None] / 255.0, int(self.y[i])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ TINY = {"arch": "small_cnn", "width": 4, "depth": 2, "epochs": 2, "batch_size": 
 GRID = {"defaults": TINY, "product": {"loss": ["ce", "supcon"], "head_layers": [0, 1]}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and immune to oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # one thread (tests/conftest.py)
 
 
 # every method except NLEEP (a Gaussian mixture of 5K components: ~10 s per call on a loaded 2-core machine)

@@ -12,13 +12,7 @@ from nctransfer.pretrain import Recipe, load_pretrained, load_study_data, pretra
 from nctransfer.pretrain.trainer import as_image_tensor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and immune to oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ memory, per-epoch history, resolved configuration, environment stamp), ``DIR/con
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from nctransfer.utils.io import dumps_json
 
 METHOD_CHOICES = ("lp", "layer", "scl", "full", "linear_probe", "layer_ft", "scl_ft", "full_ft")
 
@@ -167,7 +168,6 @@ def write_command(out: str, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nctransfer.finetune import finetune
-    from nctransfer.utils.io import _json_default
 
     unit = args.unit
     cfg = config_from_args(args, args.method, unit)
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         d = res.to_dict()
         d.pop("history", None)
         d.pop("trainable_names", None)
-        print(json.dumps(d, default=_json_default))
+        print(dumps_json(d, indent=None))
     else:
         print(res.summary())
         if res.auto:

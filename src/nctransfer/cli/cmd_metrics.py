@@ -14,8 +14,6 @@ Prints a table (metric, direction, value), or with ``--json`` one JSON object ``
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.utils.io import dumps_json, to_jsonable
 
 X_KEYS = ("X", "x", "features", "feats", "embeddings", "X_train")
 Y_KEYS = ("y", "labels", "label", "targets", "target", "y_train")
@@ -168,7 +167,7 @@ def load_features_file(path: str | Path, args: argparse.Namespace | None = None)
 # ------------------------------------------------------------------------------------------------ output
 def json_safe(values: dict[str, float]) -> dict[str, float | None]:
     """NaN/Inf -> None so that the output is strict JSON."""
-    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+    return to_jsonable(dict(values))
 
 
 def describe(prepared: Any) -> str:
@@ -206,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             seen.add(msg)
             print(msg, file=sys.stderr)
     if args.json:
-        print(json.dumps(json_safe(values)))
+        print(dumps_json(values, indent=None))
     else:
         print(f"{args.file}: {describe(prepared)}")
         print(M.format_table(values))

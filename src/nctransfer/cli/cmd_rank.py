@@ -33,12 +33,12 @@ A model name prefixed ``random:`` is randomly initialised and marked as a contro
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.utils.io import dumps_json, to_jsonable
 
 
 def add_file_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,12 +123,7 @@ def _parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    return v
+_clean = to_jsonable  # NaN/Inf -> None, also inside the (lo, hi) tuples of the intervals
 
 
 def result_json(df: Any, evaluation: dict[str, dict[str, float]] | None) -> dict[str, Any]:
@@ -242,7 +237,7 @@ def run_files(args: argparse.Namespace) -> int:
         if getattr(args, "intervals", False) and evaluation:
             obj["evaluation_intervals"] = _clean({m: {k: v for k, v in e.items() if k not in EVALUATION_KEYS}
                                                   for m, e in evaluation.items()})
-        print(json.dumps(obj, indent=2, allow_nan=False))
+        print(dumps_json(obj, indent=2))
     else:
         _print_tables(df, evaluation)
     return 0

@@ -14,9 +14,10 @@ command again repeats none of them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from nctransfer.utils.io import dumps_json
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_json_atomic(Path(args.out) / "select.json", d)
     if args.json:
-        print(json.dumps(d, indent=2, default=str))
+        print(dumps_json(d, indent=2, default=str))
         return 0
     print(format_result(d))
     return 0

@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from nctransfer.utils.io import write_json_atomic
+from nctransfer._version import __version__
+from nctransfer.exceptions import CacheIntegrityWarning
+from nctransfer.utils.io import dumps_json, write_json_atomic
 from nctransfer.utils.locking import entry_lock
 
 
@@ -32,19 +35,16 @@ def array_digest(*arrays: Any) -> str:
 
 def key_digest(obj: Any) -> str:
     """SHA-1 of the canonical JSON of ``obj`` (sorted keys; non-JSON values through ``str``)."""
-    from nctransfer._version import __version__
-
     blob = json.dumps({"v": __version__, "obj": obj}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
 def value_checksum(value: Any) -> str:
     """SHA-256 of the canonical JSON of a cached value (sorted keys; the value as it reads back from JSON, so the
-    checksum written with an entry and the one recomputed on reading agree exactly)."""
-    from nctransfer.utils.io import _json_default
-
-    as_read = json.loads(json.dumps(value, default=_json_default, allow_nan=True))
-    blob = json.dumps(as_read, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    checksum written with an entry and the one recomputed on reading agree exactly: NaN and Inf read back as
+    ``null``, see :func:`~nctransfer.utils.io.dumps_json`)."""
+    as_read = json.loads(dumps_json(value, indent=None))
+    blob = json.dumps(as_read, sort_keys=True, allow_nan=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -81,10 +81,6 @@ class ResultCache:
                 value = entry["value"]
                 stored = entry.get("sha256")
                 if stored != value_checksum(value):
-                    import warnings
-
-                    from nctransfer.exceptions import CacheIntegrityWarning
-
                     why = "has no checksum" if stored is None else "does not match its sha256 checksum"
                     warnings.warn(f"result cache entry {str(path)!r} {why} (edited or corrupted); ignoring it and "
                                   "recomputing.", CacheIntegrityWarning, stacklevel=2)

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from nctransfer.reports.schema import candidate_names, check_results, is_number, method_names, true_ranks
-from nctransfer.utils.io import write_text_atomic
+from nctransfer.utils.io import dumps_json, to_jsonable, write_text_atomic
 
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN/Inf become ``None`` (strict JSON), numpy scalars/arrays become Python values."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar or array
-        return _clean(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+_clean = to_jsonable  # JSON-safe copy (NaN/Inf -> None); the name stays for callers
 
 
 def results_to_json(results: Mapping[str, Any]) -> str:
     """Strict JSON text of the results (NaN and Inf written as ``null``)."""
-    return json.dumps(_clean(check_results(results)), indent=2, allow_nan=False, default=str) + "\n"
+    return dumps_json(check_results(results), indent=2, default=str) + "\n"
 
 
 def write_results_json(results: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 
 def _default_mode() -> int:
@@ -55,18 +58,47 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def _json_default(obj: Any) -> Any:
-    import numpy as np
+def to_jsonable(obj: Any) -> Any:
+    """A strict-JSON copy of ``obj``: NaN and ``+-inf`` become ``None`` (``null``), numpy scalars and arrays become
+    Python numbers and lists, tuples become lists, paths become strings (mapping keys other than strings and
+    numbers too).
 
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    Examples:
+        >>> to_jsonable({"a": float("nan"), "b": (1, float("inf")), 2: [0.5]})
+        {'a': None, 'b': [1, None], 2: [0.5]}
+    """
+    if isinstance(obj, Mapping):
+        return {(k if k is None or isinstance(k, (str, int, float)) else str(k)): to_jsonable(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar or array, CPU tensor
+        return to_jsonable(obj.tolist())
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    """``default=`` hook of :func:`json.dumps` for objects :func:`to_jsonable` leaves alone (numpy types reached
+    through other containers, paths)."""
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return to_jsonable(obj.tolist())
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def dumps_json(obj: Any, *, indent: int | None = 2, default: Callable[[Any], Any] | None = _json_default,
+               **kwargs: Any) -> str:
+    """The one JSON encoder of nctransfer: strict JSON text of ``obj`` (see :func:`to_jsonable`; never a ``NaN`` or
+    ``Infinity`` token, ``allow_nan=False``). ``default`` handles other types (e.g. ``str`` for anything)."""
+    return json.dumps(to_jsonable(obj), indent=indent, default=default, allow_nan=False, **kwargs)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Serialise ``obj`` as JSON (numpy scalars and arrays allowed) and write it atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=indent, default=_json_default, allow_nan=True) + "\n")
+    """Serialise ``obj`` as strict JSON (:func:`dumps_json`: numpy scalars and arrays allowed, NaN/Inf written as
+    ``null``) and write it atomically."""
+    return write_text_atomic(path, dumps_json(obj, indent=indent) + "\n")
