@@ -146,3 +146,28 @@ def test_finetune_sweep_on_ray_equals_local(local_ray, tmp_path):
     assert b["test_accuracy"].tolist() == pytest.approx(a["test_accuracy"].tolist(), abs=1e-9)
     assert b["penultimate_nc1"].tolist() == pytest.approx(a["penultimate_nc1"].tolist(), rel=1e-6, nan_ok=True)
     assert b["penultimate_nc1"].notna().sum() == 2  # size 20: defined (size 10: one sample per class)
+
+
+def test_study_on_ray_equals_local(local_ray, tmp_path):
+    import torch
+
+    from nctransfer.pretrain.study import StudyConfig, run_study
+
+    torch.set_num_threads(1)
+    grid = {"defaults": {"arch": "small_cnn", "width": 4, "depth": 2, "epochs": 1, "batch_size": 32},
+            "product": {"loss": ["ce", "supcon"]}}
+
+    def config(out):
+        return StudyConfig(source="digits:0-4", targets=["digits:5-9"], out=str(out), source_per_class=20,
+                           source_test_per_class=5, target_train_per_class=10, target_test_per_class=5,
+                           image_size=12, plots=False, methods=["logme", "ncti", "gbc"], threads=1)
+
+    local = run_study(grid, config(tmp_path / "local"), progress=False)
+    remote = run_study(grid, config(tmp_path / "ray"), progress=False, backend="ray")
+    assert remote.status == {"ce-h0": "trained", "supcon-h0": "trained"} == local.status
+    assert [r["name"] for r in remote.records] == [r["name"] for r in local.records]
+    a = json.loads((tmp_path / "local" / "study.json").read_text())["pool_scores"]
+    b = json.loads((tmp_path / "ray" / "study.json").read_text())["pool_scores"]
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    again = run_study(grid, config(tmp_path / "ray"), progress=False, backend="ray")  # finished recipes reused
+    assert again.status == {"ce-h0": "skipped", "supcon-h0": "skipped"}

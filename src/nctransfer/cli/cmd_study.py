@@ -63,6 +63,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the figures")
     p.add_argument("--dry-run", action="store_true", help="print the expanded grid and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="'local' (one recipe after the other) or 'ray' (each recipe a Ray task; pip install "
+                        "'nctransfer[ray]'); default %(default)s")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster address for --backend ray (default: the running instance or a new local one)")
 
 
 def _num(v: Any, pct: bool = False) -> str:
@@ -95,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, methods=args.methods, plots=args.plots, data_root=args.data_root,
         threads=args.threads, checkpoint_dir=args.checkpoint_dir,
     )
-    result = run_study(grid, config, progress=not args.quiet, max_recipes=args.max_recipes)
+    result = run_study(grid, config, progress=not args.quiet, max_recipes=args.max_recipes,
+                       backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None))
     write_json_atomic(Path(args.out) / "cli_config.json", resolved_dict(args))
     targets = list(args.target)
     header = f"{'recipe':28s} {'status':8s} {'src NC1':>9s} {'src acc':>7s} " + " ".join(

@@ -336,6 +336,9 @@ def run_study(
     progress: bool = True,
     max_recipes: int | None = None,
     on_recipe_done: Callable[[str, dict[str, Any]], None] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    max_retries: int = 2,
 ) -> StudyResult:
     """Run (or resume) a pre-training study; see the module docstring.
 
@@ -345,14 +348,47 @@ def run_study(
         progress: tqdm bars over recipes and epochs.
         max_recipes: stop after this many recipes were *newly* processed in this call (the study stays resumable).
         on_recipe_done: callback ``(name, record)`` after each recipe.
+        backend: ``"local"`` (one recipe after the other) or ``"ray"``: every recipe still to run is one Ray task
+            (pre-training, then its source and target evaluation; one GPU per task when the cluster has GPUs;
+            ``pip install 'nctransfer[ray]'``); the pool-relative scores and tables are made on the driver, so the
+            study's files are those of the local backend. A failed recipe is retried up to ``max_retries`` times,
+            with a warning per retry. ``config.out`` must be on a file system every worker can see.
+        ray_address: Ray cluster address (``None``: the running instance or a new local one).
 
     Returns:
         :class:`StudyResult`.
     """
+    if backend not in ("local", "ray"):
+        raise InputValueError(f"backend must be 'local' or 'ray'; got {backend!r}.")
+    ray_opts = None
+    if backend == "ray":
+        from nctransfer.utils.ray_tasks import require_ray
+
+        require_ray()
+        ray_opts = {"address": ray_address, "max_retries": max_retries}
     if config.threads is None:
-        return _run_study(grid, config, progress=progress, max_recipes=max_recipes, on_recipe_done=on_recipe_done)
+        return _run_study(grid, config, progress=progress, max_recipes=max_recipes, on_recipe_done=on_recipe_done,
+                          ray_opts=ray_opts)
     with limit_threads(config.threads):
-        return _run_study(grid, config, progress=progress, max_recipes=max_recipes, on_recipe_done=on_recipe_done)
+        return _run_study(grid, config, progress=progress, max_recipes=max_recipes, on_recipe_done=on_recipe_done,
+                          ray_opts=ray_opts)
+
+
+def _train_recipe(recipe: Recipe, source: StudyData, targets: list[StudyData], config: StudyConfig, ckpt: Path,
+                  res_path: Path, progress: bool) -> tuple[dict[str, Any], str]:
+    """Pre-train one recipe (resuming its checkpoint), evaluate it, write its ``result.json``; returns the record and
+    its status. The unit of work of both backends (in a Ray worker with ``backend="ray"``)."""
+    resumed = ckpt.is_file()
+    reused = resumed and bool(_read_checkpoint(ckpt).get("complete"))
+    t0 = time.perf_counter()
+    if config.threads is not None:
+        torch.set_num_threads(int(config.threads))
+    model = pretrain(recipe, source.X_train, source.y_train, checkpoint=ckpt, device=config.device,
+                     progress=progress)
+    record = evaluate_model(model, source, targets, config)
+    record["wall_seconds"] = time.perf_counter() - t0
+    write_json_atomic(res_path, record)
+    return record, "reused" if reused else "resumed" if resumed else "trained"
 
 
 @contextlib.contextmanager
@@ -376,7 +412,8 @@ def limit_threads(n: int) -> Iterator[None]:
 
 
 def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: int | None,
-               on_recipe_done: Callable[[str, dict[str, Any]], None] | None) -> StudyResult:
+               on_recipe_done: Callable[[str, dict[str, Any]], None] | None,
+               ray_opts: dict[str, Any] | None = None) -> StudyResult:
     from tqdm.auto import tqdm
 
     from nctransfer.utils.repro import environment_stamp
@@ -400,7 +437,10 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
     records: list[dict[str, Any]] = []
     status: dict[str, str] = {}
     new = 0
-    bar = tqdm(grid.recipes, desc="study", disable=not progress)
+    if ray_opts is not None:
+        records, status = _run_recipes_on_ray(grid, config, source, targets, out, max_recipes, on_recipe_done,
+                                              ray_opts)
+    bar = tqdm([] if ray_opts is not None else grid.recipes, desc="study", disable=not progress)
     for recipe in bar:
         bar.set_postfix_str(recipe.name)
         run_dir = out / "runs" / recipe.name
@@ -413,16 +453,8 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
         if max_recipes is not None and new >= max_recipes:
             break
         ckpt = (Path(config.checkpoint_dir) / recipe.name if config.checkpoint_dir else run_dir) / "checkpoint.pt"
-        resumed = ckpt.is_file()
-        reused = resumed and bool(_read_checkpoint(ckpt).get("complete"))
-        t0 = time.perf_counter()
-        model = pretrain(recipe, source.X_train, source.y_train, checkpoint=ckpt, device=config.device,
-                         progress=progress)
-        record = evaluate_model(model, source, targets, config)
-        record["wall_seconds"] = time.perf_counter() - t0
-        write_json_atomic(res_path, record)
+        record, status[recipe.name] = _train_recipe(recipe, source, targets, config, ckpt, res_path, progress)
         records.append(record)
-        status[recipe.name] = "reused" if reused else "resumed" if resumed else "trained"
         new += 1
         if on_recipe_done is not None:
             on_recipe_done(recipe.name, record)
@@ -443,6 +475,40 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
         "pool_scores": {t: r for t, r in _pool_table(records).items()}, "files": files,
     })
     return StudyResult(records, rows, status, out, files)
+
+
+def _run_recipes_on_ray(grid: Any, config: StudyConfig, source: StudyData, targets: list[StudyData], out: Path,
+                        max_recipes: int | None, on_recipe_done: Callable[[str, dict[str, Any]], None] | None,
+                        ray_opts: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The recipes of the grid with ``backend="ray"``: finished ones reused, the others as Ray tasks; records in
+    grid order (as the local backend lists them)."""
+    from nctransfer.utils.ray_tasks import run_tasks
+
+    found: dict[str, dict[str, Any]] = {}
+    status: dict[str, str] = {}
+    todo: list[Recipe] = []
+    for recipe in grid.recipes:
+        res = _load_json(out / "runs" / recipe.name / "result.json")
+        if _result_is_valid(res, recipe, config):
+            found[recipe.name], status[recipe.name] = res, "skipped"  # type: ignore[assignment]
+        elif max_recipes is None or len(todo) < max_recipes:
+            todo.append(recipe)
+    args = []
+    for recipe in todo:
+        run_dir = out / "runs" / recipe.name
+        ckpt = (Path(config.checkpoint_dir) / recipe.name if config.checkpoint_dir else run_dir) / "checkpoint.pt"
+        args.append((recipe, source, targets, config, ckpt, run_dir / "result.json", False))
+    done, _ = run_tasks(_train_recipe, args, [r.name for r in todo], address=ray_opts["address"],
+                        max_retries=ray_opts["max_retries"], what="recipe",
+                        on_retry=lambda text: warnings.warn(text, RuntimeWarning, stacklevel=2))
+    for recipe, (record, st) in zip(todo, done):
+        found[recipe.name], status[recipe.name] = record, st
+        if on_recipe_done is not None:
+            on_recipe_done(recipe.name, record)
+    records = [found[r.name] for r in grid.recipes if r.name in found]
+    if todo:
+        _write_tables(out, records, config)
+    return records, status
 
 
 # ---------------------------------------------------------------------------------------------- pool scores
