@@ -43,22 +43,18 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from nctransfer.data import inputs as I
 from nctransfer.data.arrays import FASHION_MNIST_CLASSES, load_digits_arrays, load_fashion_mnist_arrays
+from nctransfer.data.fingerprint import image_digest
+from nctransfer.data.inputs import LoaderDataset, is_dataloader, is_hf_dataset, item_pair
 from nctransfer.data.splits import balanced_indices, canonical_split, stratified_holdout
 from nctransfer.data.transforms import EvalTransform, eval_transform, to_float_tensor
+from nctransfer.data.transforms import transform_key as _transform_key
 from nctransfer.exceptions import InputValueError, NotFoundError, ShapeError
 
 BUILTIN = {"fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist",
            "fashionmnist": "fashion-mnist", "digits": "digits", "sklearn-digits": "digits"}
 TORCHVISION_ROOT = "~/.cache/nctransfer/torchvision"
-
-
-def _transform_key(transform: Any) -> str:
-    if transform is None:
-        return "raw"
-    if isinstance(transform, EvalTransform):
-        return transform.key
-    return getattr(transform, "key", None) or repr(transform)
 
 
 def _hash_indices(indices: np.ndarray) -> str:
@@ -213,8 +209,6 @@ class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        from nctransfer.data.inputs import item_pair
-
         j = int(self.indices[i])
         where = f"{self.name}[{j}]"
         img, _ = item_pair(_read_item(self.base, j, where), where)
@@ -242,9 +236,6 @@ class WrappedImageDataset(_LabeledBase, _make_torch_dataset_base()):
                                    self.meta, self._hashes)
 
     def _sample_hash(self, j: int) -> str:
-        from nctransfer.data.fingerprint import image_digest
-        from nctransfer.data.inputs import item_pair
-
         key = ("img", j)
         if key not in self._hashes:
             self._hashes[key] = image_digest(item_pair(_read_item(self.base, j, f"{self.name}[{j}]"),
@@ -527,8 +518,6 @@ def _torchvision(name: str, split: str, transform: Any, root: Any, download: boo
 
 def _is_loaded(spec: Any) -> bool:
     """A dataset returned by :func:`load_dataset` (arrays, wrapped, DataLoader)."""
-    from nctransfer.data.inputs import LoaderDataset
-
     return isinstance(spec, (ArrayImageDataset, WrappedImageDataset, LoaderDataset))
 
 
@@ -538,8 +527,6 @@ def _is_hf_dict(spec: Any) -> bool:
 
 
 def _is_dataset_like(spec: Any) -> bool:
-    from nctransfer.data.inputs import is_dataloader, is_hf_dataset
-
     first = spec[0] if len(spec) else None
     try:
         from torch.utils.data import Dataset
@@ -619,8 +606,6 @@ def _user_dataset(spec: Any, split: str | None, split_c: str, kw: dict[str, Any]
                   image_column: str | None, label_column: str | None, dataset_id: str | None) -> Any:
     """The user's own dataset object (map-style Dataset, DataLoader, HF dataset, stream): see
     :mod:`nctransfer.data.inputs`."""
-    from nctransfer.data import inputs as I
-
     if I.is_stream(spec):
         if dataset_id is None:
             raise I.stream_error(spec)

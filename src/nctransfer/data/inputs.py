@@ -18,12 +18,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from nctransfer.data.fingerprint import update_with_image
+from nctransfer.data.transforms import transform_key
 from nctransfer.exceptions import InputValueError, ShapeError
 
 IMAGE_COLUMNS = ("image", "img", "images", "pixel_values", "pixels", "picture", "photo")
@@ -412,19 +414,13 @@ class LoaderDataset:
 
     def fingerprint(self) -> str:
         """Content fingerprint (see :mod:`nctransfer.data.fingerprint`) and nctransfer's transform."""
-        import json
-
-        from nctransfer.data.datasets import _transform_key
-
         blob = json.dumps({"name": "dataloader", "content": self._content_id(),
-                           "transform": _transform_key(self.transform)}, sort_keys=True)
+                           "transform": transform_key(self.transform)}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
     def describe(self) -> dict[str, Any]:
-        from nctransfer.data.datasets import _transform_key
-
         return {"name": self.name, "n": len(self), "n_classes": len(self.classes), "classes": list(self.classes),
-                "transform": _transform_key(self.transform), "kind": "dataloader", **self.meta}
+                "transform": transform_key(self.transform), "kind": "dataloader", **self.meta}
 
     def __repr__(self) -> str:
         return f"LoaderDataset(name={self.name!r}, n={self._n if self._n is not None else '?'})"

@@ -401,3 +401,13 @@ def eval_transform(model_or_info: Any, image_size: int | Sequence[int] | None = 
     return EvalTransform(size=size, mean=tuple(float(v) for v in info.mean), std=tuple(float(v) for v in info.std),
                          interpolation=str(getattr(info, "interpolation", "bilinear")), crop_pct=cp,
                          channels=channels)
+
+
+def transform_key(transform: Any) -> str:
+    """What identifies ``transform`` in a dataset's cache key: ``"raw"`` for none, an :class:`EvalTransform`'s
+    ``key``, another transform's ``key`` attribute, else its ``repr``."""
+    if transform is None:
+        return "raw"
+    if isinstance(transform, EvalTransform):
+        return transform.key
+    return getattr(transform, "key", None) or repr(transform)

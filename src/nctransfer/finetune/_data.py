@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
 
 from nctransfer.exceptions import InputValueError
+
+
+def sample_hw(dataset: Any) -> tuple[int, int] | None:
+    """``(H, W)`` of the first image of a dataset of ``(image [..., H, W] tensor, label)`` items, or ``None`` when
+    it cannot be read or is not an image tensor."""
+    try:
+        x = dataset[0][0]
+    except Exception:  # noqa: BLE001
+        return None
+    return (int(x.shape[-2]), int(x.shape[-1])) if torch.is_tensor(x) and x.dim() >= 3 else None
 
 
 def dataset_targets(dataset: Any, name: str = "train_data") -> np.ndarray:
@@ -15,9 +27,6 @@ def dataset_targets(dataset: Any, name: str = "train_data") -> np.ndarray:
     Read from ``targets`` / ``labels`` / ``y`` when present (``torch.utils.data.Subset`` of such a dataset is
     followed), otherwise by indexing every item once.
     """
-    import torch
-    from torch.utils.data import Subset
-
     if isinstance(dataset, Subset):
         parent = dataset_targets(dataset.dataset, name)
         return parent[np.asarray(dataset.indices, dtype=np.int64)]
@@ -83,3 +92,28 @@ def check_training_data(train_labels: np.ndarray, test_labels: np.ndarray, batch
     if num_classes is not None and k > num_classes:
         raise InputValueError(f"labels go up to {k - 1} but the model has num_classes={num_classes}.")
     return k if num_classes is None else int(num_classes)
+
+
+def iterate_batches(dataset: Any, order: Sequence[int], batch_size: int, *, drop_singleton: bool = False,
+                    num_workers: int = 0, pin_memory: bool = False) -> Any:
+    """Yield ``(x, y)`` batches of ``dataset`` in the given index ``order``.
+
+    Datasets with a ``get_batch(indices)`` method (:mod:`nctransfer.data` datasets, also inside a ``Subset``)
+    are transformed one whole batch at a time; others go through a ``DataLoader`` (also when ``num_workers > 0``).
+    With ``drop_singleton`` a final batch of one sample is dropped (it cannot be batch-normalised).
+    """
+    order = np.asarray(order, dtype=np.int64)
+    n = len(order)
+    drop = drop_singleton and n > 1 and n % batch_size == 1
+    base, idx_map = dataset, None
+    if isinstance(dataset, Subset) and hasattr(dataset.dataset, "get_batch"):
+        base, idx_map = dataset.dataset, np.asarray(dataset.indices, dtype=np.int64)
+    if hasattr(base, "get_batch") and num_workers == 0:
+        for s in range(0, n, batch_size):
+            b = order[s:s + batch_size]
+            if drop and len(b) == 1:
+                break
+            yield base.get_batch(idx_map[b] if idx_map is not None else b)
+        return
+    yield from DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), drop_last=drop,
+                          num_workers=num_workers, pin_memory=pin_memory)

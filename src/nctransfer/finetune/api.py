@@ -14,15 +14,22 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
-from nctransfer.exceptions import InputValueError
+from nctransfer.data import balanced_indices, load_dataset, subsample
+from nctransfer.data.inputs import is_dataloader, is_hf_dataset, is_stream
+from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.features import list_taps
 from nctransfer.finetune._data import check_training_data, dataset_targets
+from nctransfer.finetune._data import sample_hw as _sample_hw
+from nctransfer.finetune.auto import choose_unit
 from nctransfer.finetune.config import FinetuneConfig
 from nctransfer.finetune.selection import (
     classifier_path,
@@ -32,7 +39,10 @@ from nctransfer.finetune.selection import (
 )
 from nctransfer.finetune.skip import attach_skip
 from nctransfer.finetune.trainer import Trainer
+from nctransfer.models import load_model
+from nctransfer.models.heads import reset_classifier
 from nctransfer.utils.io import write_json_atomic
+from nctransfer.utils.repro import environment_stamp, seed_everything
 
 RESULT_NAME = "result.json"
 AUTO_NAME = "auto_unit.json"
@@ -95,8 +105,6 @@ class FinetuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (everything but the model)."""
-        from dataclasses import fields
-
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -123,32 +131,20 @@ def _load_data(spec: Any, split: str, model: Any, image_size: int | None, per_cl
                name: str) -> Any:
     """A dataset object (optionally subsampled to ``per_class`` images per class), or a dataset spec loaded with
     :func:`nctransfer.data.load_dataset` and the model's evaluation transform at ``image_size``."""
-    from nctransfer.data.inputs import is_dataloader, is_hf_dataset, is_stream
-
     if is_dataloader(spec) or is_stream(spec):
         raise InputValueError(f"{name}: fine-tuning shuffles and batches the data itself, so it needs a map-style "
                               f"dataset; got a {type(spec).__name__}. Pass loader.dataset (or the dataset itself).")
     if is_hf_dataset(spec) or (type(spec).__name__ == "DatasetDict"):  # HF: columns found, model transform applied
-        from nctransfer.data import load_dataset
-
         return load_dataset(spec, split=None if is_hf_dataset(spec) else split, model=model, image_size=image_size,
                             per_class=per_class, seed=seed)
     if isinstance(spec, (str, os.PathLike)) or (isinstance(spec, (tuple, list)) and len(spec) == 2):
-        from nctransfer.data import load_dataset
-
         if isinstance(spec, os.PathLike):
             spec = str(spec)
         return load_dataset(spec, split=split, model=model, image_size=image_size, per_class=per_class, seed=seed)
     if per_class is None:
         return spec
     if hasattr(spec, "subset") and hasattr(spec, "targets"):
-        from nctransfer.data import subsample
-
         return subsample(spec, per_class=per_class, seed=seed)
-    from torch.utils.data import Subset
-
-    from nctransfer.data import balanced_indices
-
     idx = balanced_indices(dataset_targets(spec, name), per_class=per_class, seed=seed)
     return Subset(spec, idx.tolist())
 
@@ -188,11 +184,7 @@ def prepare_model(model: Any, num_classes: int, config: FinetuneConfig, pretrain
     whose head is replaced when ``config.reset_head`` asks for it (``"auto"``: when its output width differs from
     ``num_classes``) or ``force_reset``.
     """
-    from nctransfer.models.heads import reset_classifier
-
     if isinstance(model, (str, os.PathLike)):
-        from nctransfer.models import load_model
-
         model, force_reset = load_model(str(model), pretrained=pretrained), True
     if not isinstance(model, nn.Module):
         raise InputValueError(f"model must be a torch.nn.Module or a model name; got {type(model).__name__}.")
@@ -211,27 +203,15 @@ def prepare_model(model: Any, num_classes: int, config: FinetuneConfig, pretrain
     return model
 
 
-def _sample_hw(dataset: Any) -> tuple[int, int] | None:
-    try:
-        x = dataset[0][0]
-    except Exception:  # noqa: BLE001
-        return None
-    return (int(x.shape[-2]), int(x.shape[-1])) if torch.is_tensor(x) and x.dim() >= 3 else None
-
-
 def _resolve_taps(model: nn.Module, taps: Any) -> list[str]:
     if not taps:
         return []
-    from nctransfer.features import list_taps
-
     names = [t for t in list_taps(model) if t != "penultimate"] if taps == "all" else [t for t in taps
                                                                                          if t != "penultimate"]
     if taps != "all":
         valid = set(list_taps(model))
         bad = [t for t in names if t not in valid]
         if bad:
-            from nctransfer.exceptions import NotFoundError
-
             raise NotFoundError(f"nc1_taps: unknown taps {bad}; valid taps: {sorted(valid)}.")
     return names
 
@@ -276,10 +256,6 @@ def finetune(
             without fine-tuning units (layer/SCL), ...
         NotFoundError: unknown unit (the message lists the valid ones), model or dataset.
     """
-    import time
-
-    from nctransfer.utils.repro import environment_stamp, seed_everything
-
     t_start = time.perf_counter()
     if config is None:
         cfg = FinetuneConfig(**options)
@@ -297,8 +273,6 @@ def finetune(
     # the model first (string dataset specs take its evaluation transform), then the data, then the new head
     from_name = isinstance(model, (str, os.PathLike))
     if from_name:
-        from nctransfer.models import load_model
-
         model = load_model(str(model), pretrained=pretrained)
     data_info = {"train": _describe_data(train_data), "test": _describe_data(test_data), "per_class": per_class,
                  "test_per_class": test_per_class, "image_size": cfg.image_size}
@@ -363,8 +337,6 @@ def _timing(trainer: Trainer, auto_report: dict | None, total: float) -> dict[st
 
 
 def _auto(net: nn.Module, train_ds: Any, cfg: FinetuneConfig, k: int, out: Path | None, resume: bool) -> dict:
-    from nctransfer.finetune.auto import choose_unit
-
     path = out / AUTO_NAME if out is not None else None
     if resume and path is not None and path.is_file():
         with open(path, encoding="utf-8") as fh:

@@ -28,9 +28,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
-from nctransfer.finetune._data import dataset_targets
+from nctransfer.data.splits import balanced_indices
+from nctransfer.exceptions import UndefinedMetricWarning
+from nctransfer.extract.core import _StatsFeeder
+from nctransfer.features import TapRecorder
+from nctransfer.finetune._data import dataset_targets, iterate_batches
 from nctransfer.finetune.selection import classifier_path
+from nctransfer.metrics.collapse import nc1
+from nctransfer.stats import FeatureStats
 
 #: seed offsets of the per-epoch subsets (the run's seed plus these), so that they differ from training subsets
 TRAIN_SUBSET_SEED, TEST_SUBSET_SEED = 101, 202
@@ -39,13 +46,9 @@ TRAIN_SUBSET_SEED, TEST_SUBSET_SEED = 101, 202
 def compute_nc1(stats: Any) -> float:
     """NC1 of streamed statistics; NaN (with an :class:`~nctransfer.exceptions.UndefinedMetricWarning`) when it is
     undefined (e.g. one class in a tiny subset) - a degenerate subset must not stop a training run."""
-    from nctransfer.metrics.collapse import nc1
-
     try:
         return float(nc1(stats))
     except Exception as exc:  # noqa: BLE001
-        from nctransfer.exceptions import UndefinedMetricWarning
-
         warnings.warn(f"penultimate NC1 undefined: {exc}", UndefinedMetricWarning, stacklevel=2)
         return float("nan")
 
@@ -78,9 +81,6 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool =
     Returns:
         ``{"accuracy", "loss", "n", "stats" (or None), "tap_stats" (dict)}``.
     """
-    from nctransfer.extract.core import _StatsFeeder
-    from nctransfer.stats import FeatureStats
-
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
     stats = {"penultimate": FeatureStats()} if penultimate else {}
@@ -90,8 +90,6 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool =
     handle = model.get_submodule(classifier_path(model)).register_forward_pre_hook(cap) if cap else None
     recorder = None
     if taps:
-        from nctransfer.features import TapRecorder
-
         recorder = TapRecorder(model, list(taps))
     try:
         with (recorder if recorder is not None else _Null()), torch.inference_mode():
@@ -142,8 +140,6 @@ class _Reiterable:
         return len(self.data)
 
     def __iter__(self) -> Any:
-        from nctransfer.finetune.trainer import iterate_batches
-
         return iterate_batches(self.data, np.arange(len(self.data)), self.batch_size, num_workers=self.num_workers,
                                pin_memory=self.pin_memory)
 
@@ -174,10 +170,6 @@ def _subset(data: Any, labels: np.ndarray, per_class: int | None, seed: int, spl
     full = EvalSet(data, split, "full", len(labels))
     if per_class is None:
         return full
-    from torch.utils.data import Subset
-
-    from nctransfer.data.splits import balanced_indices
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a class smaller than per_class keeps all its images
         idx = balanced_indices(labels, per_class=per_class, seed=seed)

@@ -25,12 +25,15 @@ the dataset itself (with ``num_workers=0``).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from nctransfer.finetune._data import dataset_targets, iterate_batches
 
 #: the largest cache (MiB) built; beyond it the probe runs without one
 MAX_CACHE_MB = 2048.0
@@ -130,11 +133,6 @@ class SharedPrefixCache:
         """One traced pass of ``model`` (eval mode, unchanged) over ``data`` caching what every unit of ``units``
         (name -> module) needs; units that cannot be cached (not reached, a non-tensor output, over ``max_mb``
         in total, deepest kept first) are left out of :attr:`calls`."""
-        import time
-
-        from nctransfer.finetune._data import dataset_targets
-        from nctransfer.finetune.trainer import iterate_batches
-
         t0 = time.perf_counter()
         self = cls()
         dev = torch.device(device)
@@ -266,11 +264,6 @@ class PrefixReplay:
             the installed replay, or ``None`` (no cache: unit not reached, a non-tensor prefix output, a cache over
             ``max_mb``, or logits that differ from the real model's).
         """
-        import time
-
-        from nctransfer.finetune._data import dataset_targets
-        from nctransfer.finetune.trainer import iterate_batches
-
         t0 = time.perf_counter()
         dev = torch.device(device)
         was_training = model.training

@@ -38,14 +38,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.finetune._data import iterate_batches
 from nctransfer.finetune.config import FinetuneConfig
-from nctransfer.finetune.evaluation import EvalPlan, EvalSet, batches, evaluate
+from nctransfer.finetune.evaluation import EvalPlan, EvalSet, batches, compute_nc1, evaluate
 from nctransfer.finetune.memory import PeakMemory
 from nctransfer.finetune.memory import memory_method as _memory_method
 from nctransfer.finetune.selection import apply_trainable, classifier_path, head_parameter_names
 from nctransfer.utils.io import atomic_path
+from nctransfer.utils.torch_io import safe_torch_load
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CKPT_FORMAT = 1
@@ -87,8 +90,6 @@ def set_train_modes(model: nn.Module, trainable: Sequence[str], bn_policy: str) 
 def _read_checkpoint(p: Path) -> dict[str, Any]:
     """A checkpoint read with the restricted unpickler (:func:`nctransfer.utils.torch_io.safe_torch_load`): no code
     runs from the file; a truncated or corrupt one is one :class:`InputValueError`."""
-    from nctransfer.utils.torch_io import safe_torch_load
-
     state = safe_torch_load(p, "resume: checkpoint", "Delete it to start over, or use a new --out directory.")
     if not isinstance(state, dict):
         raise InputValueError(f"resume: {p} is not a fine-tuning checkpoint (it holds {type(state).__name__}).")
@@ -108,33 +109,6 @@ def _set_rng_state(st: dict[str, Any]) -> None:
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def iterate_batches(dataset: Any, order: Sequence[int], batch_size: int, *, drop_singleton: bool = False,
-                    num_workers: int = 0, pin_memory: bool = False) -> Any:
-    """Yield ``(x, y)`` batches of ``dataset`` in the given index ``order``.
-
-    Datasets with a ``get_batch(indices)`` method (:mod:`nctransfer.data` datasets, also inside a ``Subset``)
-    are transformed one whole batch at a time; others go through a ``DataLoader`` (also when ``num_workers > 0``).
-    With ``drop_singleton`` a final batch of one sample is dropped (it cannot be batch-normalised).
-    """
-    from torch.utils.data import DataLoader, Subset
-
-    order = np.asarray(order, dtype=np.int64)
-    n = len(order)
-    drop = drop_singleton and n > 1 and n % batch_size == 1
-    base, idx_map = dataset, None
-    if isinstance(dataset, Subset) and hasattr(dataset.dataset, "get_batch"):
-        base, idx_map = dataset.dataset, np.asarray(dataset.indices, dtype=np.int64)
-    if hasattr(base, "get_batch") and num_workers == 0:
-        for s in range(0, n, batch_size):
-            b = order[s:s + batch_size]
-            if drop and len(b) == 1:
-                break
-            yield base.get_batch(idx_map[b] if idx_map is not None else b)
-        return
-    yield from DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), drop_last=drop,
-                          num_workers=num_workers, pin_memory=pin_memory)
 
 
 _EVAL_KEYS = ("train_accuracy", "test_accuracy", "test_loss", "penultimate_nc1", "test_penultimate_nc1", "tap_nc1",
@@ -214,8 +188,6 @@ class Trainer:
     def _evaluate(self, train_set: EvalSet, test_set: EvalSet, amp: bool) -> dict[str, Any]:
         """One pass over ``train_set`` (penultimate NC1, accuracy, taps) and one over ``test_set`` (accuracy,
         loss and NC1 from the same pass); the numbers plus ``eval_samples`` and ``eval_seconds``."""
-        from nctransfer.finetune.evaluation import compute_nc1
-
         t1 = time.perf_counter()
         tr = evaluate(self.model, self._eval_loader(train_set.data), self.device, amp=amp, penultimate=True,
                       taps=self.nc1_taps or None)
@@ -284,8 +256,6 @@ class Trainer:
             torch.set_num_threads(threads)
 
     def _fit(self, resume: bool) -> list[dict[str, Any]]:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         self.device = resolve_device(cfg.device)
         model = self.model.to(self.device)

