@@ -25,22 +25,10 @@ from nctransfer.exceptions import InputValueError
 from nctransfer.extract import extract
 from nctransfer.metrics import compute_all, ncc_accuracy
 from nctransfer.metrics.probe import DEFAULT_C_GRID, probe_accuracy
+from nctransfer.stats.correlation import spearman  # (rho, p, n) of the finite pairs; public here too
+from nctransfer.utils.threads import limit_threads
 
 CORRELATED = ("nc1", "vci", "cdnv")
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, int]:
-    """Spearman rank correlation of the finite pairs: ``(rho, p_value, n_pairs)`` (NaN when fewer than 3 pairs or a
-    constant input)."""
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    n = int(ok.sum())
-    if n < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan"), float("nan"), n
-    res = spearmanr(a[ok], b[ok])
-    return float(res.statistic if hasattr(res, "statistic") else res[0]), float(res.pvalue), n
 
 
 @dataclass
@@ -173,24 +161,10 @@ def analyze(
         >>> te = load_dataset("fashion-mnist", "test", model=model, image_size=64, per_class=50)   # doctest: +SKIP
         >>> print(analyze(model, tr, te).table())                                       # doctest: +SKIP
     """
-    if threads is None:
+    with limit_threads(threads):
         return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
                         probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache, progress,
                         pool=pool)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputValueError(f"threads must be a positive integer or None; got {threads!r}.")
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
-                            probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache,
-                            progress, pool=pool)
-    finally:
-        torch.set_num_threads(old)
 
 
 def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_options: Any, probe: bool,

@@ -3,14 +3,13 @@ bad argument fails in a second with a clear message and nothing already written 
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.transferability.ranking import read_truth_csv as read_truth_table
 
 TRUTH_KINDS = ("probe", "finetune")
 
@@ -84,7 +83,9 @@ def check_truth_arg(truth: Any) -> str:
 
 
 def read_truth_csv(path: str | os.PathLike, candidates: Iterable[str]) -> dict[str, float]:
-    """Read the user's ground truth: a CSV with columns ``model,accuracy`` (accuracy in ``[0, 1]``).
+    """Read the user's ground truth for ``candidates``: a CSV with columns ``model,accuracy`` read and range-checked
+    by :func:`nctransfer.transferability.read_truth_csv` (accuracy in ``[0, 1]``; a percent-scale column is divided
+    by 100 with a warning).
 
     A row may name a candidate (``model@tap``) or, for penultimate candidates, the bare model name.
 
@@ -92,36 +93,13 @@ def read_truth_csv(path: str | os.PathLike, candidates: Iterable[str]) -> dict[s
         InputValueError: missing columns, a non-numeric or out-of-range accuracy, duplicate rows, or
             candidates without a row (all of them are listed).
     """
-    path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-        if "model" not in fields or "accuracy" not in fields:
-            raise InputValueError(f"truth CSV {str(path)!r}: expected a header with columns 'model' and "
-                                  f"'accuracy'; got {reader.fieldnames}.")
-        rows: dict[str, float] = {}
-        for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            if not row.get("model"):
-                continue
-            try:
-                acc = float(row["accuracy"])
-            except ValueError:
-                raise InputValueError(f"truth CSV {str(path)!r} line {line}: accuracy {row['accuracy']!r} of "
-                                      f"{row['model']!r} is not a number.") from None
-            if not math.isfinite(acc) or not 0.0 <= acc <= 1.0:
-                hint = " (percentages? divide by 100)" if 1.0 < acc <= 100.0 else ""
-                raise InputValueError(f"truth CSV {str(path)!r} line {line}: accuracy of {row['model']!r} must be "
-                                      f"in [0, 1]; got {acc}{hint}.")
-            if row["model"] in rows:
-                raise InputValueError(f"truth CSV {str(path)!r}: model {row['model']!r} appears twice.")
-            rows[row["model"]] = acc
+    rows = read_truth_table(path)
     out: dict[str, float] = {}
     missing = []
     for c in candidates:
         key = c if c in rows else (c[: -len("@penultimate")] if c.endswith("@penultimate") else None)
         if key is not None and key in rows:
-            out[c] = rows[key]
+            out[c] = float(rows[key])
         else:
             missing.append(c)
     if missing:

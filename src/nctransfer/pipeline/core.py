@@ -37,6 +37,8 @@ from nctransfer.pipeline.checks import (
 )
 from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
 from nctransfer.pipeline.result import RankResult
+from nctransfer.stats.correlation import spearman
+from nctransfer.utils.threads import limit_threads
 
 #: prefix of a model spec that asks for random initialisation and marks the model as a control
 RANDOM_PREFIX = "random:"
@@ -121,11 +123,7 @@ class _Run:
         matrix products: one thread is faster than two, much faster when the cores are busy (OpenBLAS
         spin-waits); measured 0.02-0.17 CPU-s per logistic-regression fit with one thread vs seconds with two on a
         loaded 2-core machine."""
-        if threads is None:
-            return contextlib.nullcontext()
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(limits=int(threads), user_api="blas")
+        return limit_threads(None if threads is None else int(threads), torch_threads=False, blas_only=True)
 
     def bar(self, items: Sequence[Any], desc: str) -> Any:
         from tqdm.auto import tqdm
@@ -399,8 +397,6 @@ def _truth_finetune(cands: list[_Candidate], data: Any, cfg: dict[str, Any], cac
 
 def _layers(models: list[_Model], cands: list[_Candidate], collapse: Mapping[str, Any], truth: Mapping[str, Any]
             ) -> dict[str, Any]:
-    from scipy.stats import spearmanr
-
     out: dict[str, Any] = {}
     acc = truth.get("accuracy") or {}
     acc_key = "probe_accuracy" if truth.get("kind") == "probe" else "accuracy"
@@ -420,12 +416,8 @@ def _layers(models: list[_Model], cands: list[_Candidate], collapse: Mapping[str
         if len(rows) < 2:
             continue
         corr: dict[str, float | None] = {}
-        pairs = [(r.get("nc1"), r.get(acc_key)) for r in rows]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-        if len(pairs) >= 3:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rho = float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
+        rho, _, n_pairs = spearman([r.get("nc1") for r in rows], [r.get(acc_key) for r in rows])
+        if n_pairs >= 3:
             corr["spearman_nc1_accuracy"] = rho if np.isfinite(rho) else None
         out[m.label] = {"taps": rows, "correlations": corr}
     return out

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from nctransfer.stats.correlation import spearman as spearman_pairs
+
 PENULTIMATE = "penultimate"
 _LOSS_COLORS = {"ce": "tab:blue", "mse": "tab:red", "supcon": "tab:green", "ls": "tab:purple"}
 
@@ -46,14 +48,9 @@ _MARKERS = {"plain": "o", "projection head": "^", "augmentation": "s", "adversar
 
 
 def spearman(x: Any, y: Any) -> float:
-    """Spearman rank correlation of the finite pairs (NaN with fewer than 3)."""
-    from scipy.stats import spearmanr
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return float("nan")
-    return float(spearmanr(x[ok], y[ok]).statistic)
+    """Spearman rank correlation of the finite pairs (NaN with fewer than 3); see
+    :func:`nctransfer.stats.spearman`."""
+    return spearman_pairs(x, y)[0]
 
 
 def _plain_log(axis: Any) -> None:

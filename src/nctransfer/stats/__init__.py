@@ -1,5 +1,6 @@
 """Exact, additive, streaming sufficient statistics of labelled features (docs/methods.md#notation)."""
 
+from nctransfer.stats.correlation import spearman
 from nctransfer.stats.feature_stats import FeatureStats
 
-__all__ = ["FeatureStats"]
+__all__ = ["FeatureStats", "spearman"]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.stats.correlation import spearman
 from nctransfer.stats.feature_stats import FeatureStats
 from nctransfer.transferability._common import blas_limited, require_pool, Workspace
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
@@ -500,7 +501,7 @@ def _evaluate_one(score: "Any", truth: "Any", method: str, noise: "Any" = None,
         warnings.simplefilter("ignore")
         out["weighted_tau"] = float(st.weightedtau(b, a).statistic)
         out["kendall"] = float(st.kendalltau(a, b).statistic)
-        out["spearman"] = float(st.spearmanr(a, b).statistic)
+        out["spearman"] = spearman(a, b, min_pairs=2)[0]
         out["pearson"] = float(st.pearsonr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
     top = a == a.max()
     out["top1_regret"] = float(b.max() - b[top].mean())
