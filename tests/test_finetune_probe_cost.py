@@ -159,3 +159,21 @@ def test_cli_probe_budget_options(tmp_path, capsys):
     assert r["auto"]["time_budget"]["seconds"] == 0.001 and r["config"]["auto"]["cache_features"] is False
     assert [c["unit"] for c in r["auto"]["candidates"]] == ["layer4.0"] and r["unit"] == "layer4.0"
     assert r["auto"]["candidates"][0]["prefix_cache"] is None and r["timing"]["probe"] > 0
+
+
+@pytest.mark.parametrize("arch", ["tv_resnet18", "efficientnet_lite0"])
+def test_parameter_count_without_a_copy_equals_the_attached_branch_count(arch):
+    """SCL 'pad' has no parameters, so the budget check counts on the model itself (no deep copy per candidate)."""
+    import copy
+
+    from nctransfer.finetune import count_parameters, list_units, trainable_parameter_names
+    from nctransfer.finetune.auto import _trainable_count
+
+    model = tiny_model(arch)
+    cfg = FinetuneConfig(method="scl", unit="auto")
+    for u in list_units(model):
+        m = copy.deepcopy(model)
+        mu = resolve_unit(m, u.name)
+        attach_skip(m, mu, "pad", image_size=(32, 32))
+        assert _trainable_count(model, u, cfg, (32, 32)) == count_parameters(
+            m, trainable_parameter_names(m, "scl_ft", mu)), u.name

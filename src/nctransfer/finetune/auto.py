@@ -98,6 +98,8 @@ def _candidates(model: Any, cfg: FinetuneConfig) -> list[Any]:
 
 
 def _trainable_count(model: Any, unit: Any, cfg: FinetuneConfig, hw: Any) -> tuple[int, int]:
+    if cfg.method == "layer_ft" or cfg.skip == "pad":  # the zero-padding branch has no parameters: no copy needed
+        return count_parameters(model, trainable_parameter_names(model, "layer_ft", resolve_unit(model, unit.name)))
     m = copy.deepcopy(model)
     u = resolve_unit(m, unit.name)
     if cfg.method == "scl_ft":

@@ -147,7 +147,7 @@ class SharedPrefixCache:
             self.image_shape = tuple(first.shape[1:])
             self.x0 = first[:VERIFY_IMAGES]
             with torch.no_grad():
-                traced = _trace_many(model, list(units.values()), first)
+                traced = _trace_many(model, list(units.values()), self.x0)
             need: dict[tuple[str, int], int] = {}
             budget = max_mb * 2**20
             for uid in sorted(traced, key=lambda u: -list(units).index(ids[u])):  # deepest first
