@@ -22,7 +22,6 @@ are rewritten, and at the end the figures (:mod:`nctransfer.pretrain.plots`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -31,7 +30,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from nctransfer.pretrain.nets import encoder_units
 from nctransfer.pretrain.recipe import Recipe
 from nctransfer.pretrain.trainer import PretrainedModel, _read_checkpoint, pretrain
 from nctransfer.utils.io import write_json_atomic, write_text_atomic
+from nctransfer.utils.threads import limit_threads as _limit_threads
 
 RESULT_FORMAT = "nctransfer.pretrain.study/1"
 PENULTIMATE = "penultimate"
@@ -391,24 +391,11 @@ def _train_recipe(recipe: Recipe, source: StudyData, targets: list[StudyData], c
     return record, "reused" if reused else "resumed" if resumed else "trained"
 
 
-@contextlib.contextmanager
-def limit_threads(n: int) -> Iterator[None]:
-    """Limit torch's intra-op threads and every BLAS/OpenMP pool to ``n`` inside the block (restored after).
-
-    scipy and scikit-learn load their own BLAS lazily, and a limit only applies to libraries already loaded, so they
-    are imported first.
-    """
-    import scipy.linalg  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
+def limit_threads(n: int) -> ContextManager[None]:
+    """Limit torch's intra-op threads and every BLAS/OpenMP pool to ``n`` inside the block (restored after):
+    :func:`nctransfer.utils.threads.limit_threads` with scipy and scikit-learn loaded first (they load their own
+    BLAS lazily, and a limit only applies to libraries already loaded)."""
+    return _limit_threads(n, preload=("scipy.linalg", "sklearn.linear_model"))
 
 
 def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: int | None,
