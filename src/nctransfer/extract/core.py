@@ -403,6 +403,8 @@ def extract(
             (launched by ``torchrun``; :mod:`nctransfer.extract.distributed`): each rank extracts a contiguous
             slice of whole batches, the statistics are all-reduced, stored features are read back as one array in
             the original order. ``None`` (default): when a process group with more than one process exists.
+            Every rank must then call :func:`extract` with the same arguments (it synchronises the ranks);
+            ``False`` extracts everything in this process only.
 
     Returns:
         :class:`ExtractionResult` mapping tap -> :class:`TapResult` (``.stats``, ``.dim``, ``.features``).
