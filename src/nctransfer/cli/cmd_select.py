@@ -3,12 +3,13 @@
 Example::
 
     nctransfer select --models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2 --data digits \\
-        --budget 12 --target scl_ft --out runs/select
+        --budget 12 --method scl --out runs/select
 
 Scores every candidate (the recommended score unless ``--score``), plans successive halving that fits
 ``--budget`` (total fine-tuning epochs over all runs), runs it and prints the chosen model, every stage and the
 cost. ``OUT/select.json`` holds the whole record; ``OUT/select_runs.json`` the finished runs -- running the same
-command again repeats none of them.
+command again repeats none of them; ``OUT/config.yaml`` the resolved options (accepted back by ``--config``).
+``--method`` was called ``--target`` (still accepted).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 import sys
 from typing import Any
 
+from nctransfer.cli import options as O
+from nctransfer.cli.cmd_finetune import METHOD_CHOICES
 from nctransfer.utils.io import dumps_json
 
 
@@ -25,26 +28,39 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset spec (fashion-mnist, digits, an ImageFolder directory...)")
     p.add_argument("--budget", required=True, type=float,
                    help="total fine-tuning epochs over all runs (never exceeded)")
-    p.add_argument("--target", default="scl_ft", choices=("scl_ft", "full_ft", "layer_ft", "linear_probe"),
-                   help="fine-tuning method of the runs (default scl_ft; linear_probe when a probe is deployed)")
-    p.add_argument("--score", default=None, help="score ordering the candidates (default: the recommended score)")
+    p.add_argument("--method", dest="method", default="scl_ft", choices=METHOD_CHOICES,
+                   help="fine-tuning method of the runs: lp, layer, scl or full (default scl_ft; lp when a probe is "
+                        "deployed)")
+    p.add_argument("--target", dest="method", choices=METHOD_CHOICES, default=O.HIDDEN, help=O.HIDDEN)
+    O.legacy_key(p, "target", "method")
+    O.add_score(p)
     p.add_argument("--eta", type=int, default=2, help="halving rate (default 2: half the candidates go on)")
     p.add_argument("--min-epochs", type=int, default=1, help="shortest run in epochs (default 1)")
     p.add_argument("--max-epochs", type=int, default=None, help="longest run in epochs (default: no cap)")
     p.add_argument("--per-class", type=int, default=50, help="training images per class (default 50)")
     p.add_argument("--test-per-class", type=int, default=50, help="test images per class (default 50)")
+    p.add_argument("--image-size", type=int, default=None, help="input resolution (default: each model's own)")
+    p.add_argument("--device", default=None, help="fine-tuning device ('cpu', 'cuda', ...; default: auto)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (run ledger for resuming, select.json)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (run ledger for resuming, select.json, config.yaml)")
+    O.add_progress(p)
+    O.add_json(p, "the result")
 
 
 def run(args: argparse.Namespace) -> int:
+    from nctransfer.finetune import canonical_method
     from nctransfer.pipeline.select import select
 
-    res = select(args.models, args.data, budget=args.budget, target=args.target, score=args.score, eta=args.eta,
+    method = canonical_method(args.method, "--method")
+    if args.out:
+        O.write_config(args.out, args)
+    res = select(args.models, args.data, budget=args.budget, target=method, score=args.score, eta=args.eta,
                  min_resource=args.min_epochs, max_resource=args.max_epochs, out=args.out,
-                 per_class=args.per_class or None, test_per_class=args.test_per_class or None, seed=args.seed,
-                 progress=not getattr(args, "quiet", False) and sys.stderr.isatty())
+                 per_class=args.per_class or None, test_per_class=args.test_per_class or None,
+                 image_size=args.image_size, seed=args.seed,
+                 finetune_options={"device": args.device} if args.device else None,
+                 progress=args.progress and sys.stderr.isatty())
     d = res.to_dict()
     if args.out:
         from pathlib import Path

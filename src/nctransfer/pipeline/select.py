@@ -212,7 +212,8 @@ def successive_halving(scores: Mapping[str, float], runner: Callable[[str, int],
 def select(models: Any, data: Any = None, *, budget: float, target: str = "scl_ft", score: str | None = None,
            scores: Mapping[str, float] | None = None, eta: int = 2, min_resource: int = 1,
            max_resource: int | None = None, out: str | Path | None = None, per_class: int | None = 50,
-           test_per_class: int | None = 50, finetune_options: Mapping[str, Any] | None = None, seed: int = 0,
+           test_per_class: int | None = 50, image_size: int | None = None,
+           finetune_options: Mapping[str, Any] | None = None, seed: int = 0,
            runner: Callable[[str, int], float] | None = None, progress: bool = True,
            rank_options: Mapping[str, Any] | None = None) -> SelectResult:
     """Choose the best of ``models`` for ``data`` within a fine-tuning ``budget`` (in epochs).
@@ -228,6 +229,7 @@ def select(models: Any, data: Any = None, *, budget: float, target: str = "scl_f
         eta, min_resource, max_resource: successive-halving rate, shortest run and longest run (epochs).
         out: directory for the run ledger (``select_runs.json``, resume) and each run's fine-tuning output.
         per_class, test_per_class: training / test images per class (seeded) for scoring and the runs.
+        image_size: input resolution of scoring and runs (``None``: each model's own).
         finetune_options: further :func:`nctransfer.finetune.finetune` options (e.g. ``unit``, ``lr``).
         seed: seed of subsampling and fine-tuning.
         runner: replace the built-in fine-tuning runner: ``runner(model, epochs) -> accuracy``.
@@ -247,11 +249,15 @@ def select(models: Any, data: Any = None, *, budget: float, target: str = "scl_f
     method = score or DEFAULT_RECOMMENDED
     if scores is None:
         res = rank_models(models, data, methods=[method], recommended_score=method, per_class=per_class,
-                          test_per_class=test_per_class, seed=seed, progress=progress, **dict(rank_options or {}))
+                          test_per_class=test_per_class, image_size=image_size, seed=seed, progress=progress,
+                          **dict(rank_options or {}))
         scores = {n: (v.get(method) if v.get(method) is not None else float("nan"))
                   for n, v in res["scores"].items()}
     if runner is None:
-        runner = _finetune_runner(data, target, out, per_class, test_per_class, seed, finetune_options, progress)
+        opts = dict(finetune_options or {})
+        if image_size is not None:
+            opts.setdefault("image_size", image_size)
+        runner = _finetune_runner(data, target, out, per_class, test_per_class, seed, opts, progress)
     return successive_halving(scores, runner, budget, eta=eta, min_resource=min_resource,
                               max_resource=max_resource, out=out, unit="epoch", score_method=method,
                               progress=progress)
