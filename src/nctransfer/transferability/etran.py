@@ -33,7 +33,6 @@ from nctransfer.transferability._common import (
     check_positive_float,
     check_positive_int,
     iter_pool,
-    lda_logits,
     minmax,
     require_pool,
     softmax,
@@ -94,7 +93,10 @@ def etran_terms(X: Any, y: Any = None, *, percent: float = 0.5, tail: str = "bot
     if lda_covariance == "shrunk":
         P, _ = shrunk_lda_posterior(ws, a=a, n_power_iter=n_power_iter, floor=min_shrinkage)
     else:
-        P = softmax(lda_logits(ws.Xc, ws.centred_class_means, np.eye(ws.d), ws.priors, fname))
+        # identity covariance: the coefficients are the centred class means themselves (lda_logits with S = I,
+        # without factorising a d x d identity, which took 60% of the time at d = 1280)
+        M = ws.centred_class_means
+        P = softmax(ws.Xc @ M.T + (np.log(ws.priors) - 0.5 * np.einsum("kd,kd->k", M, M)))
     lda = float(P[np.arange(ws.n), ws.codes].mean())
     return {"energy": energy, "lda": lda}
 
