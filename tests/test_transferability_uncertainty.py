@@ -132,3 +132,22 @@ def test_cli_json_intervals_on_request(tmp_path, capsys):
     iv = out["evaluation_intervals"]["logme"]
     assert iv["n_scored"] == 3 and iv["coverage"] == 1.0
     assert iv["weighted_tau_lo"] <= out["evaluation"]["logme"]["weighted_tau"] <= iv["weighted_tau_hi"]
+
+
+def test_vectorised_weighted_tau_equals_scipy_with_ties():
+    from scipy.stats import weightedtau
+
+    from nctransfer.transferability.uncertainty import _row_weighted_tau
+
+    rng = np.random.default_rng(3)
+    for M in (3, 7, 25):
+        A = rng.integers(0, 4, size=(60, M)).astype(float)  # many ties, as bootstrap duplicates make
+        B = rng.integers(0, 3, size=(60, M)).astype(float)
+        A[:30] = rng.normal(size=(30, M))
+        A[0] = 1.0  # a constant score: NaN
+        ref = []
+        for i in range(60):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref.append(weightedtau(B[i], A[i]).statistic if np.ptp(A[i]) > 0 and np.ptp(B[i]) > 0 else np.nan)
+        np.testing.assert_allclose(_row_weighted_tau(A, B), ref, atol=1e-12)
