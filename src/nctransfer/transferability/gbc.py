@@ -12,6 +12,10 @@ class) or ``diagonal``. With ``s = (s_i + s_j) / 2`` the Bhattacharyya distance 
 and ``GBC = - sum_i sum_{j != i} exp(-D_B(i, j))`` over ordered pairs (in ``[-K(K-1), 0]``; 0 = perfectly
 separable). As in the authors' code, for spherical Gaussians the log terms are those of the scalar variances
 (``sum`` over one element), while the mean term sums over all dimensions.
+
+Relation to the authors' released code: the formulas are the code's (checked on hand-computed cases in the
+tests). Differences: the code computes in float32 (TensorFlow), here float64; the PCA to 64 dimensions is exact
+here, and with fewer features or samples ``min(64, d, N - 1)`` dimensions are used with a warning.
 """
 
 from __future__ import annotations
