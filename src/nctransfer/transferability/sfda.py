@@ -18,7 +18,7 @@ Recipe (the authors' code, which reproduces their tables):
 
 The caller's array is never modified (the reference code overwrites it in place).
 
-Relation to the authors' released code: the default is the code's computation (LogME-style agreement measured on
+Relation to the authors' released code: the default is the code's computation (agreement with it measured on
 24 real EfficientNet-Lite taps: 1e-3 or better). The only differences are numerical: a Cholesky solve instead of
 the generalised eigendecomposition (equal since ``V V^T = S_W^-1``), float64 throughout, and no in-place update.
 """
