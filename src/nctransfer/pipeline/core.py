@@ -29,6 +29,7 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.pipeline.cache import ResultCache, array_digest
+from nctransfer.pipeline.config import PROBE_C_GRID, RankConfig
 from nctransfer.pipeline.checks import (
     check_out_dir,
     check_truth_arg,
@@ -42,8 +43,6 @@ from nctransfer.utils.threads import limit_threads
 
 #: prefix of a model spec that asks for random initialisation and marks the model as a control
 RANDOM_PREFIX = "random:"
-#: default probe grid of the ranking ground truth: 5 inverse L2 strengths (docs/methods.md#finetuning allows a smaller grid)
-PROBE_C_GRID: tuple[float, ...] = (1e-2, 1e-1, 1.0, 1e1, 1e2)
 #: options of the fine-tuning comparison (linear probe vs SCL FT) when not given. A short run on a few hundred
 #: images: BatchNorm statistics frozen outside the trained unit (``bn_policy="frozen"``) and a small learning rate.
 #: Measured on Fashion-MNIST (EfficientNet-Lite1, 400 images, 64 px, 3 epochs): with Li et al.'s (TMLR 2024) protocol
@@ -507,7 +506,7 @@ def rank_models(
     title: str | None = None,
     progress: bool = True,
     blas_threads: int | None = 1,
-    config: Mapping[str, Any] | None = None,
+    config: RankConfig | Mapping[str, Any] | None = None,
     backend: str = "local",
     ray_address: str | None = None,
     max_retries: int = 2,
@@ -556,7 +555,9 @@ def rank_models(
         progress: progress bars and stage messages.
         blas_threads: BLAS threads while computing collapse metrics and probes (``None``: library default; the
             transferability scores manage their own, see ``nctransfer.transferability.set_blas_threads``).
-        config: extra entries for the resolved configuration (e.g. the CLI's options).
+        config: a :class:`~nctransfer.pipeline.config.RankConfig` holding every setting above (keywords that
+            differ from their defaults are applied on top of it), or extra entries for the resolved configuration
+            (e.g. the CLI's options).
         backend: ``"local"`` (this process; data-parallel under ``torchrun``) or ``"ray"``: each model's
             extraction and per-model scoring run as one Ray task (one GPU per task when the cluster has GPUs), the
             pool-relative scores, collapse metrics, ground truth and evaluation on the driver; the results equal
@@ -580,6 +581,26 @@ def rank_models(
     from nctransfer.utils.repro import environment_stamp
 
     t_start = time.perf_counter()
+    # every setting, typed and validated in one place (RankConfig); the run reads them from here on
+    settings = RankConfig.from_call(
+        config, taps=taps, truth=truth, methods=methods, method_options=method_options,
+        recommended_score=recommended_score, per_class=per_class, test_per_class=test_per_class,
+        image_size=image_size, batch_size=batch_size, device=device, pretrained=pretrained, seed=seed,
+        cache_dir=cache_dir, probe_C_grid=probe_C_grid, probe_max_iter=probe_max_iter,
+        truth_finetune=truth_finetune, compare_finetune=compare_finetune, finetune_options=finetune_options,
+        title=title, progress=progress, blas_threads=blas_threads, backend=backend, ray_address=ray_address,
+        max_retries=max_retries)
+    extra_config = None if isinstance(config, RankConfig) else config
+    s = settings
+    taps, truth, methods, method_options, recommended_score = (s.taps, s.truth, s.methods, s.method_options,
+                                                                s.recommended_score)
+    per_class, test_per_class, image_size, batch_size, device = (s.per_class, s.test_per_class, s.image_size,
+                                                                 s.batch_size, s.device)
+    pretrained, seed, cache_dir, probe_C_grid, probe_max_iter = (s.pretrained, s.seed, s.cache_dir, s.probe_C_grid,
+                                                                 s.probe_max_iter)
+    truth_finetune, compare_finetune, finetune_options, title, progress = (s.truth_finetune, s.compare_finetune,
+                                                                           s.finetune_options, s.title, s.progress)
+    blas_threads, backend, ray_address, max_retries = s.blas_threads, s.backend, s.ray_address, s.max_retries
     run = _Run(progress)
     if train is not None or test is not None or val is not None:
         if data is not None:
@@ -591,8 +612,6 @@ def rank_models(
         raise InputValueError("rank_models: data is required (a dataset name, a folder, (X, y), a Dataset, a Hugging "
                               "Face dataset), or explicit train= and test=.")
     # ---------------------------------------------------------------- checks (nothing heavy, nothing written)
-    if backend not in ("local", "ray"):
-        raise InputValueError(f"backend must be 'local' or 'ray'; got {backend!r}.")
     if backend == "ray":
         from nctransfer.pipeline.ray_backend import require_ray
 
@@ -608,8 +627,6 @@ def rank_models(
     check_device(device, "device")  # a missing GPU fails now, not after every model and image was loaded
     items = parse_models(models)
     truth_arg = check_truth_arg(truth)
-    if taps not in ("penultimate", "all") and not isinstance(taps, (list, tuple, int, str)):
-        raise InputValueError(f"taps: expected 'penultimate', 'all' or a tap selector; got {taps!r}.")
     from nctransfer.transferability import METHODS, get_method
 
     rec = recommended_score or DEFAULT_RECOMMENDED
@@ -760,7 +777,7 @@ def rank_models(
         with run.stage("fine-tuning (linear probe vs SCL FT)", cache):
             results["finetune"] = _compare_finetune(top_c.model, top_c.tap, data, cfg, out_dir, cache, run)
     results["notes"] = sc["notes"]
-    results["config"] = {**cfg, **dict(config or {})}
+    results["config"] = {**cfg, **dict(extra_config or {})}
     results["environment"] = environment_stamp()
     if out_dir is not None:
         with run.stage("report"):

@@ -1,0 +1,150 @@
+"""Typed settings of a ranking run: :class:`RankConfig`, what :func:`nctransfer.pipeline.rank_models` reads.
+
+The models, the data and the output directory are the run's inputs, not its settings: they stay arguments of
+``rank_models``. Every other keyword of ``rank_models`` is a field here, with the same name, default and meaning::
+
+    cfg = RankConfig(taps="all", methods=["logme", "ncti"], per_class=20)
+    rank_models(["efficientnet_lite0", "efficientnet_lite1"], "fashion-mnist", config=cfg, out="runs/a")
+    RankConfig.from_yaml("runs/a/config.yaml", ignore_unknown=True)   # the settings of that run, read back
+
+``config.yaml`` of a run records the resolved settings (plus the models and the data, which ``ignore_unknown``
+leaves out); fed back, it reproduces the run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from nctransfer.exceptions import InputValueError
+from nctransfer.utils.configs import ConfigBase, opt
+
+#: default probe grid of the ranking ground truth: 5 inverse L2 strengths (docs/methods.md#finetuning allows a smaller grid)
+PROBE_C_GRID: tuple[float, ...] = (1e-2, 1e-1, 1.0, 1e1, 1e2)
+BACKENDS = ("local", "ray")
+
+
+def _int(cfg: Any, name: str, minimum: int, allow_none: bool = False) -> None:
+    v = getattr(cfg, name)
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise InputValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}; "
+                              f"got {v!r}.")
+
+
+def _mapping(cfg: Any, name: str) -> None:
+    v = getattr(cfg, name)
+    if v is None:
+        setattr(cfg, name, {})
+    elif not isinstance(v, Mapping):
+        raise InputValueError(f"{name} must be a mapping of options; got {type(v).__name__}.")
+    else:
+        setattr(cfg, name, {str(k): (dict(x) if isinstance(x, Mapping) else x) for k, x in v.items()})
+
+
+@dataclass
+class RankConfig(ConfigBase):
+    """Settings of :func:`~nctransfer.pipeline.rank_models` (see its docstring for each one's full meaning)."""
+
+    taps: Any = opt("penultimate", "'penultimate' (one candidate per model), 'all' (every tap, named model@tap) or "
+                                   "a tap selector of nctransfer.features.select_taps")
+    truth: Any = opt("probe", "ground truth: 'probe' (linear-probe test accuracy), 'finetune' or the path of a "
+                              "CSV with columns model,accuracy")
+    methods: Any = opt(None, "transferability methods: names, 'all', or None for every non-expensive one")
+    method_options: dict = opt({}, "per-method options, e.g. {'gbc': {'gaussian': 'diagonal'}}")
+    recommended_score: Any = opt(None, "the score that ranks the pool (None: the default recommended score)")
+    per_class: Any = opt(50, "training images per class, seeded and class-balanced (None: all)")
+    test_per_class: Any = opt(50, "test images per class for the ground truth (None: all)")
+    image_size: Any = opt(None, "input resolution (None: each model's own)")
+    batch_size: int = opt(64, "extraction batch size")
+    device: Any = opt(None, "extraction device (None: CUDA when available)")
+    pretrained: bool = opt(True, "pre-trained weights for model names without the random: prefix")
+    seed: int = opt(0, "seed of subsampling, probes and fine-tuning")
+    cache_dir: Any = opt("default", "cache root ('default': $NCTRANSFER_CACHE's parent or ~/.cache/nctransfer; "
+                                    "None: no cache)")
+    probe_C_grid: Any = opt(PROBE_C_GRID, "inverse L2 strengths tried by the ground-truth probe")
+    probe_max_iter: int = opt(300, "iterations of the ground-truth probe")
+    truth_finetune: Any = opt(None, "fine-tuning options for truth='finetune'")
+    compare_finetune: bool = opt(False, "also fine-tune the recommended model: linear probe vs SCL FT")
+    finetune_options: Any = opt(None, "fine-tuning options of the comparison (default FINETUNE_DEFAULTS)")
+    title: Any = opt(None, "report title")
+    progress: bool = opt(True, "progress bars and stage messages")
+    blas_threads: Any = opt(1, "BLAS threads for collapse metrics and probes (None: library default)")
+    backend: str = opt("local", "'local' or 'ray' (one Ray task per model)")
+    ray_address: Any = opt(None, "Ray cluster address (None: the running instance or a new local one)")
+    max_retries: int = opt(2, "Ray backend: re-runs of a failed task")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputValueError(f"backend must be 'local' or 'ray'; got {self.backend!r}.")
+        t = self.taps
+        if t not in ("penultimate", "all") and not isinstance(t, (list, tuple, int, str)):
+            raise InputValueError(f"taps: expected 'penultimate', 'all' or a tap selector; got {t!r}.")
+        if isinstance(self.truth, os.PathLike):
+            self.truth = os.fspath(self.truth)
+        if not isinstance(self.truth, str):
+            raise InputValueError(f"truth: expected 'probe', 'finetune' or the path of a CSV with columns "
+                                  f"model,accuracy; got {self.truth!r}.")
+        if isinstance(self.cache_dir, os.PathLike):
+            self.cache_dir = os.fspath(self.cache_dir)
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            raise InputValueError(f"cache_dir must be a path, 'default' or None; got {self.cache_dir!r}.")
+        if self.methods is not None and not isinstance(self.methods, str):
+            if not all(isinstance(m, str) for m in self.methods):
+                raise InputValueError(f"methods must be names (a list or a comma-separated string), 'all' or "
+                                      f"None; got {self.methods!r}.")
+            self.methods = list(self.methods)
+        if self.recommended_score is not None and not isinstance(self.recommended_score, str):
+            raise InputValueError(f"recommended_score must be a method name or None; got {self.recommended_score!r}.")
+        for name in ("per_class", "test_per_class", "image_size"):
+            _int(self, name, 1, allow_none=True)
+        _int(self, "batch_size", 1)
+        _int(self, "seed", 0)
+        _int(self, "probe_max_iter", 1)
+        _int(self, "blas_threads", 1, allow_none=True)
+        _int(self, "max_retries", 0)
+        self.progress = bool(self.progress)
+        for name in ("pretrained", "compare_finetune"):
+            v = getattr(self, name)
+            if v not in (True, False):  # also 0/1 and numpy booleans
+                raise InputValueError(f"{name} must be True or False; got {v!r}.")
+            setattr(self, name, bool(v))
+        if self.probe_C_grid is not None:
+            grid = list(self.probe_C_grid)
+            if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
+                raise InputValueError(f"probe_C_grid must be positive numbers (or None); got {self.probe_C_grid!r}.")
+            self.probe_C_grid = tuple(float(c) for c in grid)
+        _mapping(self, "method_options")
+        for name in ("truth_finetune", "finetune_options"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, Mapping):
+                raise InputValueError(f"{name} must be a mapping of fine-tuning options; got {type(v).__name__}.")
+
+    @classmethod
+    def from_call(cls, config: Any = None, /, **keywords: Any) -> "RankConfig":
+        """The settings of one ``rank_models`` call: the ``keywords`` alone, or, when ``config`` is a
+        :class:`RankConfig`, that configuration with the keywords that differ from their defaults applied on top."""
+        if not isinstance(config, RankConfig):
+            return cls(**keywords)
+        changed = {}
+        for k, v in keywords.items():
+            f = cls.__dataclass_fields__[k]
+            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+            if not _same(v, default):
+                changed[k] = v
+        return config.replace(**changed)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` are the same setting (equal and of the same type; lists and tuples element-wise)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays: never equal to a default
+        return False
+
+
+__all__ = ["RankConfig", "PROBE_C_GRID", "BACKENDS"]
