@@ -4,11 +4,13 @@ Example::
 
     nctransfer benchmark --out runs/bench                  # the whole suite (cached: a rerun reuses everything)
     nctransfer benchmark --quick --out runs/bench-quick    # two models, small subsets: minutes
-    nctransfer benchmark --import my_scores --methods logme,ncti,my_score --out runs/mine
+    nctransfer benchmark --import my_scores --scores logme,ncti,my_score --out runs/mine
 
 ``--import`` imports a module that registers new scores (``@nctransfer.transferability.register``) before the run.
 Writes ``OUT/benchmark.json``, ``OUT/benchmark.md`` (one table per pool and the summary across pools, with the
-leave-one-pool-out choice of the recommended score) and each pool's report under ``OUT/<pool>/``.
+leave-one-pool-out choice of the recommended score), ``OUT/config.yaml`` (the resolved options, accepted back by
+``--config``) and each pool's report under ``OUT/<pool>/``. ``--json`` prints ``benchmark.json``'s content instead of
+the tables.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import argparse
 import importlib
 import sys
 
+from nctransfer.cli import options as O
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--methods", default=None, metavar="A,B",
-                   help="scores to run (default: every non-expensive one; 'all' for every one)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    O.add_scores(p, help="scores to run (default: every non-expensive one; 'all' for every one)")
     p.add_argument("--quick", action="store_true", help="the quick suite (two models, small subsets, 32 px)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers new scores); repeatable")
     p.add_argument("--pools", default=None, metavar="NAME,...", help="run only these pools of the suite")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the pipeline cache")
+    O.add_cache(p)
+    O.add_progress(p)
+    O.add_json(p, "the suite's results")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,10 +48,16 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise InputValueError(f"benchmark: unknown pool(s) {unknown}; the suite has {[p.name for p in pools]}.")
         pools = [p for p in pools if p.name in want]
-    methods = args.methods
+    methods = args.scores
     if methods and methods != "all":
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    res = run_suite(pools, methods=methods, out=args.out, cache_dir=None if args.no_cache else "default",
-                    seed=args.seed, progress=not getattr(args, "quiet", False) and sys.stderr.isatty())
+        methods = O.comma_list(methods)
+    O.write_config(args.out, args)
+    res = run_suite(pools, methods=methods, out=args.out, cache_dir=O.cache_arg(args),
+                    seed=args.seed, progress=args.progress and sys.stderr.isatty())
+    if args.json:
+        from nctransfer.utils.io import dumps_json
+
+        print(dumps_json(res.to_dict(), indent=None, default=str))
+        return 0
     print(format_suite_md(res))
     return 0

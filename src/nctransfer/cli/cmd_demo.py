@@ -4,13 +4,16 @@ Ranks the three bundled ImageNet models ``efficientnet_lite0/1/2`` and a randoml
 ``efficientnet_lite0`` control -- every tap of each -- on Fashion-MNIST (digits when absent) by every
 transferability score against linear-probe accuracy, draws the layer-wise collapse, compares a linear probe with
 SCL FT on the recommended model, and writes the report (``runs/demo/report.html``). Every default can be changed
-by a flag or a ``--config FILE.yaml``; the resolved configuration is written to ``OUT/config.yaml``.
+by a flag or a ``--config FILE.yaml``; the resolved configuration is written to ``OUT/config.yaml`` (accepted back
+by ``--config``). ``--json`` prints ``results.json`` instead of the summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from nctransfer.cli import options as O
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,18 +38,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="SCL FT unit: 'recommended' (the tap of the top-ranked candidate), 'auto' (chosen by "
                              "collapse under a 10%% parameter budget) or a unit name such as blocks.5.0 "
                              "(default: %(default)s)")
-    parser.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning comparison")
+    O.add_compare_finetune(parser, default=True)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
-    parser.add_argument("--cache-dir", default="default",
-                        help="cache root (features and stage results); 'none' disables it (default: "
-                             "$NCTRANSFER_CACHE's parent or ~/.cache/nctransfer)")
+    O.add_cache(parser)
     parser.add_argument("--seed", type=int, default=D["seed"], help="seed (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    O.add_progress(parser)
+    O.add_json(parser, "results.json")
 
 
 def run(args: argparse.Namespace) -> int:
     from nctransfer.pipeline.demo import DEMO_DEFAULTS, format_summary, report_location, run_demo
-    from nctransfer.utils.config import resolved_dict
 
     ft = dict(DEMO_DEFAULTS["finetune_options"])
     ft["epochs"] = args.epochs
@@ -55,13 +56,18 @@ def run(args: argparse.Namespace) -> int:
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         data=None if args.data == "auto" else args.data,
         taps=args.taps, per_class=args.per_class, test_per_class=args.test_per_class, image_size=args.image_size,
-        compare_finetune=not args.no_finetune, finetune_options=ft, device=args.device,
-        cache_dir=None if str(args.cache_dir).lower() == "none" else args.cache_dir, seed=args.seed,
-        out=args.out, progress=not args.quiet, config={"command": "demo", "cli": resolved_dict(args)},
+        compare_finetune=args.compare_finetune, finetune_options=ft, device=args.device,
+        cache_dir=O.cache_arg(args), seed=args.seed,
+        out=args.out, progress=args.progress, config={"command": "demo", "cli": O.config_options(args)},
     )
     from nctransfer.cli._output import print_run_warnings
 
     print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
+    if args.json:
+        from nctransfer.reports import results_to_json
+
+        print(results_to_json(results), end="")
+        return 0
     print(format_summary(results))
     print("")
     print(f"Report: {report_location(args.out)}")

@@ -5,8 +5,9 @@ Examples:
         --epochs 3 --per-class 100 --test-per-class 100 --image-size 64 --lr 0.05 --out runs/scl
 
 Writes ``DIR/result.json`` (accuracy, penultimate NC1, trainable parameters and percentage, seconds per epoch, peak
-memory, per-epoch history, resolved configuration, environment stamp), ``DIR/config.json``, ``DIR/command.json``
-(the resolved command-line options) and ``DIR/checkpoint.pt`` (every epoch; ``--resume`` continues from it).
+memory, per-epoch history, resolved configuration, environment stamp), ``DIR/config.json``, ``DIR/config.yaml``
+(the resolved command-line options: ``nctransfer finetune --config DIR/config.yaml`` runs it again; the same options
+also in ``DIR/command.json``) and ``DIR/checkpoint.pt`` (every epoch; ``--resume`` continues from it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nctransfer.cli import options as O
 from nctransfer.utils.io import dumps_json
 
 METHOD_CHOICES = ("lp", "layer", "scl", "full", "linear_probe", "layer_ft", "scl_ft", "full_ft")
@@ -39,11 +41,10 @@ def _per_class(s: str) -> int | None:
 
 def add_data_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``finetune`` and ``finetune-sweep``: model, data, training hyper-parameters, auto unit."""
-    g = parser.add_argument_group("model and data")
+    g = O.group(parser, "model and data")
     g.add_argument("--model", required=True, help="model name for nctransfer.models.load_model (efficientnet_lite0, "
                                                   "timm:resnet18, torchvision:resnet50, hf:<repo>, file:<path>)")
-    g.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                   help="random initialisation instead of pre-trained weights (for smoke tests)")
+    O.add_pretrained(g)
     g.add_argument("--data", required=True, help="downstream dataset: fashion-mnist, digits, an ImageFolder "
                                                   "directory or torchvision:<Name> (training split used)")
     g.add_argument("--test-data", default=None, help="test dataset (default: the test split of --data)")
@@ -53,7 +54,7 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
                         "exactly these images")
     g.add_argument("--image-size", type=int, default=None, help="input resolution (default: the model's own)")
 
-    t = parser.add_argument_group("training (defaults: Li et al., TMLR 2024, appendix B)")
+    t = O.group(parser, "training (defaults: Li et al., TMLR 2024, appendix B)")
     t.add_argument("--skip", choices=("pad", "conv"), default="pad",
                    help="SCL skip branch: zero-padding (Li et al., TMLR 2024) or 1x1 conv + BatchNorm (Li et al., 2022 preprint)")
     t.add_argument("--epochs", type=int, default=200, help="training epochs (paper: 200)")
@@ -80,7 +81,7 @@ def add_data_model_options(parser: argparse.ArgumentParser) -> None:
                         "seeded; default %(default)s; 0 or 'all': the whole sets every time)")
     t.add_argument("--nc1-taps", default=None, help="also record the NC1 of these taps every evaluation: 'all' or a "
                                                    "comma-separated list (Li et al., TMLR 2024, figure 10)")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    O.add_progress(t)
 
     a = parser.add_argument_group("automatic unit choice (--unit auto)")
     a.add_argument("--auto-candidates", default="all",
@@ -114,12 +115,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", type=int, default=None, help="balanced subsample of the training set "
                                                                     "(images per class)")
     add_data_model_options(parser)
-    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt if present")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="also load file: models that need full unpickling (a whole pickled module); unpickling "
-                             "can run code, so only for files you trust")
+    O.add_resume(parser, default=False)
+    O.add_allow_pickle(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--json", action="store_true", help="print result.json (without the history) as JSON")
+    O.add_json(parser, "result.json (without the history)")
 
 
 def _split_list(s: Any) -> Any:
@@ -156,14 +155,16 @@ def config_from_args(args: argparse.Namespace, method: str = "linear_probe", uni
     )
 
 
-def write_command(out: str, args: argparse.Namespace) -> None:
-    """``DIR/command.json``: the resolved options (nctransfer.utils.config.resolved_dict)."""
+def write_command(out: str, args: argparse.Namespace, command_json: bool = True) -> None:
+    """``DIR/config.yaml`` (the resolved options, accepted back by ``--config``) and, for ``finetune``, the same
+    options in ``DIR/command.json`` (the name earlier versions wrote)."""
     from pathlib import Path
 
-    from nctransfer.utils.config import resolved_dict
     from nctransfer.utils.io import write_json_atomic
 
-    write_json_atomic(Path(out) / "command.json", {"command": args.command, "options": resolved_dict(args)})
+    O.write_config(out, args)
+    if command_json:
+        write_json_atomic(Path(out) / "command.json", {"command": args.command, "options": O.config_options(args)})
 
 
 def run(args: argparse.Namespace) -> int:

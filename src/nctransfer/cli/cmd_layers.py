@@ -7,8 +7,11 @@ Example::
 
 writes ``runs/l0/layers.json`` (``{"taps": [{"tap", "index", "dim", "nc1", "vci", "cdnv", ...,
 "probe_accuracy"}, ...], "correlations": {...}, ...}``), ``runs/l0/layers.png`` (NC1 and accuracy per tap;
-accuracy against NC1), ``runs/l0/layers.csv`` and ``runs/l0/config.json`` (resolved options and environment), and
-prints a table.
+accuracy against NC1), ``runs/l0/layers.csv``, ``runs/l0/config.yaml`` (the resolved options:
+``nctransfer layers --config runs/l0/config.yaml`` runs it again) and ``runs/l0/config.json`` (the same options and
+the environment stamp), and prints a table (``--json``: the content of ``layers.json`` instead).
+
+``--cache-dir`` is the cache root shared with ``rank`` and ``demo``: features go to ``ROOT/features``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nctransfer.cli import options as O
 from nctransfer.exceptions import InputValueError
 
 
@@ -50,17 +54,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
                         help="autocast dtype of the forward pass (default float32)")
     parser.add_argument("--threads", type=int, default=None, help="torch/BLAS threads (default: library default)")
-    parser.add_argument("--root", default=None, help="dataset directory (Fashion-MNIST IDX files, torchvision root)")
+    O.add_data_root(parser)
     parser.add_argument("--download", action="store_true", help="allow torchvision datasets to download")
-    parser.add_argument("--cache-dir", default=None,
-                        help="feature cache (default: $NCTRANSFER_CACHE or ~/.cache/nctransfer/features)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
-    parser.add_argument("--random-init", action="store_true", help="random weights instead of pre-trained ones")
-    parser.add_argument("--no-plot", action="store_true", help="do not draw layers.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="also load file: models that need full unpickling (a whole pickled module); unpickling "
-                             "can run code, so only for files you trust")
+    O.add_cache(parser)
+    O.add_pretrained(parser)
+    O.add_plots(parser)
+    O.add_progress(parser)
+    O.add_json(parser, "layers.json")
+    O.add_allow_pickle(parser)
 
 
 def _taps(text: str) -> object:
@@ -82,10 +83,8 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from nctransfer.data import load_dataset
-    from nctransfer.extract import default_cache_dir
     from nctransfer.layers import analyze
     from nctransfer.models import load_model
-    from nctransfer.utils.config import resolved_dict
     from nctransfer.utils.io import write_json_atomic, write_text_atomic
     from nctransfer.utils.repro import environment_stamp, seed_everything
 
@@ -101,14 +100,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputValueError(f"--c-grid must be comma-separated numbers; got {args.c_grid!r}.") from exc
     out = Path(args.out)
     seed_everything(args.seed)
-    model = load_model(args.model, pretrained=not args.random_init)
-    common = dict(model=model, image_size=args.image_size, root=args.root, download=args.download, seed=args.seed)
+    model = load_model(args.model, pretrained=args.pretrained)
+    common = dict(model=model, image_size=args.image_size, root=args.data_root, download=args.download,
+                  seed=args.seed)
     # a split with fewer samples than requested is reported (one line, even with --quiet)
     data = {"train": args.data, "test": args.test_data} if getattr(args, "test_data", None) else args.data
     train = load_dataset(data, "train", per_class=args.per_class, **common)
     tpc = args.per_class if args.test_per_class is None else (args.test_per_class or None)
     test = load_dataset(data, "test", per_class=tpc, **common)
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    cache_dir = O.features_cache_dir(args)  # ROOT/features, as rank and demo (an old features folder is read as is)
     kwargs = {}
     if c_grid is not None:
         kwargs["C_grid"] = c_grid
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         result = analyze(model, train, test, _taps(args.taps),
                          metrics=[m.strip() for m in args.metrics.split(",")] if args.metrics else None,
                          probe=not args.no_probe, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                         dtype=args.dtype, token_pool=args.token_pool, cache_dir=cache_dir, no_cache=args.no_cache,
-                         progress=not args.quiet, threads=args.threads, **kwargs)
+                         dtype=args.dtype, token_pool=args.token_pool, cache_dir=cache_dir,
+                         no_cache=cache_dir is None, progress=args.progress, threads=args.threads, **kwargs)
     out.mkdir(parents=True, exist_ok=True)
     payload = result.to_dict()
     payload["info"]["model_info"] = model.nctransfer_info.to_dict()
@@ -128,14 +128,20 @@ def run(args: argparse.Namespace) -> int:
     if "warnings" in df:
         df["warnings"] = df["warnings"].map(lambda w: "; ".join(w) if isinstance(w, list) else "")
     write_text_atomic(out / "layers.csv", df.to_csv(index=False))
-    write_json_atomic(out / "config.json", {"command": "layers", "options": resolved_dict(args),
+    O.write_config(out, args)
+    write_json_atomic(out / "config.json", {"command": "layers", "options": O.config_options(args),
                                             "environment": environment_stamp()})
-    if not args.no_plot:
+    if args.plots:
         result.plot(out / "layers.png", title=f"{model.nctransfer_info.name} on {args.data} "
                                               f"({len(train)} train / {len(test)} test images)")
-    if not args.quiet:
+    if args.json:
+        from nctransfer.utils.io import dumps_json
+
+        print(dumps_json(payload, indent=None))
+    elif not args.quiet:
         print(f"{model.nctransfer_info.name} on {args.data}: {len(train)} train / {len(test)} test images, "
               f"{len(result.rows)} taps")
         print(result.table())
-        print(f"wrote {out / 'layers.json'}" + ("" if args.no_plot else f", {out / 'layers.png'}"), file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {out / 'layers.json'}" + (f", {out / 'layers.png'}" if args.plots else ""), file=sys.stderr)
     return 0

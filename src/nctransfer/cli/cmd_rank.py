@@ -2,7 +2,7 @@
 
 File mode (this module)::
 
-    nctransfer rank A.npz B.npz C.npz [--methods logme,ncti] [--truth truth.csv] [--json]
+    nctransfer rank A.npz B.npz C.npz [--scores logme,ncti] [--truth truth.csv] [--json] [--out DIR]
 
 Each FILE is an ``.npz`` with ``X [N, d]``, ``y [N]`` and optionally ``P [N, C_src]`` (source-classifier
 probabilities, needed by LEEP and NCE); the candidate's name is the file stem. ``--truth`` takes a CSV with
@@ -15,7 +15,9 @@ columns ``model,accuracy``. ``--json`` prints exactly one object::
 ``"evaluation_intervals": {method: {"weighted_tau_lo", "weighted_tau_hi", "spearman_lo", ..., "n_scored",
 "n_pool", "coverage"}}``: 95% bootstrap intervals over the candidates and, when the truth CSV has a column ``se``
 (standard error of each accuracy), the truth's noise. Without ``--json`` a readable table with the intervals; a
-score computed on only part of the pool is marked ``partial``.
+score computed on only part of the pool is marked ``partial``. With ``--out DIR`` the file mode also writes
+``DIR/results.json``, ``DIR/scores.csv``, ``DIR/report.html``, ``DIR/report.md`` (with ``nctransfer[report]``)
+and ``DIR/config.yaml``, as the models mode does.
 
 FILE is an optional positional (``nargs="*"``) so that another mode (models + dataset end to end) can sit beside
 :func:`run_files` in :func:`run`.
@@ -37,6 +39,7 @@ import math
 import sys
 from typing import Any
 
+from nctransfer.cli import options as O
 from nctransfer.exceptions import InputValueError
 from nctransfer.utils.io import dumps_json, to_jsonable
 
@@ -46,15 +49,18 @@ def add_file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE",
                         help=".npz features file per candidate model with arrays X [N, d], y [N] and optionally "
                              "P [N, C_src] (source probabilities, for leep/nce); the model name is the file stem")
-    parser.add_argument("--methods", default=None, metavar="A,B",
-                        help="comma-separated score names (default: every method except the expensive nleep and "
-                             "parc; 'all' for every one). See --list-methods")
+    O.add_scores(parser, help="comma-separated score names (default: every method except the expensive nleep "
+                              "and parc; 'all' for every one). See --list-methods")
     parser.add_argument("--option", action="append", default=None, metavar="METHOD.KEY=VALUE",
                         help="a method option, e.g. --option gbc.gaussian=diagonal (value parsed as YAML); repeatable")
     parser.add_argument("--truth", default=None, metavar="CSV",
                         help="ground truth CSV with columns model,accuracy: adds the ranking evaluation "
                              "(weighted Kendall tau, Kendall, Spearman, Pearson, top-1 regret)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    O.add_json(parser, "the scores (and evaluation)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="output directory: results.json, scores.csv, report.html, report.md, config.yaml "
+                             "(required in models mode; optional with FILEs)")
+    O.add_score(parser, alias=True)
     parser.add_argument("--intervals", action="store_true",
                         help="with --json: add 'evaluation_intervals' (95%% bootstrap intervals of weighted tau, "
                              "Spearman and top-1 regret, models scored / pool); the tables always show them")
@@ -63,7 +69,7 @@ def add_file_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the models mode (``--models``); ``--methods`` and ``--truth`` are shared with the file mode."""
-    g = parser.add_argument_group("models mode (nctransfer rank --models A,B --data D --out DIR)")
+    g = O.group(parser, "models mode (nctransfer rank --models A,B --data D --out DIR)")
     g.add_argument("--models", default=None, metavar="A,B,...",
                    help="candidate models (efficientnet_lite0, timm:<name>, torchvision:<name>, hf:<repo>, "
                         "file:<path>); prefix random: for a randomly initialised control")
@@ -78,20 +84,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="'penultimate' (one candidate per model), 'all' (every tap of every model, plus layer-wise "
                         "collapse curves), or comma-separated tap names, module paths (layer3.1,body.2) or regex "
                         "patterns; default %(default)s")
-    g.add_argument("--out", default=None, metavar="DIR", help="output directory (required in models mode)")
     g.add_argument("--per-class", type=int, default=50, help="training images per class (default %(default)s)")
     g.add_argument("--test-per-class", type=int, default=50, help="test images per class (default %(default)s)")
     g.add_argument("--image-size", type=int, default=None, help="input size (default: each model's own)")
     g.add_argument("--batch-size", type=int, default=64, help="extraction batch size (default %(default)s)")
-    g.add_argument("--recommended", default=None, metavar="METHOD",
-                   help="score that ranks the pool (default: nctransfer's recommended score)")
-    g.add_argument("--no-pretrained", action="store_true", help="random weights for every model")
-    g.add_argument("--compare-finetune", action="store_true",
-                   help="also compare a linear probe with SCL FT on the recommended model")
+    O.add_pretrained(g)
+    O.add_compare_finetune(g, default=False)
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
-    g.add_argument("--cache-dir", default="default", help="cache root; 'none' disables caching")
+    O.add_cache(g)
     g.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    O.add_progress(g)
     g.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="'local' (this process; data-parallel extraction when launched by torchrun) or 'ray' (one "
                         "Ray task per model: extraction + per-model scores; needs pip install 'nctransfer[ray]'); "
@@ -99,9 +101,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster address for --backend ray ('auto', 'ray://host:10001'; default: the running "
                         "instance or a new local one)")
-    g.add_argument("--allow-pickle", action="store_true",
-                   help="also load file: models that need full unpickling (a whole pickled module); unpickling can "
-                        "run code, so only for files you trust")
+    O.add_allow_pickle(g)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -214,8 +214,8 @@ def run_files(args: argparse.Namespace) -> int:
             if missing:
                 raise InputValueError(f"rank: the truth file {args.truth!r} has no accuracy for {missing}; it has "
                                       f"rows for {sorted(truth)[:10]}.")
-        df = rank(candidates, methods=args.methods, options=_parse_options(getattr(args, "option", None)),
-                  progress=sys.stderr.isatty())
+        df = rank(candidates, methods=args.scores, options=_parse_options(getattr(args, "option", None)),
+                  progress=args.progress and sys.stderr.isatty())
     seen: set[str] = set()
     for w in caught:  # one concise line per distinct message instead of Python's file:line warnings
         msg = f"{w.category.__name__}: {w.message}"
@@ -229,6 +229,8 @@ def run_files(args: argparse.Namespace) -> int:
         evaluation = evaluate(df, truth, intervals=True, truth_se=read_truth_se_csv(args.truth))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
+    if args.out:
+        write_files_outputs(args, df, truth, evaluation, sorted(seen))
     if args.json:
         from nctransfer.transferability import EVALUATION_KEYS
 
@@ -241,6 +243,75 @@ def run_files(args: argparse.Namespace) -> int:
     else:
         _print_tables(df, evaluation)
     return 0
+
+
+def files_results(args: argparse.Namespace, df: Any, truth: dict[str, float] | None,
+                  evaluation: dict[str, dict[str, Any]] | None, warnings_seen: list[str]) -> dict[str, Any]:
+    """The results structure (:mod:`nctransfer.reports.schema`) of a file-mode ranking: candidates = the files,
+    ranked by ``--score`` (default: the recommended score when it was computed, else the first score)."""
+    from nctransfer.pipeline import DEFAULT_RECOMMENDED
+    from nctransfer.reports.schema import ranking_order
+    from nctransfer.transferability import EVALUATION_KEYS, METHODS, get_method
+    from nctransfer.utils.repro import environment_stamp
+
+    columns = [str(c) for c in df.columns]
+    rec = get_method(args.score).name if args.score else DEFAULT_RECOMMENDED
+    if rec not in columns:
+        if args.score:
+            raise InputValueError(f"rank --score {args.score}: that score was not computed; add it to --scores "
+                                  f"(computed: {columns}).")
+        rec = next((c for c in columns if df[c].notna().any()), columns[0] if columns else None)
+    files = dict(zip((str(n) for n in df.index), args.files))
+    results: dict[str, Any] = {
+        "schema": "nctransfer.results/1",
+        "title": f"nctransfer rank: {len(files)} feature files",
+        "candidates": [{"name": n, "model": n, "tap": "penultimate", "source_file": str(f)} for n, f in files.items()],
+        "methods": {m: {"label": METHODS[m].title, "higher_is_better": METHODS[m].higher_is_better,
+                        "pool_relative": METHODS[m].pool_relative, "needs_probs": METHODS[m].needs_probs,
+                        "reference": METHODS[m].reference} for m in columns if m in METHODS},
+        "scores": {n: {m: _clean(float(df.loc[n, m])) for m in columns} for n in files},
+        "score_seconds": {str(k): float(v) for k, v in df.attrs.get("seconds", {}).items()},
+        "recommended_score": rec,
+        "notes": list(df.attrs.get("notes", [])),
+        "warnings": list(warnings_seen),
+        "config": O.config_record(args),
+        "environment": environment_stamp(),
+    }
+    if truth is not None:
+        results["truth"] = {"kind": "csv", "source": f"accuracies from {args.truth}",
+                            "accuracy": {n: truth[n] for n in files}}
+        results["evaluation"] = _clean({m: {k: e[k] for k in EVALUATION_KEYS} for m, e in (evaluation or {}).items()})
+        results["evaluation_intervals"] = _clean({m: {k: v for k, v in e.items() if k not in EVALUATION_KEYS}
+                                                  for m, e in (evaluation or {}).items()})
+    if rec is not None:
+        results["ranking"] = ranking_order(results, rec)
+        results["recommended"] = results["ranking"][0]
+    return results
+
+
+def write_files_outputs(args: argparse.Namespace, df: Any, truth: dict[str, float] | None,
+                        evaluation: dict[str, dict[str, Any]] | None, warnings_seen: list[str]) -> None:
+    """``--out DIR`` in file mode: ``results.json``, ``scores.csv``, ``config.yaml`` and, when matplotlib is
+    installed (``nctransfer[report]``), ``report.html`` and ``report.md``."""
+    from pathlib import Path
+
+    from nctransfer.reports.records import write_results_json, write_scores_csv
+
+    out = Path(args.out)
+    results = files_results(args, df, truth, evaluation, warnings_seen)
+    out.mkdir(parents=True, exist_ok=True)
+    write_results_json(results, out / "results.json")
+    write_scores_csv(results, out / "scores.csv")
+    O.write_config(out, args)
+    try:
+        from nctransfer.reports import write_report
+
+        write_report(results, out)
+    except ImportError as exc:  # the report extra is not installed: the data files are written anyway
+        print(f"nctransfer: warning: no report.html/report.md ({exc}); pip install 'nctransfer[report]'",
+              file=sys.stderr)
+    print(f"wrote {out / 'results.json'}, scores.csv, config.yaml" +
+          (", report.html" if (out / "report.html").is_file() else ""), file=sys.stderr)
 
 
 def _list_methods() -> int:
@@ -258,7 +329,6 @@ def run_models(args: argparse.Namespace) -> int:
     """Models mode: :func:`nctransfer.rank_models` end to end, then a short summary and the report's path."""
     from nctransfer.pipeline import rank_models
     from nctransfer.pipeline.demo import format_summary, report_location
-    from nctransfer.utils.config import resolved_dict
 
     if getattr(args, "files", None):
         raise InputValueError("rank: give either FILE.npz arguments (file mode) or --models (models mode), not both.")
@@ -270,13 +340,12 @@ def run_models(args: argparse.Namespace) -> int:
     data_kw = ({"train": args.data, "test": args.test_data} if getattr(args, "test_data", None)
                else {"data": args.data})
     results = rank_models(
-        args.models, **data_kw, taps=args.taps, truth=args.truth or "probe", out=args.out, methods=args.methods,
-        method_options=_parse_options(getattr(args, "option", None)) or None, recommended_score=args.recommended,
+        args.models, **data_kw, taps=args.taps, truth=args.truth or "probe", out=args.out, methods=args.scores,
+        method_options=_parse_options(getattr(args, "option", None)) or None, recommended_score=args.score,
         per_class=args.per_class, test_per_class=args.test_per_class, image_size=args.image_size,
-        batch_size=args.batch_size, device=args.device, pretrained=not args.no_pretrained, seed=args.seed,
-        cache_dir=None if str(args.cache_dir).lower() == "none" else args.cache_dir,
-        compare_finetune=args.compare_finetune, progress=not args.quiet,
-        config={"command": "rank", "cli": resolved_dict(args)},
+        batch_size=args.batch_size, device=args.device, pretrained=args.pretrained, seed=args.seed,
+        cache_dir=O.cache_arg(args), compare_finetune=args.compare_finetune, progress=args.progress,
+        config={"command": "rank", "cli": O.config_options(args)},
         backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None),
     )
     from nctransfer.cli._output import print_run_warnings

@@ -5,9 +5,11 @@ Example::
     nctransfer study --source fashion-mnist:0-4 --target fashion-mnist:5-9 digits \\
         --grid examples/study_grid.yaml --out runs/study
 
-Writes ``OUT/study.json``, ``OUT/study.csv``, ``OUT/runs/<recipe>/{checkpoint.pt,result.json}`` and the figures
-``nc1_layers.png``, ``head_depth.png``, ``source_nc1_vs_accuracy.png``, ``target_nc1_vs_accuracy.png``. Running the
-same command again resumes: finished recipes are skipped, an interrupted one continues from its last epoch.
+Writes ``OUT/study.json``, ``OUT/study.csv``, ``OUT/runs/<recipe>/{checkpoint.pt,result.json}``, the figures
+``nc1_layers.png``, ``head_depth.png``, ``source_nc1_vs_accuracy.png``, ``target_nc1_vs_accuracy.png`` and
+``OUT/config.yaml`` (the resolved options, accepted back by ``--config``; also ``OUT/cli_config.json``, the name
+earlier versions wrote). Running the same command again resumes: finished recipes are skipped, an interrupted one
+continues from its last epoch. ``--json`` prints ``{"records": [...], "status": {...}, "files": {...}}``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import math
 import sys
 from typing import Any
+
+from nctransfer.cli import options as O
 
 
 def _per_class(text: str) -> int | None:
@@ -51,18 +55,19 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=28, help="square image side for every dataset (default 28)")
     p.add_argument("--seed", type=int, default=0, help="data subsampling seed (recipes carry their own seed)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--methods", nargs="+", default=None, metavar="M",
-                   help="transferability methods to compute (default: all registered)")
+    O.add_scores(p, help="comma-separated transferability scores to compute (default: every registered one)",
+                 space_alias=True)
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="limit torch and BLAS threads to N during the study (1 is often fastest on shared CPUs)")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="checkpoint directory shared by studies with the same source (default OUT/runs)")
-    p.add_argument("--data-root", default=None, help="directory of the Fashion-MNIST IDX files")
+    O.add_data_root(p)
     p.add_argument("--max-recipes", type=int, default=None, metavar="N",
                    help="process at most N new recipes in this call (the study stays resumable)")
-    p.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the figures")
+    O.add_plots(p)
     p.add_argument("--dry-run", action="store_true", help="print the expanded grid and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    O.add_progress(p)
+    O.add_json(p, "the study's records")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="'local' (one recipe after the other) or 'ray' (each recipe a Ray task; pip install "
                         "'nctransfer[ray]'); default %(default)s")
@@ -82,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     from nctransfer.pretrain.grid import StudyGrid
     from nctransfer.pretrain.recipe import Recipe
     from nctransfer.pretrain.study import StudyConfig, run_study
-    from nctransfer.utils.config import resolved_dict
     from nctransfer.utils.io import write_json_atomic
 
     grid = StudyGrid.from_yaml(args.grid)
@@ -97,12 +101,23 @@ def run(args: argparse.Namespace) -> int:
         source=args.source, targets=list(args.target), out=args.out, source_per_class=args.source_per_class,
         source_test_per_class=args.source_test_per_class, target_train_per_class=args.target_train_per_class,
         target_test_per_class=args.target_test_per_class, image_size=args.image_size, seed=args.seed,
-        device=args.device, methods=args.methods, plots=args.plots, data_root=args.data_root,
+        device=args.device, methods=O.comma_list(args.scores), plots=args.plots, data_root=args.data_root,
         threads=args.threads, checkpoint_dir=args.checkpoint_dir,
     )
-    result = run_study(grid, config, progress=not args.quiet, max_recipes=args.max_recipes,
+    result = run_study(grid, config, progress=args.progress, max_recipes=args.max_recipes,
                        backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None))
-    write_json_atomic(Path(args.out) / "cli_config.json", resolved_dict(args))
+    O.write_config(args.out, args)
+    write_json_atomic(Path(args.out) / "cli_config.json", O.config_options(args))
+    missing = len(grid) - len(result.records)
+    if missing:
+        print(f"{missing} recipe(s) not run yet (--max-recipes); run the same command again to continue.",
+              file=sys.stderr)
+    if args.json:
+        from nctransfer.utils.io import dumps_json
+
+        print(dumps_json({"records": result.records, "status": result.status, "files": result.files},
+                         indent=None, default=str))
+        return 0
     targets = list(args.target)
     header = f"{'recipe':28s} {'status':8s} {'src NC1':>9s} {'src acc':>7s} " + " ".join(
         f"{'acc ' + t[:14]:>18s} {'NC1':>8s}" for t in targets)
@@ -114,10 +129,6 @@ def run(args: argparse.Namespace) -> int:
         line += " ".join(f"{_num(t['probe_accuracy'], True):>18s} {_num(t['layers']['penultimate']['nc1']):>8s}"
                          for t in rec["targets"])
         print(line)
-    missing = len(grid) - len(result.records)
-    if missing:
-        print(f"{missing} recipe(s) not run yet (--max-recipes); run the same command again to continue.",
-              file=sys.stderr)
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
     return 0

@@ -1,8 +1,9 @@
 """``nctransfer`` entry point. Each sub-command lives in its own module ``nctransfer.cli.cmd_<name>``
 exposing ``add_parser(parser)`` (adds the command's options to its sub-parser) and ``run(args) -> int``.
-Every command gets ``--config FILE.yaml``, ``-v/--verbose`` and ``-q`` here;
-``nctransfer.utils.config.resolved_dict(args)`` gives the resolved options to write next to the outputs; modules
-are imported lazily so that ``nctransfer metrics`` never imports timm.
+Every command gets ``--config FILE.yaml``, ``-v/--verbose`` and ``-q/--quiet`` here; the options shared by several
+commands come from :mod:`nctransfer.cli.options` (one flag per idea, old spellings as hidden aliases), and a command
+with an output directory writes its resolved options there as ``config.yaml``, which ``--config`` accepts back;
+modules are imported lazily so that ``nctransfer metrics`` never imports timm.
 
 Errors and exit codes (the same for every command):
 
@@ -49,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"nctransfer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser._nctransfer_commands = sub.choices  # type: ignore[attr-defined]  # name -> sub-parser
     for name, (module, help_text) in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name, help=help_text, add_help=False)
@@ -171,15 +173,15 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         only = argv[0] if argv and argv[0] in COMMANDS else None
         parser = build_parser(only)
+        if only is not None:
+            command = only
+            _apply_config(parser, only, argv[1:])
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()
             return 0 if args.command is None else 2
         command = args.command
         verbose = int(getattr(args, "verbose", 0) or 0)
-        if getattr(args, "config", None):  # YAML values become defaults; explicit flags still win
-            args._parser.set_defaults(**config_defaults(args._parser, args.config))
-            args = parser.parse_args(argv)
         setup_logging(verbose, bool(getattr(args, "quiet", False)))
         if getattr(args, "quiet", False) and getattr(args, "progress", None) is True:
             args.progress = False  # -q also silences the progress bars of commands that spell it --no-progress
@@ -217,6 +219,23 @@ def _main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _quiet_print(_error_line(command, exc))
         return _exit_code(exc)
+
+
+def _apply_config(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> None:
+    """``--config FILE``: its values become the sub-parser's defaults (explicit flags still win), and options it
+    sets are no longer required on the command line (``nctransfer layers --config OUT/config.yaml`` alone runs
+    the configuration a command wrote)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    sub = getattr(parser, "_nctransfer_commands", {}).get(command)
+    if not known.config or sub is None:
+        return
+    values = config_defaults(sub, known.config)
+    sub.set_defaults(**values)
+    for action in sub._actions:
+        if action.required and action.dest in values and values[action.dest] is not None:
+            action.required = False
 
 
 def _quiet_print(line: str) -> None:

@@ -51,7 +51,7 @@ def run_demo(**overrides: Any) -> dict[str, Any]:
     from nctransfer.pipeline.core import rank_models
 
     opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEMO_DEFAULTS.items()}
-    opts.update({k: v for k, v in overrides.items() if v is not None})
+    opts.update({k: v for k, v in overrides.items() if v is not None or k == "cache_dir"})  # None: no cache
     if overrides.get("data") in (None, "auto"):
         opts["data"] = default_data()
     models = opts.pop("models")
