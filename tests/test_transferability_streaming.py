@@ -125,3 +125,19 @@ def test_streaming_from_the_feature_store_on_real_features(tmp_path):
                 m = _in_memory(name, r.features.astype(np.float64), r.labels)
                 s = stream_score(name, r.iter_batches, stats=r.stats)
             _assert_close(name, s, m)
+
+
+def test_lanczos_top_eigenpairs_equal_lapack():
+    from nctransfer.transferability._common import eigh, top_eigenpairs
+
+    rng = np.random.default_rng(7)
+    m = 600
+    X = rng.normal(size=(900, m)) * (1.0 + np.arange(m)) ** -0.75
+    A = X.T @ X
+    w, V = top_eigenpairs(A, 32)
+    w_ref, V_ref = eigh(A, subset=(m - 32, m - 1))
+    np.testing.assert_allclose(w, w_ref[::-1], rtol=1e-12)
+    np.testing.assert_allclose(np.abs(np.sum(V * V_ref[:, ::-1], axis=0)), 1.0, atol=1e-8)  # same vectors, +-
+    again = top_eigenpairs(A, 32)
+    assert np.array_equal(again[0], w) and np.array_equal(again[1], V)  # fixed start vector: reproducible
+    assert top_eigenpairs(A[:100, :100], 5) is None and top_eigenpairs(A, 200) is None  # LAPACK cheaper there
