@@ -244,6 +244,9 @@ def finetune(
         out_dir: where ``result.json``, ``config.json`` and the per-epoch ``checkpoint.pt`` go (``None``: nowhere).
         resume: continue from ``out_dir/checkpoint.pt`` (and reuse ``auto_unit.json``) when present.
         per_class, test_per_class: balanced, seeded subsampling of the training / test data (images per class).
+            The final test accuracy is computed once, after the last epoch, on exactly this test split; per-epoch
+            numbers come from fixed subsets of ``config.eval_per_class`` images per class
+            (:mod:`nctransfer.finetune.evaluation`).
         num_classes: classifier width (default: ``max label + 1``).
         pretrained: when ``model`` is a name, load pre-trained weights (False: random initialisation).
         on_epoch_end: ``callback(epoch_record) -> bool``; True stops after that epoch (the checkpoint is kept).
