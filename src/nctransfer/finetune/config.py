@@ -19,14 +19,11 @@ Defaults follow Li et al., TMLR 2024, appendix B: SGD, momentum 0.9, weight deca
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.utils.configs import ConfigBase, opt
 
 METHOD_ALIASES: dict[str, str] = {
     "lp": "linear_probe", "linear_probe": "linear_probe", "linear": "linear_probe", "probe": "linear_probe",
@@ -57,59 +54,8 @@ def canonical_method(method: str, name: str = "method") -> str:
     return METHOD_ALIASES[key]
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-class _ConfigMixin:
-    """JSON round trip and field help shared by the config dataclasses."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (nested configs become dicts)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            out[f.name] = v.to_dict() if isinstance(v, _ConfigMixin) else (list(v) if isinstance(v, tuple) else v)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
-        """Inverse of :meth:`to_dict`; unknown keys raise listing the valid ones."""
-        if not isinstance(data, dict):
-            raise InputValueError(f"{cls.__name__}.from_dict: expected a dict; got {type(data).__name__}.")
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputValueError(f"{cls.__name__}: unknown option(s) {unknown}; valid options: {sorted(names)}.")
-        return cls(**data)
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            from nctransfer.utils.io import write_text_atomic
-
-            write_text_atomic(path, text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, text_or_path: str | os.PathLike) -> Any:
-        """Parse JSON text, or read a ``.json`` file."""
-        s = str(text_or_path)
-        if not s.lstrip().startswith("{"):
-            s = Path(s).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(s))
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Field name -> help text."""
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-
-    def replace(self, **changes: Any) -> Any:
-        """A validated copy with some fields changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+_opt = opt  # a dataclass field with help text (nctransfer.utils.configs)
+_ConfigMixin = ConfigBase  # dict/JSON/YAML round trip, field help, validated copies (nctransfer.utils.configs)
 
 
 def _check_int(obj: Any, name: str, minimum: int, allow_none: bool = False) -> None:

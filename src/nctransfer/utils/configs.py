@@ -34,15 +34,21 @@ def opt(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirror
     return field(default=default, metadata={"help": help, **metadata})
 
 
-def _read(text_or_path: str | os.PathLike, suffixes: tuple[str, ...]) -> str:
-    """The text itself, or the content of the file it names (a path object, or a string ending in a suffix)."""
-    if isinstance(text_or_path, os.PathLike) or (
-            isinstance(text_or_path, str) and "\n" not in text_or_path and text_or_path.lower().endswith(suffixes)):
-        p = Path(text_or_path).expanduser()
-        if not p.is_file():
-            raise InputValueError(f"configuration file {str(p)!r} does not exist.")
-        return p.read_text(encoding="utf-8")
-    return str(text_or_path)
+def _read(text_or_path: str | os.PathLike, kind: str) -> str:
+    """The text itself, or the content of the file it names: a path object; for JSON a string not starting with
+    ``{``; for YAML a one-line string ending in ``.yaml``/``.yml`` or naming an existing file."""
+    s = text_or_path if isinstance(text_or_path, str) else None
+    if s is not None:
+        if kind == "json":
+            is_text = s.lstrip().startswith("{")
+        else:
+            is_text = "\n" in s or not (s.lower().endswith((".yaml", ".yml")) or Path(s).expanduser().is_file())
+        if is_text:
+            return s
+    p = Path(text_or_path).expanduser()
+    if not p.is_file():
+        raise InputValueError(f"configuration file {str(p)!r} does not exist.")
+    return p.read_text(encoding="utf-8")
 
 
 class ConfigBase:
@@ -78,7 +84,7 @@ class ConfigBase:
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike, *, ignore_unknown: bool = False) -> Any:
         """Parse JSON text, or read a ``.json`` file."""
-        return cls.from_dict(json.loads(_read(text_or_path, (".json",))), ignore_unknown=ignore_unknown)
+        return cls.from_dict(json.loads(_read(text_or_path, "json")), ignore_unknown=ignore_unknown)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """YAML text (fields in declaration order); written atomically to ``path`` when given."""
@@ -91,7 +97,7 @@ class ConfigBase:
     def from_yaml(cls, text_or_path: str | os.PathLike, *, ignore_unknown: bool = False) -> Any:
         """Parse YAML text, or read a ``.yaml``/``.yml`` file."""
         try:
-            data = yaml.safe_load(_read(text_or_path, (".yaml", ".yml")))
+            data = yaml.safe_load(_read(text_or_path, "yaml"))
         except yaml.YAMLError as exc:
             raise InputValueError(f"{cls.__name__}: not valid YAML: {str(exc).splitlines()[0]}") from None
         return cls.from_dict({} if data is None else data, ignore_unknown=ignore_unknown)
