@@ -207,6 +207,14 @@ def test_documented_command_lines_still_parse(capsys):
             assert not exc.code, f"{name}: nctransfer {cmd} {' '.join(argv)}: {capsys.readouterr().err}"
 
 
+def test_cli_page_lists_the_vocabulary():
+    """docs/cli.md shows every canonical flag and every hidden old spelling of the shared vocabulary."""
+    page = (ROOT / "docs" / "cli.md").read_text()
+    for idea in O.VOCABULARY:
+        for flag in (*idea.flags, *idea.aliases):
+            assert f"`{flag}" in page or f"`{flag.lstrip('-')}" in page or f" {flag}" in page, (idea.name, flag)
+
+
 # ------------------------------------------------------------------------------------------------ config.yaml
 TYPICAL = {
     "rank": ["--models", "efficientnet_lite0,random:efficientnet_lite0", "--data", "digits", "--scores",

@@ -13,6 +13,7 @@ also in ``DIR/command.json``) and ``DIR/checkpoint.pt`` (every epoch; ``--resume
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from nctransfer.cli import options as O
@@ -195,5 +196,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"time: {t['total']:.1f} s (training {t['train']:.1f} s = {100 * t['train_share']:.0f}%, "
                   f"evaluation {t['eval']:.1f} s, unit probe {t['probe']:.1f} s); test accuracy on "
                   f"{res.n_test} images")
-        print(f"wrote {args.out}/result.json")
+        print(f"wrote {args.out}/result.json", file=sys.stderr)
     return 0
