@@ -425,7 +425,7 @@ NAN_RESULTS = {"candidates": [{"name": "a"}, {"name": "b"}], "scores": {"a": {"l
 
 
 def _fake_heavy(monkeypatch, tmp_path):
-    """Replace the long computations of demo/select/benchmark/study/finetune-sweep by stand-ins returning NaN."""
+    """Replace the long computations of demo/select/benchmark/study/finetune(-sweep) by stand-ins returning NaN."""
     import pandas as pd
 
     import importlib
@@ -448,6 +448,7 @@ def _fake_heavy(monkeypatch, tmp_path):
     monkeypatch.setattr(B, "run_suite", lambda *a, **kw: SuiteResult(summary={"logme": {"mean": float("nan")}}))
     monkeypatch.setattr(ST, "run_study", lambda grid, config, **kw: StudyResult(
         records=[{"name": "r", "nc1": float("nan")}], rows=[], status={"r": "done"}, out=Path(config.out)))
+    monkeypatch.setattr(F, "finetune", lambda *a, **kw: _Obj({"test_accuracy": float("nan"), "history": []}))
     monkeypatch.setattr(F, "data_scarcity_sweep", lambda *a, **kw: SweepResult(
         table=pd.DataFrame({"size": [10], "method": ["lp"], "accuracy": [float("nan")]}), csv_path=None,
         markdown_path=None, plot_path=None, results={}))
@@ -455,7 +456,7 @@ def _fake_heavy(monkeypatch, tmp_path):
                                      "  - {loss: ce}\n")
 
 
-@pytest.mark.parametrize("cmd", ["demo", "select", "benchmark", "study", "finetune-sweep"])
+@pytest.mark.parametrize("cmd", ["demo", "select", "benchmark", "study", "finetune", "finetune-sweep"])
 def test_commands_write_config_yaml_and_strict_json(cmd, tmp_path, monkeypatch, capsys):
     """Each command writes OUT/config.yaml that --config accepts back alone, and its --json is strict JSON (the
     long computation replaced by a stand-in returning NaN)."""
@@ -464,6 +465,8 @@ def test_commands_write_config_yaml_and_strict_json(cmd, tmp_path, monkeypatch, 
     argv = [cmd, *REQUIRED[cmd], "--json", "--out", str(tmp_path / "o"), "--no-progress"]
     if cmd == "finetune-sweep":
         argv += ["--methods", "lp"]
+    if cmd == "finetune":
+        argv += ["--method", "lp"]
     assert main(argv) == 0
     obj = _strict(capsys.readouterr().out)
     assert obj
