@@ -39,7 +39,7 @@ from nctransfer.metrics.collapse import (
     squared_distance,
     vci,
 )
-from nctransfer.metrics.probe import ProbeResult, probe_accuracy
+from nctransfer.metrics.probe import ProbeResult, pack_correct, probe_accuracy, unpack_correct
 from nctransfer.metrics.registry import METRICS, MetricInfo, compute_all, get_metric, list_metrics, register_metric
 from nctransfer.metrics.table import format_table
 
@@ -49,5 +49,5 @@ __all__ = [
     "nc1", "fuzziness", "nc2", "NC2Result", "nc2_equinorm", "nc2_equiangularity", "nc2_max_angle", "etf_distance",
     "nc3", "nc4", "ncc_accuracy", "ncc_predict", "cdnv", "cdnv_matrix", "numerical_rank", "vci",
     "squared_distance", "cosine_similarity", "CosineSimilarityResult", "cosine_within_distance",
-    "class_separation", "probe_accuracy", "ProbeResult",
+    "class_separation", "probe_accuracy", "ProbeResult", "pack_correct", "unpack_correct",
 ]

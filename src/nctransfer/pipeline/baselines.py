@@ -65,8 +65,11 @@ def static_baseline_scores(candidates: Sequence[Mapping[str, Any]],
 
 def evaluate_baselines(candidates: Sequence[Mapping[str, Any]], truth: Mapping[str, float], *,
                        params: Mapping[str, int] | None = None, truth_se: Mapping[str, float] | None = None,
-                       n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+                       n_boot: int = 1000, seed: int = 0,
+                       truth_samples: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Scores and evaluation of every static baseline, and the random-score distribution.
+
+    ``truth_samples`` / ``truth_se``: the ground truth's noise, as in :func:`nctransfer.transferability.evaluate`.
 
     Returns:
         ``{"scores": {candidate: {baseline: value}}, "evaluation": {baseline: evaluate(...)},
@@ -85,7 +88,7 @@ def evaluate_baselines(candidates: Sequence[Mapping[str, Any]], truth: Mapping[s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ev = evaluate(df[usable], {n: truth[n] for n in names}, intervals=True, truth_se=truth_se,
-                      n_boot=n_boot, seed=seed) \
+                      truth_samples=truth_samples, n_boot=n_boot, seed=seed) \
             if usable and len(names) >= 2 else {}
     rnd = random_score_baseline([truth[n] for n in names], seed=seed) if len(names) >= 2 else {}
     scores = {n: {b: (None if not np.isfinite(v) else float(v)) for b, v in df.loc[n].items()} for n in names}

@@ -324,7 +324,7 @@ def _collapse(cands: list[_Candidate], cache: ResultCache, run: _Run) -> dict[st
 
 def _truth_probe(cands: list[_Candidate], cfg: dict[str, Any], cache: ResultCache, run: _Run
                  ) -> tuple[dict[str, float], dict[str, Any]]:
-    from nctransfer.metrics import probe_accuracy
+    from nctransfer.metrics import pack_correct, probe_accuracy
 
     acc, details = {}, {}
     grid = list(cfg["probe_C_grid"]) if cfg["probe_C_grid"] else None
@@ -335,10 +335,25 @@ def _truth_probe(cands: list[_Candidate], cfg: dict[str, Any], cache: ResultCach
             r = probe_accuracy(c.X_train, c.y_train, c.X_test, c.y_test, C_grid=grid, max_iter=cfg["probe_max_iter"],
                                seed=cfg["seed"])
             hit = cache.put("probe", key, {"accuracy": float(r.accuracy), "C": float(r.C),
-                                           "train_accuracy": float(r.train_accuracy)})
+                                           "train_accuracy": float(r.train_accuracy),
+                                           "correct": pack_correct(r.correct)})
         acc[c.name] = float(hit["accuracy"])
         details[c.name] = {"C": hit["C"], "train_accuracy": hit["train_accuracy"]}
+        if "correct" in hit:  # per-test-sample correctness (metrics.pack_correct); older cache entries lack it
+            details[c.name]["correct"] = hit["correct"]
     return acc, details
+
+
+def _truth_samples(details: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """``{candidate: per-test-sample correctness}`` when every candidate has it on one shared test set (then the
+    bootstrap resamples the test samples, the same draw for every candidate), else ``None``."""
+    from nctransfer.metrics import unpack_correct
+
+    packed = [(details.get(n) or {}).get("correct") for n in names]
+    if not names or any(p is None for p in packed):
+        return None
+    out = {n: unpack_correct(p) for n, p in zip(names, packed)}
+    return out if len({len(v) for v in out.values()}) == 1 else None
 
 
 def _finetune_key(m: _Model, data: Any, cfg: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -712,12 +727,17 @@ def rank_models(
 
         df = pd.DataFrame({m: [sc["scores"][c.name].get(m) for c in cands] for m in sc["columns"]},
                           index=[c.name for c in cands], dtype=float)
-        # the truth's noise: binomial standard error of each accuracy on the n_test test images (independent
-        # across candidates -- conservative, since candidates share the test set)
+        # the truth's noise: with the probe's per-sample correctness, the bootstrap resamples the shared test set
+        # (one draw for every candidate: their errors are paired); otherwise the binomial standard error of each
+        # accuracy on the n_test test images (independent across candidates -- conservative)
+        truth_samples = _truth_samples(details, [c.name for c in cands]) if truth_arg == "probe" else None
         truth_se = ({n: float(np.sqrt(max(a * (1 - a), 0.0) / max(n_test, 1))) for n, a in acc.items()}
-                    if truth_arg in ("probe", "finetune") else None)
+                    if truth_arg in ("probe", "finetune") and truth_samples is None else None)
+        truth_info["noise"] = ("per-sample (test set resampled, paired across candidates)" if truth_samples
+                               else "binomial standard error" if truth_se else "none")
         full = {m: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
-                for m, e in evaluate(df, acc, intervals=True, truth_se=truth_se, seed=seed).items()} if len(cands) >= 2 else {}
+                for m, e in evaluate(df, acc, intervals=True, truth_samples=truth_samples, truth_se=truth_se,
+                                     seed=seed).items()} if len(cands) >= 2 else {}
         # results.json keeps the five point measures in "evaluation" and the 95% bootstrap intervals and the
         # coverage (models scored / pool) beside them in "evaluation_intervals"
         evaluation = {m: {k: v for k, v in e.items() if k in _POINT_KEYS} for m, e in full.items()}
@@ -726,7 +746,8 @@ def rank_models(
                       "dim": c.dim, "control": c.model.control} for c in cands]
         params = {m.label: int(sum(p.numel() for p in m.module.parameters())) for m in mlist
                   if m.module is not None and hasattr(m.module, "parameters")}
-        baselines = evaluate_baselines(cand_meta, acc, params=params, truth_se=truth_se, seed=seed) \
+        baselines = evaluate_baselines(cand_meta, acc, params=params, truth_se=truth_se,
+                                       truth_samples=truth_samples, seed=seed) \
             if len(cands) >= 2 else {}
         if baselines:
             baselines["evaluation"] = {b: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
