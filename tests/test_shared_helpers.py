@@ -40,3 +40,27 @@ def test_spearman_reference_values_and_missing_pairs():
     assert math.isnan(spearman([1, 2], [2, 1])[0])  # fewer than 3 pairs
     assert spearman([1, 2], [2, 1], min_pairs=2)[0] == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3])[0])  # a constant side carries no ranking
+
+
+def test_one_labelled_features_workspace_for_metrics_and_scores():
+    from nctransfer import metrics, transferability as T
+    from nctransfer.stats import LabelledFeatures
+    from nctransfer.transferability import Workspace
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["cat", "dog", "emu"], 20)
+    X = rng.normal(size=(60, 8)) + 3.0 * np.eye(8)[np.repeat([0, 1, 2], 20)]
+    lf = LabelledFeatures(X, y)
+    assert lf.classes == ["cat", "dog", "emu"] and lf.counts.tolist() == [20.0, 20.0, 20.0]
+    np.testing.assert_allclose(lf.class_means[1], X[20:40].mean(0), rtol=1e-14)
+    # the metrics and the scores take it as they take arrays: the same numbers
+    for m in ("nc1", "vci", "cdnv"):
+        assert getattr(metrics, m)(lf) == getattr(metrics, m)(X, y), m
+    for s in ("logme", "neg_nc1", "neg_vci", "sfda", "hscore"):
+        assert T.score(s, lf) == T.score(s, X, y), s
+    # the collapse summary is computed once and cached in the workspace (no re-validation, no second copy)
+    ws = Workspace(X, y)
+    assert metrics.prepare(ws) is metrics.prepare(ws) and metrics.prepare(ws).X is ws.X
+    assert T.score("neg_nc1", ws) == -metrics.nc1(X, y)
+    with pytest.raises(InputValueError, match="at least 2"):
+        LabelledFeatures(X, np.zeros(60))

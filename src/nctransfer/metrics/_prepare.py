@@ -24,6 +24,7 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFittedError, NumericalWarning
 from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.utils.validation import (
     LabelEncoder,
     check_class_sizes,
@@ -256,7 +257,9 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
 
     Args:
         X_or_stats: features ``[N, d]`` (numpy array, torch tensor or nested list; any float dtype), a
-            :class:`FeatureStats`, or an existing :class:`PreparedFeatures` (returned unchanged).
+            :class:`FeatureStats`, a :class:`~nctransfer.stats.labelled.LabelledFeatures` workspace (e.g. a
+            transferability ``Workspace``: its validated arrays and labels are used as they are, and the result is
+            cached in it), or an existing :class:`PreparedFeatures` (returned unchanged).
         y: labels ``[N]`` of any hashable type when ``X_or_stats`` is an array; must be ``None`` otherwise.
         domain: ``"auto"`` (the ``N x N`` Gram domain when ``N < d`` and samples are given, else ``d x d``),
             ``"features"`` (always ``d x d``) or ``"gram"`` (always ``N x N``; needs samples).
@@ -275,6 +278,12 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
         if y is not None:
             raise InputValueError("pass either prepared features or (X, y), not both.")
         return X_or_stats
+    if isinstance(X_or_stats, LabelledFeatures):  # the shared workspace: validated once, its labels encoded once
+        lf = X_or_stats
+        if y is not None:
+            raise InputValueError("pass labels either inside the labelled features or as y, not both.")
+        return lf.cached(f"metrics.prepared.{domain}",
+                         lambda: _from_samples(lf.X, lf.codes, list(lf.classes), domain))
     out = PreparedFeatures()
     if isinstance(X_or_stats, FeatureStats):
         if y is not None:
@@ -306,8 +315,15 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
     order = enc.sorted_order()  # sorted position -> first-seen code
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    out.codes = rank[first_seen]
-    out.classes = [enc.classes[i] for i in order]
+    return _from_samples(X, rank[first_seen], [enc.classes[i] for i in order], domain)
+
+
+def _from_samples(X: np.ndarray, codes: np.ndarray, classes: list[Hashable], domain: str) -> PreparedFeatures:
+    """:class:`PreparedFeatures` of validated samples ``X [N, d]`` with class codes ``[N]`` in ``0..K-1`` (sorted
+    class order): class means by an exact two-pass float64 computation about the sample mean."""
+    out = PreparedFeatures()
+    out.codes = codes
+    out.classes = classes
     out.K = len(out.classes)
     check_n_classes(out.K, name="y")
     out.X = X

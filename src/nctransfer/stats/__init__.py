@@ -2,5 +2,6 @@
 
 from nctransfer.stats.correlation import spearman
 from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.labelled import LabelledFeatures
 
-__all__ = ["FeatureStats", "spearman"]
+__all__ = ["FeatureStats", "LabelledFeatures", "spearman"]

@@ -15,21 +15,14 @@ import contextlib
 import functools
 import os
 import warnings
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from nctransfer.exceptions import InputValueError, NCTransferError, NumericalWarning, ShapeError
+from nctransfer.exceptions import InputValueError, NCTransferError, NumericalWarning
 from nctransfer.stats.feature_stats import FeatureStats
-from nctransfer.utils.validation import (
-    LabelEncoder,
-    check_class_sizes,
-    check_features,
-    check_labels,
-    check_n_classes,
-    is_torch,
-    to_numpy,
-)
+from nctransfer.stats.labelled import LabelledFeatures, encode_labels, prefix_errors  # noqa: F401 (re-exported)
+from nctransfer.utils.validation import to_numpy
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -201,36 +194,16 @@ def warn(message: str, category: type[Warning] = NumericalWarning, stacklevel: i
 
 
 # ----------------------------------------------------------------------------------------------- input checks
-def _prefix(fname: str) -> Callable:
-    """Decorator-free helper: re-raise nctransfer errors with the scoring function's name in front."""
-    def wrap(exc: NCTransferError) -> NCTransferError:
-        msg = str(exc)
-        if msg.startswith(f"{fname}:"):
-            return exc
-        new = type(exc)(f"{fname}: {msg}")
-        return new
-    return wrap
+_prefix = prefix_errors  # re-raise nctransfer errors with the scoring function's name in front
 
 
-def encode_labels(y_np: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
-    """Sorted classes and codes ``0..K-1`` (first-seen order when labels cannot be sorted)."""
-    try:
-        classes, codes = np.unique(y_np, return_inverse=True)
-        return [c.item() if isinstance(c, np.generic) else c for c in classes], codes.reshape(-1).astype(np.int64)
-    except TypeError:
-        enc = LabelEncoder()
-        raw = enc.encode(np.asarray(y_np, dtype=object))
-        order = enc.sorted_order()
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        return [enc.classes[i] for i in order], rank[raw]
-
-
-class Workspace:
+class Workspace(LabelledFeatures):
     """Validated features and labels of one candidate with lazily cached intermediate quantities.
 
-    Built by every score from ``(X, y)``; :func:`~nctransfer.transferability.rank` builds one per candidate and
-    passes it to every method so that the ``O(N d^2)`` products and decompositions are computed once.
+    A :class:`~nctransfer.stats.labelled.LabelledFeatures` (validated arrays, class means, centred features) with
+    the scatter matrices, eigendecompositions and PCA of the scores. Built by every score from ``(X, y)``;
+    :func:`~nctransfer.transferability.rank` builds one per candidate and passes it to every method so that the
+    ``O(N d^2)`` products and decompositions are computed once.
 
     Attributes:
         n, d, K: samples, feature width, classes. ``classes``: sorted labels; ``codes``: ``[N]`` in ``0..K-1``.
@@ -238,100 +211,7 @@ class Workspace:
     """
 
     def __init__(self, X: Any, y: Any, fname: str = "score", *, labels_required: bool = True) -> None:
-        wrap = _prefix(fname)
-        try:
-            Xv = check_features(X, "X")
-            self._torch = Xv if (is_torch(Xv) and Xv.device.type != "cpu") else None
-            self.n, self.d = int(Xv.shape[0]), int(Xv.shape[1])
-            self._X = None if self._torch is not None else np.ascontiguousarray(to_numpy(Xv), dtype=np.float64)
-            if y is None:
-                if labels_required:
-                    raise InputValueError("labels y are required; got y=None.")
-                self.classes, self.codes, self.K = [], np.zeros(self.n, dtype=np.int64), 0
-            else:
-                y_np = check_labels(y, self.n, "y")
-                self.classes, self.codes = encode_labels(y_np)
-                self.K = len(self.classes)
-                check_n_classes(self.K, 2, "y")
-                check_class_sizes(np.bincount(self.codes, minlength=self.K), "y")
-        except NCTransferError as exc:
-            raise wrap(exc) from None
-        self._cache: dict[str, Any] = {}
-        self.fname = fname
-
-    # -------------------------------------------------------------------------------------------- basics
-    def cached(self, key: str, fn: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
-    @property
-    def X(self) -> np.ndarray:
-        """Features as C-contiguous float64 numpy ``[N, d]`` (copied from the GPU on first use)."""
-        if self._X is None:
-            self._X = np.ascontiguousarray(to_numpy(self._torch.double()), dtype=np.float64)
-        return self._X
-
-    @property
-    def on_gpu(self) -> bool:
-        return self._torch is not None
-
-    @property
-    def counts(self) -> np.ndarray:
-        return self.cached("counts", lambda: np.bincount(self.codes, minlength=self.K).astype(np.float64))
-
-    @property
-    def priors(self) -> np.ndarray:
-        return self.counts / self.n
-
-    def indicator(self) -> Any:
-        """Sparse ``[K, N]`` class-indicator matrix."""
-        def build() -> Any:
-            import scipy.sparse as sp
-
-            return sp.csr_matrix((np.ones(self.n), (self.codes, np.arange(self.n))), shape=(self.K, self.n))
-        return self.cached("indicator", build)
-
-    def class_sum(self, V: np.ndarray) -> np.ndarray:
-        """Per-class sums of the rows of ``V`` ``[N, m]`` -> ``[K, m]``."""
-        return np.asarray(self.indicator() @ V)
-
-    @property
-    def mean(self) -> np.ndarray:
-        def compute() -> np.ndarray:
-            if self.on_gpu:
-                return to_numpy(self._torch.double().mean(0))
-            return self.X.mean(0)
-        return self.cached("mean", compute)
-
-    @property
-    def class_means(self) -> np.ndarray:
-        """``mu_k`` ``[K, d]`` (raw)."""
-        return self.cached("class_means", lambda: self.centred_class_means + self.mean)
-
-    @property
-    def centred_class_means(self) -> np.ndarray:
-        """``mu_k - mu_G`` ``[K, d]``, summed from centred samples (exact for large offsets)."""
-        def compute() -> np.ndarray:
-            if self.on_gpu:
-                import torch
-
-                Xc = self._torch.double() - torch.as_tensor(self.mean, device=self._torch.device)
-                out = torch.zeros((self.K, self.d), dtype=torch.float64, device=Xc.device)
-                out.index_add_(0, torch.as_tensor(self.codes, device=Xc.device), Xc)
-                return to_numpy(out) / self.counts[:, None]
-            return self.class_sum(self.Xc) / self.counts[:, None]
-        return self.cached("centred_class_means", compute)
-
-    @property
-    def Xc(self) -> np.ndarray:
-        """Centred features ``X - mu_G`` ``[N, d]``."""
-        return self.cached("Xc", lambda: self.X - self.mean)
-
-    @property
-    def gram_domain(self) -> bool:
-        """True when ``N < d``: covariance quantities are computed from the ``N x N`` Gram matrix."""
-        return self.n < self.d
+        super().__init__(X, y, fname, labels_required=labels_required)
 
     # -------------------------------------------------------------------------------- total scatter
     @property
@@ -449,11 +329,16 @@ def pca_dims(ws: Workspace, wanted: int, fname: str, arg: str = "n_components", 
 
 
 def workspace(X: Any, y: Any, fname: str, **kwargs: Any) -> Workspace:
-    """``X`` if it already is a :class:`Workspace` (``y`` must then be ``None``), else a new one."""
-    if isinstance(X, Workspace):
+    """``X`` if it already is a :class:`Workspace` (``y`` must then be ``None``), a workspace view of a
+    :class:`~nctransfer.stats.labelled.LabelledFeatures` (same arrays and cache), else a new one."""
+    if isinstance(X, LabelledFeatures):
         if y is not None:
             raise InputValueError(f"{fname}: pass labels either inside the prepared workspace or as y, not both.")
-        return X
+        if isinstance(X, Workspace):
+            return X
+        ws = Workspace.__new__(Workspace)  # the same validated arrays and cache, with the scores' methods
+        ws.__dict__ = X.__dict__
+        return ws
     if isinstance(X, FeatureStats):
         raise InputValueError(f"{fname} needs per-sample features X [N, d] and labels y; a FeatureStats object "
                               "holds only sums. Scores computable from statistics: "
@@ -589,8 +474,8 @@ def iter_pool(pool: Any, y: Any, fname: str) -> list[tuple[str, Any, Any]]:
                               f"got {type(pool).__name__}.")
     out = []
     for name, v in items:
-        if isinstance(v, Workspace):
-            out.append((name, v, None))
+        if isinstance(v, LabelledFeatures):
+            out.append((name, workspace(v, None, fname), None))
         elif isinstance(v, tuple) and len(v) >= 2:
             if y is not None:
                 raise InputValueError(f"{fname}: candidate {name!r} carries its own labels; do not pass y too.")

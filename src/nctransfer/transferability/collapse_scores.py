@@ -15,36 +15,29 @@ from typing import Any
 
 import numpy as np
 
-from nctransfer.transferability._common import blas_limited, Workspace
+from nctransfer.metrics import cdnv, nc1, prepare, vci
+from nctransfer.metrics import ncc_accuracy as _ncc
+from nctransfer.stats.labelled import LabelledFeatures
+from nctransfer.transferability._common import blas_limited
 from nctransfer.transferability.base import register
 
 
 def _arg(X: Any, y: Any) -> tuple[Any, Any]:
-    """A prepared workspace passes its arrays to the metrics (they keep their own cache)."""
-    if isinstance(X, Workspace):
-        return X.cached("metrics_prepared", lambda: _prepare(X)), None
+    """The metrics accept the workspace itself (validated once; their summary is cached in it)."""
+    if isinstance(X, LabelledFeatures):  # a Workspace too
+        return prepare(X), None
     return X, y
-
-
-def _prepare(ws: Workspace) -> Any:
-    from nctransfer.metrics import prepare
-
-    return prepare(ws.X, ws.codes)
 
 
 @blas_limited
 def neg_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-NC1`` (options of :func:`nctransfer.metrics.nc1`: ``rank``, ``rtol``). Range ``(-inf, 0]``."""
-    from nctransfer.metrics import nc1
-
     return -nc1(*_arg(X_or_stats, y), **options)
 
 
 @blas_limited
 def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-log NC1`` (``+inf`` for perfectly collapsed features). Options as :func:`nctransfer.metrics.nc1`."""
-    from nctransfer.metrics import nc1
-
     v = nc1(*_arg(X_or_stats, y), **options)
     with np.errstate(divide="ignore"):
         return float(-np.log(v))
@@ -53,24 +46,18 @@ def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
 @blas_limited
 def neg_vci(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-VCI`` (options of :func:`nctransfer.metrics.vci`: ``ridge``, ``rtol``, ``warn_ratio``). Range ``[-1, 0]``."""
-    from nctransfer.metrics import vci
-
     return -vci(*_arg(X_or_stats, y), **options)
 
 
 @blas_limited
 def neg_cdnv(X_or_stats: Any, y: Any = None) -> float:
     """``-CDNV`` (mean over ordered class pairs). Range ``(-inf, 0]``."""
-    from nctransfer.metrics import cdnv
-
     return -cdnv(*_arg(X_or_stats, y))
 
 
 @blas_limited
 def ncc_accuracy(X: Any, y: Any = None) -> float:
     """Nearest-class-centre accuracy of the target data on itself, in ``[0, 1]`` (needs per-sample features)."""
-    from nctransfer.metrics import ncc_accuracy as _ncc
-
     return _ncc(*_arg(X, y))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.transferability._common import blas_limited, check_probs_for, Workspace, workspace
 from nctransfer.transferability.base import register
 
@@ -74,7 +75,7 @@ def leep(X: Any, y: Any = None, probs: Any = None, *, log: bool = True) -> float
 
 
 def _ws_for_probs(X: Any, y: Any, probs: Any, fname: str) -> Workspace:
-    if isinstance(X, Workspace):
+    if isinstance(X, LabelledFeatures):
         return workspace(X, y, fname)
     if X is None:
         if probs is None:

@@ -35,9 +35,9 @@ import numpy as np
 
 from nctransfer.exceptions import ConvergenceWarning, InputValueError, NCTransferError, ShapeError
 from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.transferability._common import (
     blas_limited,
-    Workspace,
     check_positive_float,
     check_positive_int,
     eigh,
@@ -234,11 +234,11 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
         n, d, G, B, tnorm2, classes = _spectral_inputs_from_stats(X_or_stats)
         s, x2, res_x2 = _project_feature_domain(G, B, tnorm2, rcond)
     else:
-        if isinstance(X_or_stats, Workspace):
-            ws = X_or_stats
-            T = None
+        if isinstance(X_or_stats, LabelledFeatures):
             if y is not None:
                 raise InputValueError("logme: labels are inside the prepared workspace; got y as well.")
+            ws = workspace(X_or_stats, None, fname)
+            T = None
         else:
             if y is None:
                 raise InputValueError("logme: labels y are required when X is an array; got y=None.")

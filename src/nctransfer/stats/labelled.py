@@ -1,0 +1,165 @@
+"""Labelled features of one feature set with lazily cached class statistics: the workspace shared by the collapse
+metrics (:func:`nctransfer.metrics.prepare` accepts it) and the transferability scores
+(:class:`nctransfer.transferability.Workspace` extends it with scatter matrices, eigendecompositions and PCA).
+
+Validated once (shape, finiteness, labels, class sizes), converted once to C-contiguous float64, and every derived
+quantity computed on first use and cached: class counts, the global mean ``mu_G``, class means ``mu_k``, centred
+class means ``mu_k - mu_G`` (summed from centred samples, exact for large offsets), centred features
+``X - mu_G``, the class-indicator matrix. ``gram_domain`` (``N < d``) tells covariance computations to work in
+the ``N x N`` Gram domain. CUDA tensors stay on the GPU for the means (copied to the host on first use of ``X``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+from nctransfer.exceptions import InputValueError, NCTransferError
+from nctransfer.utils.validation import (
+    LabelEncoder,
+    check_class_sizes,
+    check_features,
+    check_labels,
+    check_n_classes,
+    is_torch,
+    to_numpy,
+)
+
+
+def prefix_errors(fname: str) -> Callable:
+    """Decorator-free helper: re-raise nctransfer errors with the scoring function's name in front."""
+    def wrap(exc: NCTransferError) -> NCTransferError:
+        msg = str(exc)
+        if msg.startswith(f"{fname}:"):
+            return exc
+        new = type(exc)(f"{fname}: {msg}")
+        return new
+    return wrap
+
+
+def encode_labels(y_np: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
+    """Sorted classes and codes ``0..K-1`` (first-seen order when labels cannot be sorted)."""
+    try:
+        classes, codes = np.unique(y_np, return_inverse=True)
+        return [c.item() if isinstance(c, np.generic) else c for c in classes], codes.reshape(-1).astype(np.int64)
+    except TypeError:
+        enc = LabelEncoder()
+        raw = enc.encode(np.asarray(y_np, dtype=object))
+        order = enc.sorted_order()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return [enc.classes[i] for i in order], rank[raw]
+
+
+class LabelledFeatures:
+    """Validated features ``[N, d]`` and labels ``[N]`` with lazily cached class statistics (see module doc).
+
+    Attributes:
+        n, d, K: samples, feature width, classes. ``classes``: sorted labels; ``codes``: ``[N]`` in ``0..K-1``.
+        counts: ``n_k`` (float64 ``[K]``). ``fname``: the name errors are prefixed with.
+
+    Examples:
+        >>> lf = LabelledFeatures([[0.0, 1.0], [2.0, 1.0], [4.0, 3.0], [6.0, 3.0]], ["a", "a", "b", "b"])
+        >>> lf.class_means.tolist(), lf.counts.tolist()
+        ([[1.0, 1.0], [5.0, 3.0]], [2.0, 2.0])
+    """
+
+    def __init__(self, X: Any, y: Any, fname: str = "features", *, labels_required: bool = True) -> None:
+        wrap = prefix_errors(fname)
+        try:
+            Xv = check_features(X, "X")
+            self._torch = Xv if (is_torch(Xv) and Xv.device.type != "cpu") else None
+            self.n, self.d = int(Xv.shape[0]), int(Xv.shape[1])
+            self._X = None if self._torch is not None else np.ascontiguousarray(to_numpy(Xv), dtype=np.float64)
+            if y is None:
+                if labels_required:
+                    raise InputValueError("labels y are required; got y=None.")
+                self.classes, self.codes, self.K = [], np.zeros(self.n, dtype=np.int64), 0
+            else:
+                y_np = check_labels(y, self.n, "y")
+                self.classes, self.codes = encode_labels(y_np)
+                self.K = len(self.classes)
+                check_n_classes(self.K, 2, "y")
+                check_class_sizes(np.bincount(self.codes, minlength=self.K), "y")
+        except NCTransferError as exc:
+            raise wrap(exc) from None
+        self._cache: dict[str, Any] = {}
+        self.fname = fname
+
+    # -------------------------------------------------------------------------------------------- basics
+    def cached(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    @property
+    def X(self) -> np.ndarray:
+        """Features as C-contiguous float64 numpy ``[N, d]`` (copied from the GPU on first use)."""
+        if self._X is None:
+            self._X = np.ascontiguousarray(to_numpy(self._torch.double()), dtype=np.float64)
+        return self._X
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._torch is not None
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.cached("counts", lambda: np.bincount(self.codes, minlength=self.K).astype(np.float64))
+
+    @property
+    def priors(self) -> np.ndarray:
+        return self.counts / self.n
+
+    def indicator(self) -> Any:
+        """Sparse ``[K, N]`` class-indicator matrix."""
+        def build() -> Any:
+            import scipy.sparse as sp
+
+            return sp.csr_matrix((np.ones(self.n), (self.codes, np.arange(self.n))), shape=(self.K, self.n))
+        return self.cached("indicator", build)
+
+    def class_sum(self, V: np.ndarray) -> np.ndarray:
+        """Per-class sums of the rows of ``V`` ``[N, m]`` -> ``[K, m]``."""
+        return np.asarray(self.indicator() @ V)
+
+    @property
+    def mean(self) -> np.ndarray:
+        def compute() -> np.ndarray:
+            if self.on_gpu:
+                return to_numpy(self._torch.double().mean(0))
+            return self.X.mean(0)
+        return self.cached("mean", compute)
+
+    @property
+    def class_means(self) -> np.ndarray:
+        """``mu_k`` ``[K, d]`` (raw)."""
+        return self.cached("class_means", lambda: self.centred_class_means + self.mean)
+
+    @property
+    def centred_class_means(self) -> np.ndarray:
+        """``mu_k - mu_G`` ``[K, d]``, summed from centred samples (exact for large offsets)."""
+        def compute() -> np.ndarray:
+            if self.on_gpu:
+                import torch  # deferred: only CUDA tensors reach this branch; the core never loads torch
+
+                Xc = self._torch.double() - torch.as_tensor(self.mean, device=self._torch.device)
+                out = torch.zeros((self.K, self.d), dtype=torch.float64, device=Xc.device)
+                out.index_add_(0, torch.as_tensor(self.codes, device=Xc.device), Xc)
+                return to_numpy(out) / self.counts[:, None]
+            return self.class_sum(self.Xc) / self.counts[:, None]
+        return self.cached("centred_class_means", compute)
+
+    @property
+    def Xc(self) -> np.ndarray:
+        """Centred features ``X - mu_G`` ``[N, d]``."""
+        return self.cached("Xc", lambda: self.X - self.mean)
+
+    @property
+    def gram_domain(self) -> bool:
+        """True when ``N < d``: covariance quantities are computed from the ``N x N`` Gram matrix."""
+        return self.n < self.d
+
+
+__all__ = ["LabelledFeatures", "encode_labels", "prefix_errors"]
