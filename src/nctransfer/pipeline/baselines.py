@@ -46,7 +46,8 @@ def static_baseline_scores(candidates: Sequence[Mapping[str, Any]],
 
     Args:
         candidates: dicts with ``name``, ``model``, ``tap_index``, ``n_taps``, ``dim`` and optionally ``control``
-            (the ``candidates`` of a results structure).
+            (the ``candidates`` of a results structure) and ``source_accuracy`` (when known for the candidate,
+            e.g. a pre-training study's checkpoint; else looked up by model name).
         params: ``{model: parameter count}``; missing models get NaN.
     """
     import pandas as pd
@@ -58,7 +59,8 @@ def static_baseline_scores(candidates: Sequence[Mapping[str, Any]],
             "depth": float(c.get("tap_index", 0)) / (n_taps - 1) if n_taps > 1 else 1.0,
             "width": float(c.get("dim") or np.nan),
             "params": float((params or {}).get(str(c.get("model")), np.nan)),
-            "source_accuracy": source_accuracy(str(c.get("model")), bool(c.get("control"))),
+            "source_accuracy": (float(c["source_accuracy"]) if c.get("source_accuracy") is not None
+                                else source_accuracy(str(c.get("model")), bool(c.get("control")))),
         }
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(STATIC_BASELINES), dtype=float)
 

@@ -14,7 +14,12 @@ the linear-probe test accuracy of each candidate (cached by the pipeline). :func
 Default pools (:func:`default_pools`, bundled models and data only): every tap of EfficientNet-Lite0/1/2 plus the
 random-init control on Fashion-MNIST (digits when the Debian package is missing), on digits, on a few-shot version
 of each (10 training images per class) and on Fashion-MNIST's four look-alike tops (T-shirt, pullover, coat,
-shirt); and the penultimate features of the three models plus the control on both datasets. A new score is
+shirt); and the penultimate features of the three models plus the control on both datasets. Model pools from the
+checkpoints of a pre-training study (``nctransfer study``, recipes x seeds, one pool per target) are added with
+:class:`~nctransfer.pipeline.study_pools.StudyPoolSpec` (:func:`default_study_pool`). The ground truth is the linear-probe
+accuracy (default) or, with ``truth="finetune"``, the fine-tuning accuracy (SCL FT at the tap for layer pools, full
+FT for model pools, full or SCL FT of a study checkpoint's encoder), each with its standard error (the test set:
+per-sample resampling or binomial; the seeds: ``truth_seeds``). A new score is
 registered with :func:`nctransfer.transferability.register` and runs with the others
 (``run_suite(methods=[..., "my_score"])``; on the command line ``nctransfer benchmark --import my_module``).
 """
@@ -29,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.pipeline.study_pools import StudyPoolSpec, run_study_pools
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "random:efficientnet_lite0")
 TOPS = (0, 2, 4, 6)  # Fashion-MNIST: T-shirt/top, pullover, coat, shirt
@@ -93,6 +99,25 @@ def default_pools(quick: bool = False) -> list[PoolSpec]:
         pools.insert(4, PoolSpec("layers/fashion-mnist-tops", models, fashion_subset(TOPS), "all", pc, tpc, size,
                                  "every tap, Fashion-MNIST's four look-alike tops (fine-grained)"))
     return pools
+
+
+def default_study_pool(out: str | Path, *, quick: bool = False, name: str = "study") -> StudyPoolSpec:
+    """A pre-training study for the suite: small CNNs pre-trained on Fashion-MNIST's classes 0-4 (digits 0-4
+    when it is missing) with cross-entropy, label smoothing and SupCon, two seeds each (6 checkpoints; quick: CE and SupCon, 4), transferred
+    to the other five classes and to digits 5-9; the study runs (or resumes) under ``out``. ``quick``: 2 epochs, 40
+    source / 20 target training images per class, 16 px (a test-sized study in seconds)."""
+    from nctransfer.pretrain.study import StudyConfig
+
+    fm = "fashion-mnist" if _fashion_available() else "digits"
+    epochs, src, tgt, size = (2, 40, 20, 16) if quick else (10, 500, 50, 28)
+    grid = {"defaults": {"arch": "small_cnn", "width": 8 if quick else 16, "depth": 2 if quick else 4,
+                         "epochs": epochs, "batch_size": 64},
+            "product": {"loss": ["ce", "ls", "supcon"] if not quick else ["ce", "supcon"], "seed": [0, 1]}}
+    targets = [f"{fm}:5-9"] + (["digits:5-9"] if fm != "digits" else [])
+    cfg = StudyConfig(source=f"{fm}:0-4", targets=targets, out=str(out), source_per_class=src,
+                      source_test_per_class=20 if quick else 100, target_train_per_class=tgt,
+                      target_test_per_class=20 if quick else 100, image_size=size, plots=False, threads=1)
+    return StudyPoolSpec(name=name, config=cfg, grid=grid)
 
 
 @dataclass
@@ -165,31 +190,51 @@ def summarize(pools: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], l
     return summary, folds, rec
 
 
-def run_suite(pools: Sequence[PoolSpec] | None = None, *, methods: Any = None, out: str | Path | None = None,
+def run_suite(pools: Sequence[Any] | None = None, *, methods: Any = None, out: str | Path | None = None,
               cache_dir: Any = "default", quick: bool = False, seed: int = 0, progress: bool = True,
-              probe_C_grid: Sequence[float] | None = None, rank_options: Mapping[str, Any] | None = None
+              probe_C_grid: Sequence[float] | None = None, rank_options: Mapping[str, Any] | None = None,
+              truth: str = "probe", truth_finetune: Mapping[str, Any] | None = None, truth_seeds: int = 1
               ) -> SuiteResult:
-    """Run every pool (``rank_models`` with the linear-probe truth) and summarise.
+    """Run every pool and summarise.
 
     Args:
-        pools: the pools (default :func:`default_pools`).
-        methods: scores to run (names, ``"all"``, or ``None`` for every non-expensive one).
+        pools: the pools: :class:`PoolSpec` (run by ``rank_models``) and
+            :class:`~nctransfer.pipeline.study_pools.StudyPoolSpec` (the checkpoints of a pre-training study, one
+            pool per target); default :func:`default_pools`.
+        methods: scores to run (names, ``"all"``, or ``None`` for every non-expensive one; a study pool has the
+            scores its study computed).
         out: directory for ``benchmark.json``, ``benchmark.md`` and each pool's report (``out/<pool>/``).
-        cache_dir: the pipeline's cache (features and probe results are reused across runs).
+        cache_dir: the pipeline's cache (features, probe and fine-tuning results are reused across runs).
         quick: the quick default pools.
         seed: seed of subsampling, probes and bootstrap.
         probe_C_grid: the probe's L2 grid (default: the pipeline's).
         rank_options: further :func:`~nctransfer.pipeline.rank_models` options.
+        truth: ``"probe"`` (linear-probe test accuracy, default; its per-sample correctness gives the bootstrap
+            its test-set resampling) or ``"finetune"``: SCL FT at the tap for layer pools, full FT for model pools
+            (``rank_models(truth="finetune")``), full FT (or SCL FT) of each checkpoint's encoder for study pools.
+        truth_finetune: fine-tuning options (``epochs``, ``lr``, ``method``...) for ``truth="finetune"``.
+        truth_seeds: fine-tuning seeds per candidate for ``truth="finetune"``; the truth is their mean, with the
+            standard error ``sqrt(p (1 - p) / n_test + s^2 / k)`` (:func:`~nctransfer.pipeline.study_pools.combine_seeds`).
     """
     import time
 
     from nctransfer.pipeline.core import rank_models
 
+    if truth not in ("probe", "finetune"):
+        raise InputValueError(f"run_suite: truth must be 'probe' or 'finetune'; got {truth!r}.")
+    if int(truth_seeds) != truth_seeds or truth_seeds < 1:
+        raise InputValueError(f"run_suite: truth_seeds must be a positive integer; got {truth_seeds!r}.")
     pools = list(pools) if pools is not None else default_pools(quick)
     if not pools:
         raise InputValueError("run_suite: no pools.")
     res = SuiteResult()
     for spec in pools:
+        if isinstance(spec, StudyPoolSpec):
+            res.pools.update(run_study_pools(spec, truth=truth, finetune=truth_finetune, seeds=int(truth_seeds),
+                                             seed=seed, progress=progress))
+            continue
+        if not isinstance(spec, PoolSpec):
+            raise InputValueError(f"run_suite: pools must be PoolSpec or StudyPoolSpec; got {type(spec).__name__}.")
         t0 = time.perf_counter()
         data = spec.data() if callable(spec.data) else spec.data
         kw: dict[str, Any] = dict(rank_options or {})
@@ -199,14 +244,31 @@ def run_suite(pools: Sequence[PoolSpec] | None = None, *, methods: Any = None, o
             kw.update(train=data["train"], test=data["test"])
             data = None
         pool_out = None if out is None else Path(out) / spec.name.replace("/", "_")
-        r = rank_models(list(spec.models), data, taps=spec.taps, truth="probe", methods=methods, out=pool_out,
-                        per_class=spec.per_class, test_per_class=spec.test_per_class, image_size=spec.image_size,
-                        seed=seed, cache_dir=cache_dir, progress=progress, **kw)
+        runs = []
+        for k in range(int(truth_seeds) if truth == "finetune" else 1):
+            if truth == "finetune":
+                kw["truth_finetune"] = {**dict(truth_finetune or {}), "seed": seed + k}
+            runs.append(rank_models(list(spec.models), data, taps=spec.taps, truth=truth, methods=methods,
+                                    out=pool_out if k == 0 else None, per_class=spec.per_class,
+                                    test_per_class=spec.test_per_class, image_size=spec.image_size, seed=seed,
+                                    cache_dir=cache_dir, progress=progress, **kw))
+        r = runs[0]
+        entry = {"n_candidates": len(r["candidates"]), "evaluation": r.get("evaluation") or {},
+                 "intervals": r.get("evaluation_intervals") or {}, "baselines": r.get("baselines") or {},
+                 "truth": {k: v for k, v in (r.get("truth") or {}).items() if k != "details"}}
+        if len(runs) > 1:  # several fine-tuning seeds: the mean and its standard error, evaluated again
+            from nctransfer.pipeline.study_pools import combine_seeds, evaluate_pool
+
+            acc, se = combine_seeds([x["truth"]["accuracy"] for x in runs], int(r["data"]["n_test"]))
+            bscores = (r.get("baselines") or {}).get("scores") or {}
+            params = {c["model"]: int(bscores[c["name"]]["params"]) for c in r["candidates"]
+                      if (bscores.get(c["name"]) or {}).get("params") is not None}
+            entry.update(evaluate_pool(r["scores"], acc, r["candidates"], params=params, truth_se=se, seed=seed))
+            entry["truth"] = {"kind": "finetune", "accuracy": acc, "se": se,
+                              "noise": f"standard error of the mean over {len(runs)} seeds and the test set"}
         res.pools[spec.name] = {
             "spec": {k: v for k, v in asdict(spec).items() if k != "data"} | {"data": _data_name(spec.data)},
-            "n_candidates": len(r["candidates"]), "evaluation": r.get("evaluation") or {},
-            "intervals": r.get("evaluation_intervals") or {}, "baselines": r.get("baselines") or {},
-            "seconds": time.perf_counter() - t0,
+            **entry, "seconds": time.perf_counter() - t0,
         }
     res.summary, res.lopo, res.recommended = summarize(res.pools)
     if out is not None:
@@ -241,8 +303,11 @@ def format_suite_md(res: SuiteResult) -> str:
     """One Markdown table per pool and the summary across pools."""
     lines = ["# Benchmark suite", ""]
     for name, p in res.pools.items():
-        lines += [f"## {name} ({p['n_candidates']} candidates)", "",
-                  "| score | weighted τ [95% CI] | Spearman [95% CI] | top-1 regret, points [95% CI] | scored |",
+        tr = p.get("truth") or {}
+        lines += [f"## {name} ({p['n_candidates']} candidates)", ""]
+        if tr.get("kind"):
+            lines += [f"Ground truth: {tr['kind']} ({tr.get('noise', 'noise not modelled')}).", ""]
+        lines += ["| score | weighted τ [95% CI] | Spearman [95% CI] | top-1 regret, points [95% CI] | scored |",
                   "| --- | ---: | ---: | ---: | ---: |"]
         ev, iv = p["evaluation"], p["intervals"]
         b = p.get("baselines") or {}
@@ -288,5 +353,5 @@ def format_suite_md(res: SuiteResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["PoolSpec", "SuiteResult", "default_pools", "fashion_subset", "run_suite", "summarize",
-           "format_suite_md"]
+__all__ = ["PoolSpec", "StudyPoolSpec", "SuiteResult", "default_pools", "default_study_pool", "fashion_subset",
+           "run_suite", "summarize", "format_suite_md"]

@@ -255,7 +255,7 @@ def transfer_scores(X: np.ndarray, y: np.ndarray, probs: np.ndarray | None, meth
 def evaluate_target(model: PretrainedModel, data: StudyData, *, methods: Sequence[str] | None = None,
                     batch_size: int = 512, seed: int = 0) -> dict[str, Any]:
     """Transfer of the frozen encoder to one target: probe accuracy, collapse per tap, transferability scores."""
-    from nctransfer.metrics import probe_accuracy
+    from nctransfer.metrics import pack_correct, probe_accuracy
 
     feats_tr = _tap_features(model, data.X_train, batch_size)
     Ftr = feats_tr[PENULTIMATE].double().numpy()
@@ -273,6 +273,7 @@ def evaluate_target(model: PretrainedModel, data: StudyData, *, methods: Sequenc
         "probe_accuracy": probe.accuracy,
         "probe_C": probe.C,
         "probe_train_accuracy": probe.train_accuracy,
+        "probe_correct": pack_correct(probe.correct),  # per-test-sample correctness (metrics.pack_correct)
         "probe_seconds": probe_seconds,
         "layers": layers,
         "scores": scores,
