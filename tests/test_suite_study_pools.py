@@ -90,6 +90,35 @@ def test_study_pools_with_finetuning_truth_over_seeds(study):
     assert {"logme", "ncti"} <= set(p["evaluation"]) and "weighted_tau_hi" in p["intervals"]["ncti"]
 
 
+def test_pool_of_models_with_finetuning_truth_over_seeds():
+    """rank_models' fine-tuning truth (full FT of each model) run once per seed, combined and evaluated again."""
+    from nctransfer.pipeline.benchmark import PoolSpec
+
+    def arrays(seed, n=16, k=3):
+        rng = np.random.default_rng(seed)
+        y = np.repeat(np.arange(k), n)
+        X = rng.random((len(y), 16, 16)).astype(np.float32) * 0.88
+        for c in range(k):
+            X[y == c, 8 * (c // 2):8 * (c // 2) + 8, 8 * (c % 2):8 * (c % 2) + 8] += 0.12
+        return X, y
+
+    pools = [PoolSpec("tiny", ("timm:resnet10t", "timm:efficientnet_lite0"),
+                      lambda: {"train": arrays(0), "test": arrays(10)}, "penultimate", None, None, 32)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_suite(pools, methods=["logme"], cache_dir=None, progress=False, rank_options={"pretrained": False},
+                        truth="finetune", truth_finetune={"epochs": 1, "batch_size": 16}, truth_seeds=2)
+    p = res.pools["tiny"]
+    tr = p["truth"]
+    assert tr["kind"] == "finetune" and set(tr["accuracy"]) == {"timm:resnet10t", "timm:efficientnet_lite0"}
+    for name, accs in tr["seed_accuracies"].items():
+        m = np.mean(accs)
+        assert len(accs) == 2 and tr["accuracy"][name] == pytest.approx(m)
+        assert tr["se"][name] == pytest.approx(np.sqrt(m * (1 - m) / 48 + np.var(accs, ddof=1) / 2))
+    assert "logme" in p["evaluation"] and "weighted_tau_lo" in p["intervals"]["logme"]
+    assert p["baselines"]["scores"]["timm:resnet10t"]["params"] > 1e6  # parameter counts carried over
+
+
 def test_default_study_pool_and_bad_arguments(tmp_path):
     spec = default_study_pool(tmp_path, quick=True)
     assert spec.config.out == str(tmp_path) and spec.grid["product"]["seed"] == [0, 1]

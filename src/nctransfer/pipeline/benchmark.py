@@ -265,7 +265,8 @@ def run_suite(pools: Sequence[Any] | None = None, *, methods: Any = None, out: s
                       if (bscores.get(c["name"]) or {}).get("params") is not None}
             entry.update(evaluate_pool(r["scores"], acc, r["candidates"], params=params, truth_se=se, seed=seed))
             entry["truth"] = {"kind": "finetune", "accuracy": acc, "se": se,
-                              "noise": f"standard error of the mean over {len(runs)} seeds and the test set"}
+                              "noise": f"standard error of the mean over {len(runs)} seeds and the test set",
+                              "seed_accuracies": {n: [x["truth"]["accuracy"][n] for x in runs] for n in acc}}
         res.pools[spec.name] = {
             "spec": {k: v for k, v in asdict(spec).items() if k != "data"} | {"data": _data_name(spec.data)},
             **entry, "seconds": time.perf_counter() - t0,
