@@ -38,6 +38,7 @@ from nctransfer.stats.feature_stats import FeatureStats
 from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.transferability._common import (
     blas_limited,
+    Workspace,
     check_positive_float,
     check_positive_int,
     eigh,
