@@ -131,3 +131,24 @@ def test_default_study_pool_and_bad_arguments(tmp_path):
         run_suite(["layers/digits"])
     with pytest.raises(LookupError, match="nctransfer study"):
         run_suite([StudyPoolSpec(config=spec.config)])  # no grid and no study on disk
+
+
+def test_cli_benchmark_study_pools_and_finetuning_truth(tmp_path, monkeypatch):
+    import nctransfer.pipeline.benchmark as B
+    from nctransfer.cli.main import main
+    from nctransfer.pipeline.benchmark import SuiteResult
+
+    seen = {}
+
+    def fake_run_suite(pools, **kw):
+        seen["pools"], seen["kw"] = pools, kw
+        return SuiteResult()
+
+    monkeypatch.setattr(B, "run_suite", fake_run_suite)
+    assert main(["benchmark", "--quick", "--out", str(tmp_path / "o"), "--study", str(tmp_path / "s"), "--truth",
+                 "finetune", "--truth-seeds", "2", "--truth-epochs", "3", "--no-progress"]) == 0
+    study = [p for p in seen["pools"] if isinstance(p, StudyPoolSpec)]
+    assert len(study) == 1 and study[0].config.out == str(tmp_path / "s")
+    assert len(seen["pools"]) == len(B.default_pools(quick=True)) + 1
+    assert seen["kw"]["truth"] == "finetune" and seen["kw"]["truth_seeds"] == 2
+    assert seen["kw"]["truth_finetune"] == {"epochs": 3}
