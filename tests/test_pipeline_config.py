@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import warnings
 
 import pytest
@@ -82,3 +83,38 @@ def test_config_yaml_of_a_run_fed_back_reproduces_it(tmp_path):
     assert again["scores"] == first["scores"]
     assert again["truth"]["accuracy"] == first["truth"]["accuracy"]
     assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text()) == record
+
+
+def test_layers_config_round_trip_validation_and_signature():
+    from nctransfer.layers import LayersConfig, analyze
+
+    params = inspect.signature(analyze).parameters
+    fields = {f.name for f in dataclasses.fields(LayersConfig)}
+    assert fields == set(params) - {"model", "train", "test", "config"}
+    for name in fields:
+        assert getattr(LayersConfig(), name) == (tuple(params[name].default) if name == "C_grid"
+                                                 else params[name].default), name
+    cfg = LayersConfig(taps="blocks.*", metrics=("nc1", "vci"), probe=False, seed=2, threads=1)
+    assert LayersConfig.from_yaml(cfg.to_yaml()) == cfg and LayersConfig.from_json(cfg.to_json()) == cfg
+    assert LayersConfig.from_call(cfg, seed=0, probe=True) == cfg
+    for kw, match in [({"threads": 0}, "threads must be a positive integer or None; got 0"),
+                      ({"probe_val_fraction": 1.0}, r"probe_val_fraction must be a number in \(0, 1\)"),
+                      ({"token_pool": "max"}, "token_pool must be one of")]:
+        with pytest.raises(InputValueError, match=match):
+            LayersConfig(**kw)
+
+
+def test_analyze_from_a_layers_config_equals_keywords(tmp_path):
+    from nctransfer.data import load_dataset
+    from nctransfer.layers import LayersConfig, analyze
+    from nctransfer.models import load_model
+
+    model = load_model("efficientnet_lite0")
+    tr = load_dataset("digits", "train", model=model, image_size=32, per_class=8)
+    te = load_dataset("digits", "test", model=model, image_size=32, per_class=8)
+    kw = dict(taps=["blocks.1.0", "penultimate"], C_grid=(1.0,), cache_dir=tmp_path, progress=False, seed=3)
+    by_keywords = analyze(model, tr, te, **kw)
+    by_config = analyze(model, tr, te, config=LayersConfig(**kw))
+    same = json.dumps(by_config.rows, sort_keys=True, default=str) == json.dumps(by_keywords.rows, sort_keys=True,
+                                                                                  default=str)  # NaN == NaN here
+    assert same and by_config.taps == by_keywords.taps

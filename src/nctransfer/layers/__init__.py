@@ -5,5 +5,6 @@ from nctransfer.utils.extras import require_extra
 require_extra("torch", "nctransfer.layers", ("torch",))  # fail now, naming the extra to install
 
 from nctransfer.layers.analysis import LayerAnalysis, analyze, spearman
+from nctransfer.layers.config import LayersConfig
 
-__all__ = ["LayerAnalysis", "analyze", "spearman"]
+__all__ = ["LayerAnalysis", "LayersConfig", "analyze", "spearman"]

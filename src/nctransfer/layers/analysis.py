@@ -25,6 +25,7 @@ from nctransfer.exceptions import InputValueError
 from nctransfer.extract import extract
 from nctransfer.metrics import compute_all, ncc_accuracy
 from nctransfer.metrics.probe import DEFAULT_C_GRID, probe_accuracy
+from nctransfer.layers.config import LayersConfig
 from nctransfer.stats.correlation import spearman  # (rho, p, n) of the finite pairs; public here too
 from nctransfer.utils.threads import limit_threads
 
@@ -132,6 +133,7 @@ def analyze(
     progress: bool = True,
     threads: int | None = None,
     pool: Any = "auto",
+    config: LayersConfig | None = None,
 ) -> LayerAnalysis:
     """Layer-wise collapse metrics and linear-probe accuracy of ``model`` on ``(train, test)``.
 
@@ -151,6 +153,8 @@ def analyze(
             ``"flatten"``, a callable); see :mod:`nctransfer.features.pooling`.
         threads: if given, the number of torch intra-op and BLAS threads during the analysis (restored after).
             The probes and metrics are small problems: on a busy machine one thread is often much faster.
+        config: a :class:`~nctransfer.layers.config.LayersConfig` holding every setting above (keywords that
+            differ from their defaults are applied on top of it).
 
     Returns:
         :class:`LayerAnalysis` (``rows``, ``correlations``, ``table()``, ``plot()``, ``to_dict()``).
@@ -161,10 +165,15 @@ def analyze(
         >>> te = load_dataset("fashion-mnist", "test", model=model, image_size=64, per_class=50)   # doctest: +SKIP
         >>> print(analyze(model, tr, te).table())                                       # doctest: +SKIP
     """
-    with limit_threads(threads):
-        return _analyze(model, train, test, taps, metrics, metric_options, probe, C_grid, probe_val_fraction,
-                        probe_max_iter, seed, batch_size, device, dtype, token_pool, cache_dir, no_cache, progress,
-                        pool=pool)
+    s = LayersConfig.from_call(  # every setting typed and validated in one place
+        config, taps=taps, metrics=metrics, metric_options=metric_options, probe=probe, C_grid=C_grid,
+        probe_val_fraction=probe_val_fraction, probe_max_iter=probe_max_iter, seed=seed, batch_size=batch_size,
+        device=device, dtype=dtype, token_pool=token_pool, cache_dir=cache_dir, no_cache=no_cache, progress=progress,
+        threads=threads, pool=pool)
+    with limit_threads(s.threads):
+        return _analyze(model, train, test, s.taps, s.metrics, s.metric_options, s.probe, s.C_grid,
+                        s.probe_val_fraction, s.probe_max_iter, s.seed, s.batch_size, s.device, s.dtype,
+                        s.token_pool, s.cache_dir, s.no_cache, s.progress, pool=s.pool)
 
 
 def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_options: Any, probe: bool,

@@ -1,6 +1,7 @@
 """The product end to end: :func:`rank_models` (models or taps x a dataset -> scores, collapse, ground truth,
 evaluation, report) and the recommended score (:mod:`nctransfer.pipeline.recommended`)."""
 
+from nctransfer.pipeline.candidates import Candidate
 from nctransfer.pipeline.config import RankConfig
 from nctransfer.pipeline.core import FINETUNE_DEFAULTS, PROBE_C_GRID, RANDOM_PREFIX, rank_models, write_outputs
 from nctransfer.pipeline.result import RankResult
@@ -13,6 +14,6 @@ from nctransfer.pipeline.recommended import (
 
 __all__ = [
     "DEFAULT_RECOMMENDED", "FINETUNE_DEFAULTS", "PROBE_C_GRID", "RANDOM_PREFIX",
-    "RankConfig", "RankResult", "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
+    "Candidate", "RankConfig", "RankResult", "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
     "SelectResult", "plan_halving", "select", "successive_halving",
 ]

@@ -122,29 +122,5 @@ class RankConfig(ConfigBase):
             if v is not None and not isinstance(v, Mapping):
                 raise InputValueError(f"{name} must be a mapping of fine-tuning options; got {type(v).__name__}.")
 
-    @classmethod
-    def from_call(cls, config: Any = None, /, **keywords: Any) -> "RankConfig":
-        """The settings of one ``rank_models`` call: the ``keywords`` alone, or, when ``config`` is a
-        :class:`RankConfig`, that configuration with the keywords that differ from their defaults applied on top."""
-        if not isinstance(config, RankConfig):
-            return cls(**keywords)
-        changed = {}
-        for k, v in keywords.items():
-            f = cls.__dataclass_fields__[k]
-            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-            if not _same(v, default):
-                changed[k] = v
-        return config.replace(**changed)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """``a`` and ``b`` are the same setting (equal and of the same type; lists and tuples element-wise)."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:  # noqa: BLE001 - e.g. arrays: never equal to a default
-        return False
-
 
 __all__ = ["RankConfig", "PROBE_C_GRID", "BACKENDS"]

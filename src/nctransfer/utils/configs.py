@@ -110,3 +110,28 @@ class ConfigBase:
     def replace(self, **changes: Any) -> Any:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @classmethod
+    def from_call(cls, config: Any = None, /, **keywords: Any) -> Any:
+        """The settings of one call of a function that takes both keywords and ``config=``: the ``keywords`` alone,
+        or, when ``config`` is an instance of this class, that configuration with the keywords that differ from
+        their defaults applied on top."""
+        if not isinstance(config, cls):
+            return cls(**keywords)
+        changed = {}
+        for k, v in keywords.items():
+            f = cls.__dataclass_fields__[k]  # type: ignore[attr-defined]
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            if not _same(v, default):
+                changed[k] = v
+        return config.replace(**changed)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` are the same setting (equal and of the same type; lists and tuples element-wise)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays: never equal to a default
+        return False
