@@ -20,6 +20,8 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import warnings
@@ -28,12 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.exceptions import InputValueError, NotFoundError, UndefinedMetricWarning
 from nctransfer.stats.correlation import spearman
-from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.feature_stats import FeatureStats, read_npz
+from nctransfer.stats.labelled import encode_labels
 from nctransfer.transferability._common import blas_limited, require_pool, Workspace
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
+from nctransfer.transferability.uncertainty import bootstrap_intervals
+from nctransfer.utils.validation import check_labels
 
 EVALUATION_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
 #: keys added by ``evaluate(..., intervals=True)``: 95% bootstrap intervals and the pool coverage of the score
@@ -53,8 +59,6 @@ def load_features_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
         NotFoundError: the file does not exist.
         InputValueError: not an ``.npz`` file or a required array is missing.
     """
-    from nctransfer.stats.feature_stats import read_npz
-
     p = Path(path)
     if p.is_dir():
         raise InputValueError(f"features file {str(p)!r} is a directory; expected an .npz file.")
@@ -120,8 +124,6 @@ def _target_labels(name: str, value: Any) -> tuple[str, Any]:
 
 def _canonical_labels(y: Any) -> np.ndarray:
     """Labels as a 1-D array with integral floats and every integer dtype as int64 (``1 == 1.0`` as labels)."""
-    from nctransfer.utils.validation import check_labels
-
     a = check_labels(y, None, "y", discrete=False)
     if a.dtype.kind in "iu" or (a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
         return a.astype(np.int64)
@@ -131,11 +133,6 @@ def _canonical_labels(y: Any) -> np.ndarray:
 def target_fingerprint(y: Any) -> str:
     """SHA-256 of a label vector in canonical form (sorted class list and the per-sample class codes), so that
     ``[0, 1, 1]`` as int64, int32, float or a torch tensor give the same fingerprint and a permutation does not."""
-    import hashlib
-    import json
-
-    from nctransfer.transferability._common import encode_labels
-
     classes, codes = encode_labels(_canonical_labels(y))
     h = hashlib.sha256(json.dumps([repr(c) for c in classes]).encode())
     h.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
@@ -143,8 +140,6 @@ def target_fingerprint(y: Any) -> str:
 
 
 def _describe_difference(y_ref: Any, y: Any) -> str:
-    from nctransfer.transferability._common import encode_labels
-
     a, b = _canonical_labels(y_ref), _canonical_labels(y)
     if len(a) != len(b):
         return f"a different number of samples N ({len(b)} vs {len(a)})"
@@ -176,8 +171,6 @@ def check_same_targets(items: list[tuple[str, Any]]) -> None:
     """
     if len(items) < 2:
         return
-    from nctransfer.transferability._common import encode_labels
-
     def class_summary(y: Any) -> str:
         if isinstance(y, tuple) and len(y) == 2 and y[0] == "stats":
             st = y[1]
@@ -389,8 +382,6 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
 
     iterator: Any = items
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(items, desc="rank", unit="model")
     for name, entry in iterator:
         part = score_candidate(name, entry, infos, opts, pool_size=len(items))
@@ -427,8 +418,6 @@ def _finish(names: list[str], infos: Any, values: dict[str, dict[str, float]], s
                       index=pd.Index(names, name="model"), columns=[m.name for m in infos], dtype=float)
     inf = np.isinf(df.to_numpy())
     if inf.any():  # never an infinite score in a ranking (it would top or end it whatever the others)
-        from nctransfer.exceptions import UndefinedMetricWarning
-
         where = [f"{df.index[i]}/{df.columns[j]}" for i, j in zip(*np.nonzero(inf))][:10]
         warnings.warn(f"rank: infinite score(s) replaced by NaN: {where}.", UndefinedMetricWarning, stacklevel=4)
         df = df.mask(np.isinf(df))
@@ -483,8 +472,6 @@ def _evaluate_one(score: "Any", truth: "Any", method: str, noise: "Any" = None,
     if len(s) < 2:
         return out
     if boot and int(boot.get("n_boot", 0)) > 0:
-        from nctransfer.transferability.uncertainty import bootstrap_intervals
-
         samples, se = (None, None) if noise is None else noise(list(s.index))
         ci = bootstrap_intervals(s.to_numpy(dtype=float), t.to_numpy(dtype=float), samples=samples, se=se,
                                  n_boot=int(boot["n_boot"]), level=float(boot.get("level", 0.95)),
