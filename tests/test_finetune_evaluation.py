@@ -141,3 +141,62 @@ def test_cli_test_per_class_and_eval_options(tmp_path, capsys):
     r = json.loads((tmp_path / "all" / "result.json").read_text())
     assert r["n_test"] == n_all and r["config"]["eval_per_class"] is None  # the whole digits test split
     assert r["history"][0]["eval_samples"]["test"] == {"split": "test", "subset": "full", "n": n_all}
+
+
+def test_evaluation_keeps_small_feature_sets_and_their_nc1_equals_the_streamed_one(monkeypatch):
+    """NC1 of an evaluation comes from the penultimate features themselves when they are few (no d x d matrix);
+    it equals NC1 of the streamed statistics, and past the byte cap only the statistics are kept."""
+    from nctransfer.finetune import evaluation
+    from nctransfer.finetune.evaluation import batches, compute_nc1, evaluate
+
+    ds = Counting(24, k=3, seed=3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3))
+    out = evaluate(model, batches(ds, 10), torch.device("cpu"), penultimate=True)
+    with torch.no_grad():
+        h = model[:3](ds.x).numpy()
+    assert out["features"].shape == (24, 4) and np.allclose(out["features"], h, rtol=1e-5, atol=1e-6)
+    assert out["labels"].tolist() == ds.targets.tolist() and out["stats"].n_samples == 24
+    assert compute_nc1(out["stats"], out["features"], out["labels"]) == pytest.approx(compute_nc1(out["stats"]),
+                                                                                      rel=1e-10)
+    monkeypatch.setattr(evaluation, "KEEP_FEATURES_BYTES", 24 * 4 * 4 - 1)  # one byte short of the 24 rows
+    out = evaluate(model, batches(ds, 10), torch.device("cpu"), penultimate=True)
+    assert out["features"] is None and out["labels"] is None and out["stats"].n_samples == 24
+
+
+def test_inference_layout_is_channels_last_on_cpu_with_the_same_values():
+    from nctransfer.finetune._data import inference_layout
+
+    x = torch.randn(2, 3, 5, 5)
+    y = inference_layout(x)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(
+        memory_format=torch.channels_last) and torch.equal(x, y)
+    flat, labels = torch.randn(4, 7), torch.arange(4)
+    assert inference_layout(flat) is flat and inference_layout(labels) is labels
+
+
+def test_per_epoch_subsets_of_in_memory_data_are_transformed_once():
+    """A per-epoch subset of an ArrayImageDataset with the model's (deterministic) evaluation transform keeps its
+    transformed batches after the first pass; the final whole sets and other datasets are read every time."""
+    from nctransfer.data import load_dataset
+    from nctransfer.finetune.evaluation import EvalPlan, evaluate
+
+    train, test = load_dataset("digits", "train", per_class=4), load_dataset("digits", "test", per_class=3)
+    calls = []
+    for ds in (train, test):
+        get_batch = ds.get_batch
+        ds.get_batch = lambda idx, gb=get_batch: calls.append(len(idx)) or gb(idx)
+    plan = EvalPlan.build(train, test, eval_every=1, per_class=2, seed=0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    first = evaluate(model, plan.epoch_test.batches(8), torch.device("cpu"), penultimate=True)
+    assert calls == [8, 8, 4]  # 20 images (2 per class) read once, in whole batches
+    again = evaluate(model, plan.epoch_test.batches(8), torch.device("cpu"), penultimate=True)
+    assert calls == [8, 8, 4] and again["accuracy"] == first["accuracy"] and again["loss"] == first["loss"]
+    assert np.array_equal(again["features"], first["features"])
+    evaluate(model, plan.epoch_test.batches(5), torch.device("cpu"))  # another batch size: read again
+    evaluate(model, plan.final_test.batches(8), torch.device("cpu"))
+    evaluate(model, plan.final_test.batches(8), torch.device("cpu"))
+    assert calls == [8, 8, 4, 5, 5, 5, 5] + [8, 8, 8, 6] * 2  # the whole 30-image test split: every time
+    plan.epoch_test.release()
+    evaluate(model, plan.epoch_test.batches(8), torch.device("cpu"))
+    assert len(calls) == 18

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from nctransfer.data.splits import balanced_indices
 from nctransfer.exceptions import InputValueError
-from nctransfer.finetune._data import dataset_targets, sample_hw
+from nctransfer.finetune._data import dataset_targets, inference_layout, sample_hw
 from nctransfer.finetune.config import FinetuneConfig
 from nctransfer.finetune.prefix_cache import PrefixReplay, SharedPrefixCache
 from nctransfer.finetune.selection import (
@@ -151,7 +151,8 @@ def probe_budget_seconds(auto: Any, estimated_training_seconds: float) -> float 
 
 def recalibrate_batchnorm(model: Any, data: Any, batch_size: int, device: str = "cpu") -> None:
     """Replace the running statistics of every BatchNorm of ``model`` by the population statistics of ``data``
-    (one pass in train mode without gradients, cumulative averages); parameters are not changed."""
+    (one pass in train mode without gradients, cumulative averages, channels-last CPU batches); parameters are
+    not changed."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         return
@@ -165,7 +166,7 @@ def recalibrate_batchnorm(model: Any, data: Any, batch_size: int, device: str = 
     try:
         with torch.no_grad():
             for x, _ in iterate_batches(data, np.arange(len(data)), batch_size, drop_singleton=True):
-                model(x.to(dev))
+                model(inference_layout(x.to(dev)))
     finally:
         for m, mom in zip(norms, momenta):
             m.momentum = mom

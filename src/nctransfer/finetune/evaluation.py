@@ -11,7 +11,8 @@ Policy (:class:`EvalPlan`):
 Speed: a pass iterates the data the way :func:`nctransfer.extract.extract` does - whole batches transformed as
 tensor operations (``get_batch`` of the :mod:`nctransfer.data` datasets), ``torch.inference_mode``, and the
 penultimate features fed to their :class:`~nctransfer.stats.FeatureStats` in blocks by the extractor's
-background feeder - so accuracy, loss and the test-set NC1 come from one pass at extraction throughput
+background feeder, CPU batches in the channels-last layout (:func:`nctransfer.finetune._data.inference_layout`,
+about 30% faster for convolutional networks) - so accuracy, loss and the test-set NC1 come from one pass at extraction throughput
 (``benchmarks/bench_finetune_time.py`` measures the ratio).
 
 NC1 is the within-class variability relative to the between-class spread, ``NC1 = tr(Sigma_W Sigma_B^+) / K``
@@ -22,7 +23,7 @@ PNAS 2020), computed by :func:`nctransfer.metrics.nc1` from the streamed statist
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,24 +31,35 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from nctransfer.data.datasets import ArrayImageDataset
 from nctransfer.data.splits import balanced_indices
+from nctransfer.data.transforms import EvalTransform, ModelTransform
 from nctransfer.exceptions import UndefinedMetricWarning
 from nctransfer.extract.core import _StatsFeeder
 from nctransfer.features import TapRecorder
-from nctransfer.finetune._data import dataset_targets, iterate_batches
+from nctransfer.finetune._data import dataset_targets, inference_layout, iterate_batches
 from nctransfer.finetune.selection import classifier_path
 from nctransfer.metrics.collapse import nc1
 from nctransfer.stats import FeatureStats
+
+#: a per-epoch subset keeps its transformed batches (for the next epochs) up to this many bytes
+CACHE_BATCHES_BYTES = 256 * 2**20
 
 #: seed offsets of the per-epoch subsets (the run's seed plus these), so that they differ from training subsets
 TRAIN_SUBSET_SEED, TEST_SUBSET_SEED = 101, 202
 
 
-def compute_nc1(stats: Any) -> float:
-    """NC1 of streamed statistics; NaN (with an :class:`~nctransfer.exceptions.UndefinedMetricWarning`) when it is
-    undefined (e.g. one class in a tiny subset) - a degenerate subset must not stop a training run."""
+#: an evaluation keeps its penultimate features (float32) for NC1 up to this many bytes (past it: from the stats)
+KEEP_FEATURES_BYTES = 64 * 2**20
+
+
+def compute_nc1(stats: Any, features: np.ndarray | None = None, labels: np.ndarray | None = None) -> float:
+    """NC1 of streamed statistics, or of the samples ``features [N, d]`` / ``labels [N]`` when given (the same
+    value to rounding, about 1e-14 relative, without the ``d x d`` second-moment matrix: ``O(N d r)`` instead of
+    ``O(N d^2)``, :func:`nctransfer.metrics.nc1`); NaN (with an :class:`~nctransfer.exceptions.UndefinedMetricWarning`)
+    when it is undefined (e.g. one class in a tiny subset) - a degenerate subset must not stop a training run."""
     try:
-        return float(nc1(stats))
+        return float(nc1(features, labels) if features is not None else nc1(stats))
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"penultimate NC1 undefined: {exc}", UndefinedMetricWarning, stacklevel=2)
         return float("nan")
@@ -56,14 +68,30 @@ def compute_nc1(stats: Any) -> float:
 class _Capture:
     """Forward pre-hook on the classifier: its input (the penultimate feature ``[B, d]``) goes to the feeder."""
 
-    def __init__(self, feeder: Any) -> None:
+    def __init__(self, feeder: Any, keep_bytes: int = 0) -> None:
         self.feeder = feeder
         self.labels: np.ndarray | None = None
+        self.keep_bytes = keep_bytes
+        self.kept: list[tuple[np.ndarray, np.ndarray]] | None = [] if keep_bytes > 0 else None
+        self.nbytes = 0
 
     def __call__(self, module: nn.Module, args: tuple) -> None:
         h = args[0].detach()
-        h = h.float().reshape(h.shape[0], -1)
-        self.feeder.add("penultimate", h.cpu().numpy() if h.device.type != "cpu" else h.numpy(), self.labels)
+        h = h.float().reshape(h.shape[0], -1).contiguous()
+        h_np = h.cpu().numpy() if h.device.type != "cpu" else h.numpy()
+        self.feeder.add("penultimate", h_np, self.labels)
+        if self.kept is not None:
+            self.nbytes += h_np.nbytes
+            if self.nbytes > self.keep_bytes:
+                self.kept = None  # too many: NC1 from the streamed statistics
+            else:
+                self.kept.append((h_np, self.labels))
+
+    def features(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The kept ``(features [N, d] float32, labels [N])``, or ``(None, None)``."""
+        if not self.kept:
+            return None, None
+        return np.concatenate([f for f, _ in self.kept]), np.concatenate([y for _, y in self.kept])
 
 
 @torch.no_grad()
@@ -79,14 +107,17 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool =
         taps: also accumulate FeatureStats of these taps (:class:`nctransfer.features.TapRecorder`).
 
     Returns:
-        ``{"accuracy", "loss", "n", "stats" (or None), "tap_stats" (dict)}``.
+        ``{"accuracy", "loss", "n", "stats" (or None), "tap_stats" (dict), "features", "labels"}``; with
+        ``penultimate``, ``features [N, d]`` (float32) and ``labels [N]`` are the penultimate features themselves
+        when they take at most :data:`KEEP_FEATURES_BYTES` (NC1 from them is cheaper than from the statistics,
+        :func:`compute_nc1`), else ``None``.
     """
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
     stats = {"penultimate": FeatureStats()} if penultimate else {}
     tap_stats: dict[str, Any] = {t: FeatureStats() for t in taps} if taps else {}
     feeder = _StatsFeeder({**stats, **tap_stats}, flush_rows=512, background=True)
-    cap = _Capture(feeder) if penultimate else None
+    cap = _Capture(feeder, KEEP_FEATURES_BYTES) if penultimate else None
     handle = model.get_submodule(classifier_path(model)).register_forward_pre_hook(cap) if cap else None
     recorder = None
     if taps:
@@ -95,7 +126,7 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool =
         with (recorder if recorder is not None else _Null()), torch.inference_mode():
             for x, y in loader:
                 y_np = np.asarray(y.cpu().numpy() if torch.is_tensor(y) else y, dtype=np.int64)
-                x = x.to(device, non_blocking=True)
+                x = inference_layout(x.to(device, non_blocking=True))
                 yt = torch.as_tensor(y_np).to(device, non_blocking=True)
                 if cap is not None:
                     cap.labels = y_np
@@ -107,15 +138,16 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool =
                 if recorder is not None:
                     feats = recorder.collect()
                     for t in taps:  # type: ignore[union-attr]
-                        f = feats[t].float()
+                        f = feats[t].float().contiguous()
                         feeder.add(t, f.cpu().numpy() if f.device.type != "cpu" else f.numpy(), y_np)
         feeder.flush_all()
     finally:
         feeder.close()
         if handle is not None:
             handle.remove()
+    feats, labels = cap.features() if cap is not None else (None, None)
     return {"accuracy": correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n,
-            "stats": stats.get("penultimate"), "tap_stats": tap_stats}
+            "stats": stats.get("penultimate"), "tap_stats": tap_stats, "features": feats, "labels": labels}
 
 
 class _Null:
@@ -160,10 +192,50 @@ class EvalSet:
     split: str
     subset: str
     n: int
+    reuse: bool = False
+    _kept: tuple[int, list[Any]] | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> dict[str, Any]:
         """``{"split", "subset", "n"}`` (what a history record stores)."""
         return {"split": self.split, "subset": self.subset, "n": int(self.n)}
+
+    def batches(self, batch_size: int, num_workers: int = 0, pin_memory: bool = False) -> Any:
+        """The batches of :attr:`data` (:func:`batches`). A set marked ``reuse`` (a per-epoch subset) of an
+        in-memory :class:`~nctransfer.data.ArrayImageDataset` with a deterministic transform (none, or the
+        model's evaluation transform) keeps its transformed batches, up to :data:`CACHE_BATCHES_BYTES`, after
+        the first pass, so later epochs skip the image transform (about 1 ms per image with the bundled models'
+        PIL preprocessing); other datasets (their transform may be random, their reads observable) are read
+        every time."""
+        if self._kept is not None and self._kept[0] == batch_size:
+            return iter(self._kept[1])
+        loader = batches(self.data, batch_size, num_workers, pin_memory)
+        return self._keeping(loader, batch_size) if self.reuse and _deterministic(self.data) else loader
+
+    def _keeping(self, loader: Any, batch_size: int) -> Any:
+        kept: list[Any] | None = []
+        size = 0
+        for x, y in loader:
+            if kept is not None:
+                size += x.element_size() * x.numel()
+                if size <= CACHE_BATCHES_BYTES:
+                    kept.append((x, y))
+                else:
+                    kept = None
+            yield x, y
+        if kept is not None:
+            self._kept = (batch_size, kept)
+
+    def release(self) -> None:
+        """Forget the kept batches."""
+        self._kept = None
+
+
+def _deterministic(data: Any) -> bool:
+    """Whether ``data`` (or the dataset of a ``Subset``) is an in-memory ArrayImageDataset whose transform is
+    none or one of the deterministic evaluation transforms of :mod:`nctransfer.data.transforms`."""
+    base = data.dataset if isinstance(data, Subset) else data
+    return isinstance(base, ArrayImageDataset) and (base.transform is None
+                                                    or isinstance(base.transform, (EvalTransform, ModelTransform)))
 
 
 def _subset(data: Any, labels: np.ndarray, per_class: int | None, seed: int, split: str) -> EvalSet:
@@ -199,8 +271,10 @@ class EvalPlan:
         """The plan of a run (subsets drawn with seeds ``seed + 101`` (train) and ``seed + 202`` (test))."""
         y_tr = dataset_targets(train_data, "train_data")
         y_te = dataset_targets(test_data, "test_data")
-        return cls(epoch_train=_subset(train_data, y_tr, per_class, seed + TRAIN_SUBSET_SEED, "train"),
-                   epoch_test=_subset(test_data, y_te, per_class, seed + TEST_SUBSET_SEED, "test"),
+        epoch_train = _subset(train_data, y_tr, per_class, seed + TRAIN_SUBSET_SEED, "train")
+        epoch_test = _subset(test_data, y_te, per_class, seed + TEST_SUBSET_SEED, "test")
+        epoch_train.reuse = epoch_test.reuse = True  # evaluated every eval_every epochs: keep their batches
+        return cls(epoch_train=epoch_train, epoch_test=epoch_test,
                    final_train=EvalSet(train_data, "train", "full", len(y_tr)),
                    final_test=EvalSet(test_data, "test", "full", len(y_te)), eval_every=int(eval_every))
 

@@ -11,7 +11,8 @@ How, for any architecture (no model-specific code):
    starts; the *maximal* ones (those called directly by the unit's ancestors, e.g. ``conv1``, ``layer1``,
    ``layer2`` and ``layer3.0`` before ``layer3.1`` of a ResNet) make up the frozen prefix;
 2. *cache*: for every image, the output of the last maximal call (or, if needed, of all of them) is stored
-   (float32, CPU), the pass stopping at the unit;
+   (float32, CPU, in the default memory layout; the caching pass itself runs on channels-last CPU batches,
+   :func:`nctransfer.finetune._data.inference_layout`), the pass stopping at the unit;
 3. *replay*: the ``forward`` of those modules is replaced by a lookup of the cached rows of the current batch
    (the other maximal calls return zero placeholders of the right shape, they feed nothing but the cached one);
    the unit, the rest of the network, the skip branch and the classifier run as usual;
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nctransfer.finetune._data import dataset_targets, iterate_batches
+from nctransfer.finetune._data import dataset_targets, inference_layout, iterate_batches
 
 #: the largest cache (MiB) built; beyond it the probe runs without one
 MAX_CACHE_MB = 2048.0
@@ -166,7 +167,7 @@ class SharedPrefixCache:
                     for s in range(0, n, batch_size):
                         xb = first if s == 0 else next(iterate_batches(data, order[s:s + batch_size],
                                                                        batch_size))[0].to(dev)
-                        _record(model, set(parts), xb, parts)
+                        _record(model, set(parts), inference_layout(xb), parts)
             self.tensors = {k: torch.cat(v) for k, v in parts.items()}
             self.nbytes = int(sum(t.numel() * t.element_size() for t in self.tensors.values()))
         finally:
@@ -210,7 +211,7 @@ def _record(model: nn.Module, keys: set, x: torch.Tensor, parts: dict[tuple[str,
             key = (name, counts[name])
             counts[name] += 1
             if key in keys:
-                parts[key].append(out.detach().to("cpu", torch.float32))
+                parts[key].append(out.detach().to("cpu", torch.float32).contiguous())  # the default layout
         return f
 
     try:
@@ -290,10 +291,11 @@ class PrefixReplay:
             with torch.no_grad():
                 for s in range(0, n, batch_size):
                     xb = first[0] if s == 0 else next(iterate_batches(data, order[s:s + batch_size], batch_size))[0]
-                    got, _ = _trace(model, unit, xb.to(dev))
+                    got, _ = _trace(model, unit, inference_layout(xb.to(dev)))
                     for k, o in got:
                         if k in parts:
-                            parts[k].append(o.detach().to("cpu", torch.float32 if o.is_floating_point() else o.dtype))
+                            parts[k].append(o.detach().to("cpu", torch.float32 if o.is_floating_point() else o.dtype)
+                                            .contiguous())
             rep.cached = {k: torch.cat(v) for k, v in parts.items()}
             rep.nbytes = int(sum(t.numel() * t.element_size() for t in rep.cached.values()))
             rep.install()

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune._data import iterate_batches
 from nctransfer.finetune.config import FinetuneConfig
-from nctransfer.finetune.evaluation import EvalPlan, EvalSet, batches, compute_nc1, evaluate
+from nctransfer.finetune.evaluation import EvalPlan, EvalSet, compute_nc1, evaluate
 from nctransfer.finetune.memory import PeakMemory
 from nctransfer.finetune.memory import memory_method as _memory_method
 from nctransfer.finetune.selection import apply_trainable, classifier_path, head_parameter_names
@@ -181,20 +181,21 @@ class Trainer:
         return iterate_batches(self.train_data, order, cfg.batch_size, drop_singleton=True,
                                num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
 
-    def _eval_loader(self, data: Any) -> Any:
+    def _eval_loader(self, eval_set: EvalSet) -> Any:
         bs = self.config.eval_batch_size or (2 if self.device.type == "cuda" else 1) * self.config.batch_size
-        return batches(data, bs, self.config.num_workers, self.device.type == "cuda")
+        return eval_set.batches(bs, self.config.num_workers, self.device.type == "cuda")
 
     def _evaluate(self, train_set: EvalSet, test_set: EvalSet, amp: bool) -> dict[str, Any]:
         """One pass over ``train_set`` (penultimate NC1, accuracy, taps) and one over ``test_set`` (accuracy,
         loss and NC1 from the same pass); the numbers plus ``eval_samples`` and ``eval_seconds``."""
         t1 = time.perf_counter()
-        tr = evaluate(self.model, self._eval_loader(train_set.data), self.device, amp=amp, penultimate=True,
+        tr = evaluate(self.model, self._eval_loader(train_set), self.device, amp=amp, penultimate=True,
                       taps=self.nc1_taps or None)
-        te = evaluate(self.model, self._eval_loader(test_set.data), self.device, amp=amp, penultimate=True)
+        te = evaluate(self.model, self._eval_loader(test_set), self.device, amp=amp, penultimate=True)
         out: dict[str, Any] = {
             "train_accuracy": tr["accuracy"], "test_accuracy": te["accuracy"], "test_loss": te["loss"],
-            "penultimate_nc1": compute_nc1(tr["stats"]), "test_penultimate_nc1": compute_nc1(te["stats"]),
+            "penultimate_nc1": compute_nc1(tr["stats"], tr["features"], tr["labels"]),
+            "test_penultimate_nc1": compute_nc1(te["stats"], te["features"], te["labels"]),
         }
         if self.nc1_taps:
             out["tap_nc1"] = {t: compute_nc1(s) for t, s in tr["tap_stats"].items()}
@@ -357,6 +358,8 @@ class Trainer:
         else:  # stopped early (or an old checkpoint): the final evaluation of the weights reached
             self.final_eval_ = {**self._evaluate(plan.final_train, plan.final_test, use_amp),
                                 "epoch": last.get("epoch", 0)}
+        plan.epoch_train.release()
+        plan.epoch_test.release()
         self.history_ = history
         self.peak_memory_mb_ = peak
         self.memory_method_ = memory_method
