@@ -64,3 +64,18 @@ def test_one_labelled_features_workspace_for_metrics_and_scores():
     assert T.score("neg_nc1", ws) == -metrics.nc1(X, y)
     with pytest.raises(InputValueError, match="at least 2"):
         LabelledFeatures(X, np.zeros(60))
+
+
+def test_rank_takes_labelled_features_like_arrays():
+    from nctransfer import transferability as T
+    from nctransfer.stats import LabelledFeatures
+
+    rng = np.random.default_rng(1)
+    y = np.arange(60) % 3
+    Xa = rng.normal(size=(60, 6)) + 2.0 * np.eye(6)[y]
+    Xb = rng.normal(size=(60, 6)) + 0.5 * np.eye(6)[y]
+    by_arrays = T.rank({"a": (Xa, y), "b": (Xb, y)}, methods=["logme", "neg_nc1", "ncti"])
+    mixed = T.rank({"a": LabelledFeatures(Xa, y), "b": (Xb, y)}, methods=["logme", "neg_nc1", "ncti"])
+    assert mixed.equals(by_arrays)
+    with pytest.raises(InputValueError, match="same target labels"):
+        T.rank({"a": LabelledFeatures(Xa, y[::-1]), "b": (Xb, y)}, methods=["logme"])

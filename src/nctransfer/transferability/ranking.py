@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from nctransfer.exceptions import InputValueError, NotFoundError, UndefinedMetricWarning
 from nctransfer.stats.correlation import spearman
 from nctransfer.stats.feature_stats import FeatureStats, read_npz
-from nctransfer.stats.labelled import encode_labels
-from nctransfer.transferability._common import blas_limited, require_pool, Workspace
+from nctransfer.stats.labelled import LabelledFeatures, encode_labels
+from nctransfer.transferability._common import blas_limited, require_pool, Workspace, workspace
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
 from nctransfer.transferability.uncertainty import bootstrap_intervals
 from nctransfer.utils.validation import check_labels
@@ -85,7 +85,7 @@ def _candidate(name: str, value: Any) -> tuple[Any, Any, Any]:
     """``(X_or_stats, y, probs)`` of one candidate entry."""
     if isinstance(value, (str, os.PathLike)):
         return load_features_file(value)
-    if isinstance(value, FeatureStats):
+    if isinstance(value, (FeatureStats, LabelledFeatures)):
         return value, None, None
     if isinstance(value, Mapping):
         X = next((value[k] for k in _X_KEYS if k in value), None)
@@ -96,8 +96,8 @@ def _candidate(name: str, value: Any) -> tuple[Any, Any, Any]:
         return X, y, P
     if isinstance(value, tuple) and len(value) in (2, 3):
         return value[0], value[1], (value[2] if len(value) == 3 else None)
-    raise InputValueError(f"rank: candidate {name!r} must be (X, y), (X, y, probs), a features file path (.npz) or "
-                          f"a FeatureStats; got {type(value).__name__}.")
+    raise InputValueError(f"rank: candidate {name!r} must be (X, y), (X, y, probs), a features file path (.npz), "
+                          f"labelled features (a Workspace) or a FeatureStats; got {type(value).__name__}.")
 
 
 def _target_labels(name: str, value: Any) -> tuple[str, Any]:
@@ -115,11 +115,21 @@ def _target_labels(name: str, value: Any) -> tuple[str, Any]:
             return f"file {str(p)!r}", None
     if isinstance(value, FeatureStats):
         return f"candidate {name!r}", ("stats", value)
+    if isinstance(value, LabelledFeatures):
+        return f"candidate {name!r}", _labels_of(value)
     if isinstance(value, Mapping):
         return f"candidate {name!r}", next((value[k] for k in _Y_KEYS if k in value), None)
     if isinstance(value, tuple) and len(value) in (2, 3):
         return f"candidate {name!r}", value[1]
     return f"candidate {name!r}", None
+
+
+def _labels_of(lf: LabelledFeatures) -> np.ndarray:
+    """The ``[N]`` labels of labelled features (a numeric or string array when the classes allow it)."""
+    try:
+        return np.asarray(lf.classes)[lf.codes]
+    except (TypeError, ValueError):
+        return np.asarray(lf.classes, dtype=object)[lf.codes]
 
 
 def _canonical_labels(y: Any) -> np.ndarray:
@@ -258,7 +268,8 @@ def score_candidate(name: str, entry: Any, infos: Any, opts: Mapping[str, Mappin
     """
     X, y, P = _candidate(name, entry)
     is_stats = isinstance(X, FeatureStats)
-    ws = None if is_stats else Workspace(X, y, f"rank[{name}]")
+    ws = None if is_stats else workspace(X, None, f"rank[{name}]") if isinstance(X, LabelledFeatures) \
+        else Workspace(X, y, f"rank[{name}]")
     out: dict[str, Any] = {"values": {}, "terms": {}, "seconds": {}, "no_probs": [], "stats_only": []}
     for info in infos:
         kw = opts.get(info.name, {})
