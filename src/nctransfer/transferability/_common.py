@@ -122,6 +122,72 @@ def top_eigenpairs(A: np.ndarray, k: int, min_size: int = 400, max_fraction: flo
     return w[order].copy(), np.ascontiguousarray(V[:, order])
 
 
+def _orthonormal_columns(V: np.ndarray, qr: Callable[..., Any]) -> np.ndarray:
+    """Orthonormal basis of ``V``'s columns: Cholesky QR (``V R^-1`` with ``R^T R = V^T V``, a BLAS-3 product)
+    when ``V`` is well conditioned, else Householder QR."""
+    from scipy.linalg import cholesky as _chol, solve_triangular
+
+    G = V.T @ V
+    try:
+        R = _chol(G, lower=False, check_finite=False)
+    except np.linalg.LinAlgError:
+        R = None
+    if R is not None:
+        d = np.abs(np.diag(R))
+        if d.min() > 1e-5 * d.max():  # condition of V below ~1e5: one pass loses at most ~1e-6 orthogonality
+            return solve_triangular(R, V.T, trans="T", lower=False, check_finite=False).T
+    return qr(V, mode="economic", check_finite=False)[0]
+
+
+def block_krylov_top(matmat: Callable[[np.ndarray], np.ndarray], m: int, k: int, *, block: int | None = None,
+                     max_dim: int | None = None, tol: float = 2e-14) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top ``k`` eigenpairs (descending) of a symmetric PSD operator ``v -> A v`` of size ``m`` by block Krylov
+    iteration with full reorthogonalisation and Rayleigh-Ritz, or ``None`` when it does not converge within
+    ``max_dim`` basis vectors.
+
+    The basis ``[V0, A V0, A^2 V0, ...]`` (``V0``: a fixed Gaussian block, so repeated calls give the same numbers)
+    is orthonormalised block by block (two Gram-Schmidt and QR passes); the Ritz pairs of the top ``k`` are
+    accepted when every residual ``||A u - theta u|| <= tol * theta_1`` -- about the rounding level of ``A``
+    itself, so the eigenvalues agree with LAPACK's to ~1e-14 and the spanned subspace to ~1e-12. Products with
+    ``block`` vectors at a time run at matrix-matrix speed: about 2x faster than ARPACK's one-vector Lanczos, and,
+    given ``A = Xc^T Xc`` as ``Xc^T (Xc V)``, no ``d x d`` product ``Xc^T Xc`` is ever formed."""
+    from scipy.linalg import qr
+
+    if k < 1 or k >= m:
+        return None
+    b = int(block) if block else max(16, min(64, k // 4))
+    cap = int(max_dim) if max_dim else min(m, max(8 * k, 256))
+    if cap < k + b:
+        return None
+    Q = np.empty((m, cap), order="F")  # column blocks Q[:, :j] stay contiguous for BLAS
+    AQ = np.empty((m, cap), order="F")
+    H = np.empty((cap, cap))  # Q^T A Q, grown block by block
+    V = np.random.default_rng(0).standard_normal((m, b))
+    j = 0
+    next_check = min(max(k + b, 4 * k), cap)  # Rayleigh-Ritz costs an eigh of the basis size: not every block
+    while j < cap:
+        for _ in range(2):
+            if j:
+                V -= Q[:, :j] @ (Q[:, :j].T @ V)
+            V = _orthonormal_columns(V, qr)
+        bb = min(V.shape[1], cap - j)
+        Q[:, j:j + bb] = V[:, :bb]
+        AQ[:, j:j + bb] = matmat(np.ascontiguousarray(V[:, :bb]))
+        H[:j + bb, j:j + bb] = Q[:, :j + bb].T @ AQ[:, j:j + bb]
+        H[j:j + bb, :j] = H[:j, j:j + bb].T
+        j += bb
+        if j >= next_check or j >= cap:
+            Hj = H[:j, :j]
+            w, U = eigh((Hj + Hj.T) * 0.5)
+            w, Uk = w[::-1][:k], U[:, ::-1][:, :k]
+            res = np.linalg.norm(AQ[:, :j] @ Uk - Q[:, :j] @ (Uk * w), axis=0)
+            if w[0] > 0 and res.max() <= tol * w[0]:
+                return w.copy(), np.ascontiguousarray(Q[:, :j] @ Uk)
+            next_check = j + (b if res.max() <= 1e3 * tol * max(w[0], 0.0) else 2 * b)
+        V = AQ[:, j - bb:j].copy()
+    return None
+
+
 def svdvals(A: np.ndarray) -> np.ndarray:
     """Singular values of a (small) matrix."""
     with lapack_threads(min(A.shape) if A.size else 0):
@@ -271,6 +337,22 @@ class Workspace(LabelledFeatures):
         best = self._cache.get("top_eigh_T")
         if best is not None and best[0].shape[0] >= k:
             return best[0][:k].copy(), best[1][:, :k].copy()
+        top = None
+        if m >= 400 and 6 * k <= m and not self.on_gpu:
+            # block Krylov (rounding-level residuals): on the cached matrix if another score formed it, else on
+            # Xc^T (Xc V) without forming the d x d scatter (2-3x less work than the product plus ARPACK at
+            # N = 1 500, d = 1 280, k = 64)
+            if self.gram_domain or "scatter_T" in self._cache:
+                A = self.gram_c if self.gram_domain else self.scatter_T
+                op: Callable[[np.ndarray], np.ndarray] = A.__matmul__
+            else:
+                Xc = self.Xc
+                op = lambda V: Xc.T @ (Xc @ V)  # noqa: E731
+            with lapack_threads(m):
+                top = block_krylov_top(op, m, k)
+        if top is not None:
+            self._cache["top_eigh_T"] = top
+            return top
         A = self.gram_c if self.gram_domain else self.scatter_T
         top = top_eigenpairs(A, k)
         if top is None:

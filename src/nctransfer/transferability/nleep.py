@@ -20,6 +20,10 @@ values differ from the default here by up to 11x on some real taps:
    ``seed`` fixes it).
 
 The default keeps the paper's definition (LEEP's mean log-likelihood), since there is no authors' code to follow.
+
+Speed: the PCA needs only the leading eigenpairs (block Krylov on the centred features) and the total variance (the
+trace) to choose the kept dimensions, and the full-covariance EM runs scikit-learn's algorithm with its per-component
+loops batched (same initialisation, iterations and convergence test; parameters equal to rounding).
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ _COVS = ("full", "tied", "diag", "spherical")
 
 
 def _pca_variance(ws: Any, fraction: float) -> np.ndarray:
+    m = ws.n if ws.gram_domain else ws.d
+    if m >= 400 and "eigh_T" not in ws._cache:
+        # the kept dimensions usually are a few dozen of hundreds: the top eigenpairs (block Krylov) and the total
+        # variance (the trace) decide k exactly as the full spectrum would, without its O(d^3) decomposition
+        total = float(np.einsum("ij,ij->", ws.Xc, ws.Xc))
+        for k0 in (32, m // 6):
+            w_top = np.maximum(ws.top_eigh_T(k0)[0], 0.0)
+            if total > 0 and len(w_top) and np.sum(w_top) / total >= fraction - 1e-12:
+                k = int(np.searchsorted(np.cumsum(w_top) / total, fraction - 1e-12) + 1)
+                return ws.pca(min(k, len(w_top)))[0]
     w, _ = ws.eigh_T()
     w = np.maximum(w[::-1], 0.0)
     total = w.sum()
@@ -55,13 +69,95 @@ def _pca_variance(ws: Any, fraction: float) -> np.ndarray:
     return ws.pca(k)[0]
 
 
-def _fit_gmm(Z: np.ndarray, k: int, covariance: str, seed: int, max_iter: int, reg_covar: float) -> Any:
+def _gaussian_mixture_class() -> Any:
+    """scikit-learn's ``GaussianMixture`` with the full-covariance EM steps computed for all components at once.
+
+    Same initialisation (k-means, the same random state), the same iterations, convergence test and lower bound
+    (inherited); only the arithmetic of the three per-component loops is batched -- the E-step's
+    ``||(x - mu_k) L_k||^2`` as one product with every component's precision factor, the M-step's weighted
+    scatter from one product of the responsibilities with the samples' outer products (the centred form
+    ``sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` expanded around the global origin of the centred PCA scores), and
+    the Cholesky factors as one stacked factorisation. The parameters agree with scikit-learn's to rounding
+    (relative ~1e-12 after 100 iterations on real features); 2-4x faster at 5K = 50 components, where
+    scikit-learn's loops issue hundreds of small operations per iteration."""
+    from sklearn.mixture import GaussianMixture
+
+    class _BatchedGaussianMixture(GaussianMixture):
+        def _estimate_log_prob(self, X: np.ndarray, xp: Any = None) -> np.ndarray:
+            if self.covariance_type != "full":
+                return super()._estimate_log_prob(X, xp=xp)
+            P = self.precisions_cholesky_  # [k, p, p]
+            k, p, _ = P.shape
+            log_det = np.log(np.diagonal(P, axis1=1, axis2=2)).sum(1)
+            # columns ordered (output dim l, component k): the sum over l adds p contiguous [rows, k] blocks
+            shift = np.einsum("kj,kjl->lk", self.means_, P).reshape(p * k)
+            W = P.transpose(1, 2, 0).reshape(p, p * k)
+            out = np.empty((X.shape[0], k))
+            step = max(1, 2 ** 22 // max(k * p, 1))  # rows per chunk: ~32 MB of intermediate
+            for start in range(0, X.shape[0], step):
+                Y = X[start:start + step] @ W
+                Y -= shift
+                np.square(Y, out=Y)
+                acc = out[start:start + step]
+                acc[...] = Y[:, :k]
+                for l in range(1, p):
+                    acc += Y[:, l * k:(l + 1) * k]
+            return -0.5 * (p * np.log(2 * np.pi) + out) + log_det
+
+        def _estimate_log_prob_resp(self, X: np.ndarray, xp: Any = None) -> tuple[np.ndarray, np.ndarray]:
+            if self.covariance_type != "full":
+                return super()._estimate_log_prob_resp(X, xp=xp)
+            wlp = self._estimate_log_prob(X) + np.log(self.weights_)
+            m = wlp.max(axis=1)
+            m[~np.isfinite(m)] = 0.0
+            norm = np.log(np.exp(wlp - m[:, None]).sum(axis=1)) + m
+            with np.errstate(under="ignore"):
+                return norm, wlp - norm[:, None]
+
+        def _m_step(self, X: np.ndarray, log_resp: np.ndarray, xp: Any = None) -> None:
+            if self.covariance_type != "full":
+                return super()._m_step(X, log_resp, xp=xp)
+            n, p = X.shape
+            resp = np.exp(log_resp)
+            rs = resp.sum(0)
+            nk = rs + 10 * np.finfo(resp.dtype).eps
+            s1 = resp.T @ X  # [k, p]
+            means = s1 / nk[:, None]
+            k = resp.shape[1]
+            step = max(1, 2 ** 22 // max(p * p, 1))
+            C = np.zeros((k, p * p))
+            for start in range(0, n, step):
+                Xb = X[start:start + step]
+                C += resp[start:start + step].T @ (Xb[:, :, None] * Xb[:, None, :]).reshape(len(Xb), p * p)
+            C = C.reshape(k, p, p)
+            ms = np.einsum("ki,kj->kij", means, s1)
+            cov = (C - ms - ms.transpose(0, 2, 1) + rs[:, None, None] * np.einsum("ki,kj->kij", means, means))
+            cov /= nk[:, None, None]
+            cov[:, np.arange(p), np.arange(p)] += self.reg_covar
+            try:
+                L = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                raise ValueError("Fitting the mixture model failed because some components have ill-defined "
+                                 "empirical covariance (for instance caused by singleton or collapsed samples). "
+                                 "Try to decrease the number of components, or increase reg_covar.") from None
+            self.weights_ = nk / nk.sum()
+            self.means_ = means
+            self.covariances_ = cov
+            self.precisions_cholesky_ = np.linalg.solve(L, np.broadcast_to(np.eye(p), L.shape)).transpose(0, 2, 1)
+            return None
+
+    return _BatchedGaussianMixture
+
+
+def _fit_gmm(Z: np.ndarray, k: int, covariance: str, seed: int, max_iter: int, reg_covar: float,
+             batched: bool = True) -> Any:
     from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
     order = np.lexsort(Z.T[::-1])  # canonical row order: sample-order invariant
-    gmm = GaussianMixture(n_components=k, covariance_type=covariance, init_params="kmeans", random_state=seed,
-                          max_iter=max_iter, reg_covar=reg_covar)
+    cls = _gaussian_mixture_class() if batched else GaussianMixture
+    gmm = cls(n_components=k, covariance_type=covariance, init_params="kmeans", random_state=seed,
+              max_iter=max_iter, reg_covar=reg_covar)
     with warnings.catch_warnings(record=True) as caught, lapack_threads(10 ** 9):
         # EM makes many small BLAS calls per component: threads only add overhead (measured 2.3x slower with 2)
         warnings.simplefilter("always", SkConvergenceWarning)
