@@ -21,12 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-import pandas as pd
 import yaml
 
 from nctransfer.exceptions import InputValueError
-from nctransfer.pipeline.baselines import baseline_verdicts, evaluate_baselines
 from nctransfer.pipeline.cache import ResultCache
 from nctransfer.pipeline.candidates import (
     RANDOM_PREFIX,
@@ -53,8 +50,10 @@ from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
 from nctransfer.pipeline.result import RankResult
 from nctransfer.pipeline.stages import (
     FINETUNE_DEFAULTS,
+    POINT_KEYS,
     TRUTH_FINETUNE_DEFAULTS,
     collapse_metrics,
+    evaluate_candidates,
     finetune_comparison,
     layer_curves,
     method_meta,
@@ -66,17 +65,16 @@ from nctransfer.pipeline.stages import (
 from nctransfer.reports import write_report, write_results_json, write_scores_csv
 from nctransfer.reports.records import _clean
 from nctransfer.reports.schema import ranking_order
-from nctransfer.transferability import METHODS, evaluate, get_method
+from nctransfer.transferability import METHODS, get_method
 from nctransfer.utils.device import check_device
 from nctransfer.utils.distributed import is_main
 from nctransfer.utils.io import write_text_atomic
 from nctransfer.utils.paths import check_output_dir
 from nctransfer.utils.repro import environment_stamp
 
-#: the point measures of an evaluation (results.json "evaluation"); the rest are its intervals
-_POINT_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
 # the names the Ray backend and older code import from here
 _extract_model, _truth_samples, _Candidate, _Model, _Run = extract_model, truth_samples, Candidate, Model, Run
+_POINT_KEYS = POINT_KEYS
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -297,34 +295,8 @@ def rank_models(
         truth_info = {"kind": "csv", "source": f"user-supplied accuracies from {truth_arg}"}
     truth_info.update({"accuracy": acc, "details": details})
     with run.stage("evaluation"):
-        df = pd.DataFrame({m: [sc["scores"][c.name].get(m) for c in cands] for m in sc["columns"]},
-                          index=[c.name for c in cands], dtype=float)
-        # the truth's noise: with the probe's per-sample correctness, the bootstrap resamples the shared test set
-        # (one draw for every candidate: their errors are paired); otherwise the binomial standard error of each
-        # accuracy on the n_test test images (independent across candidates -- conservative)
-        samples = truth_samples(details, [c.name for c in cands]) if truth_arg == "probe" else None
-        truth_se = ({n: float(np.sqrt(max(a * (1 - a), 0.0) / max(n_test, 1))) for n, a in acc.items()}
-                    if truth_arg in ("probe", "finetune") and samples is None else None)
-        truth_info["noise"] = ("per-sample (test set resampled, paired across candidates)" if samples
-                               else "binomial standard error" if truth_se else "none")
-        full = {m: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
-                for m, e in evaluate(df, acc, intervals=True, truth_samples=samples, truth_se=truth_se,
-                                     seed=seed).items()} if len(cands) >= 2 else {}
-        # results.json keeps the five point measures in "evaluation" and the 95% bootstrap intervals and the
-        # coverage (models scored / pool) beside them in "evaluation_intervals"
-        evaluation = {m: {k: v for k, v in e.items() if k in _POINT_KEYS} for m, e in full.items()}
-        intervals = {m: {k: v for k, v in e.items() if k not in _POINT_KEYS} for m, e in full.items()}
-        cand_meta = [{"name": c.name, "model": c.model.label, "tap_index": c.tap_index, "n_taps": c.n_taps,
-                      "dim": c.dim, "control": c.model.control} for c in cands]
-        params = {m.label: int(sum(p.numel() for p in m.module.parameters())) for m in mlist
-                  if m.module is not None and hasattr(m.module, "parameters")}
-        baselines = evaluate_baselines(cand_meta, acc, params=params, truth_se=truth_se,
-                                       truth_samples=samples, seed=seed) \
-            if len(cands) >= 2 else {}
-        if baselines:
-            baselines["evaluation"] = {b: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
-                                       for b, e in baselines["evaluation"].items()}
-            baselines["verdicts"] = baseline_verdicts(evaluation, baselines)
+        evaluation, intervals, baselines = evaluate_candidates(cands, mlist, sc, acc, details, truth_info,
+                                                               truth_arg, n_test, seed)
     if not any(sc["scores"][c.name].get(rec) is not None for c in cands):
         # e.g. a pool-relative score (NCTI, ensembles) with a single candidate: rank by the first per-model score
         fallback = next((m for m in sc["columns"] if not METHODS[m].pool_relative

@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from nctransfer.metrics import compute_all, pack_correct, probe_accuracy, unpack_correct
+from nctransfer.pipeline.baselines import baseline_verdicts, evaluate_baselines
 from nctransfer.pipeline.cache import ResultCache
 from nctransfer.pipeline.candidates import Candidate, Model, Run, _data_label, _fingerprints, _load_split
 from nctransfer.stats.correlation import spearman
-from nctransfer.transferability import METHODS, rank
+from nctransfer.transferability import METHODS, evaluate, rank
 from nctransfer.transferability.ranking import combine_candidates
 
+#: the point measures of an evaluation (results.json "evaluation"); the rest are its intervals
+POINT_KEYS = ("weighted_tau", "kendall", "spearman", "pearson", "top1_regret")
 #: options of the fine-tuning comparison (linear probe vs SCL FT) when not given. A short run on a few hundred
 #: images: BatchNorm statistics frozen outside the trained unit (``bn_policy="frozen"``) and a small learning rate.
 #: Measured on Fashion-MNIST (EfficientNet-Lite1, 400 images, 64 px, 3 epochs): with Li et al.'s (TMLR 2024) protocol
@@ -212,6 +216,48 @@ def finetune_comparison(model: Model, top_tap: str, data: Any, cfg: dict[str, An
             "methods": methods}
 
 
+def evaluate_candidates(cands: list[Candidate], models: list[Model], sc: Mapping[str, Any], acc: Mapping[str, float],
+                        details: Mapping[str, Any], truth_info: dict[str, Any], truth_arg: str, n_test: int,
+                        seed: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Evaluation of every score against the ground truth (:func:`nctransfer.transferability.evaluate`, with
+    bootstrap intervals) and of the baselines (:mod:`nctransfer.pipeline.baselines`).
+
+    Returns:
+        ``(evaluation, intervals, baselines)``: the five point measures per score, their intervals and coverage,
+        and the baselines' evaluation and verdicts (empty with fewer than two candidates). ``truth_info["noise"]``
+        records how the truth's noise entered the intervals.
+    """
+    df = pd.DataFrame({m: [sc["scores"][c.name].get(m) for c in cands] for m in sc["columns"]},
+                      index=[c.name for c in cands], dtype=float)
+    # the truth's noise: with the probe's per-sample correctness, the bootstrap resamples the shared test set
+    # (one draw for every candidate: their errors are paired); otherwise the binomial standard error of each
+    # accuracy on the n_test test images (independent across candidates -- conservative)
+    samples = truth_samples(details, [c.name for c in cands]) if truth_arg == "probe" else None
+    truth_se = ({n: float(np.sqrt(max(a * (1 - a), 0.0) / max(n_test, 1))) for n, a in acc.items()}
+                if truth_arg in ("probe", "finetune") and samples is None else None)
+    truth_info["noise"] = ("per-sample (test set resampled, paired across candidates)" if samples
+                           else "binomial standard error" if truth_se else "none")
+    full = {m: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
+            for m, e in evaluate(df, acc, intervals=True, truth_samples=samples, truth_se=truth_se,
+                                 seed=seed).items()} if len(cands) >= 2 else {}
+    # results.json keeps the five point measures in "evaluation" and the 95% bootstrap intervals and the
+    # coverage (models scored / pool) beside them in "evaluation_intervals"
+    evaluation = {m: {k: v for k, v in e.items() if k in POINT_KEYS} for m, e in full.items()}
+    intervals = {m: {k: v for k, v in e.items() if k not in POINT_KEYS} for m, e in full.items()}
+    cand_meta = [{"name": c.name, "model": c.model.label, "tap_index": c.tap_index, "n_taps": c.n_taps,
+                  "dim": c.dim, "control": c.model.control} for c in cands]
+    params = {m.label: int(sum(p.numel() for p in m.module.parameters())) for m in models
+              if m.module is not None and hasattr(m.module, "parameters")}
+    baselines = evaluate_baselines(cand_meta, acc, params=params, truth_se=truth_se,
+                                   truth_samples=samples, seed=seed) \
+        if len(cands) >= 2 else {}
+    if baselines:
+        baselines["evaluation"] = {b: {k: (float(v) if np.isfinite(v) else None) for k, v in e.items()}
+                                   for b, e in baselines["evaluation"].items()}
+        baselines["verdicts"] = baseline_verdicts(evaluation, baselines)
+    return evaluation, intervals, baselines
+
+
 def method_meta(columns: Sequence[str]) -> dict[str, Any]:
     out = {}
     for m in columns:
@@ -223,5 +269,5 @@ def method_meta(columns: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FINETUNE_DEFAULTS", "TRUTH_FINETUNE_DEFAULTS", "score_candidates", "collapse_metrics", "truth_by_probe",
+__all__ = ["FINETUNE_DEFAULTS", "TRUTH_FINETUNE_DEFAULTS", "POINT_KEYS", "evaluate_candidates", "score_candidates", "collapse_metrics", "truth_by_probe",
            "truth_samples", "truth_by_finetuning", "layer_curves", "finetune_comparison", "method_meta"]
