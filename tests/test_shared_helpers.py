@@ -79,3 +79,13 @@ def test_rank_takes_labelled_features_like_arrays():
     assert mixed.equals(by_arrays)
     with pytest.raises(InputValueError, match="same target labels"):
         T.rank({"a": LabelledFeatures(Xa, y[::-1]), "b": (Xb, y)}, methods=["logme"])
+
+
+@pytest.mark.parametrize("name", ["nctransfer.metrics.geometry", "nctransfer.stats.labelled",
+                                  "nctransfer.stats.correlation", "nctransfer.utils.configs", "nctransfer.utils.io"])
+def test_docstring_examples_of_the_shared_modules(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
