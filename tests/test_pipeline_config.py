@@ -118,3 +118,17 @@ def test_analyze_from_a_layers_config_equals_keywords(tmp_path):
     same = json.dumps(by_config.rows, sort_keys=True, default=str) == json.dumps(by_keywords.rows, sort_keys=True,
                                                                                   default=str)  # NaN == NaN here
     assert same and by_config.taps == by_keywords.taps
+
+
+def test_finetune_options_as_a_finetune_config():
+    from nctransfer.finetune import FinetuneConfig
+
+    cfg = RankConfig(finetune_options=FinetuneConfig(method="scl", unit="auto", epochs=5, lr=0.02,
+                                                                    bn_policy="frozen"),
+                     truth_finetune=FinetuneConfig(method="full", epochs=1, batch_size=16))
+    # the options set away from the defaults; the pipeline picks the method
+    assert cfg.finetune_options == {"unit": "auto", "epochs": 5, "lr": 0.02, "bn_policy": "frozen"}
+    assert cfg.truth_finetune == {"epochs": 1, "batch_size": 16}
+    assert RankConfig.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(InputValueError, match="finetune_options must be a mapping of fine-tuning options"):
+        RankConfig(finetune_options=3)

@@ -13,6 +13,7 @@ leaves out); fed back, it reproduces the run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -44,6 +45,18 @@ def _mapping(cfg: Any, name: str) -> None:
         setattr(cfg, name, {str(k): (dict(x) if isinstance(x, Mapping) else x) for k, x in v.items()})
 
 
+def _changed_options(cfg: Any) -> dict[str, Any]:
+    """The options a fine-tuning configuration object (a :class:`~nctransfer.finetune.FinetuneConfig`) sets
+    away from its defaults, as the options dict the pipeline passes on (``method`` is the pipeline's to choose)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if f.name != "method" and v != default:
+            out[f.name] = v.to_dict() if hasattr(v, "to_dict") else v
+    return out
+
+
 @dataclass
 class RankConfig(ConfigBase):
     """Settings of :func:`~nctransfer.pipeline.rank_models` (see its docstring for each one's full meaning)."""
@@ -66,9 +79,10 @@ class RankConfig(ConfigBase):
                                     "None: no cache)")
     probe_C_grid: Any = opt(PROBE_C_GRID, "inverse L2 strengths tried by the ground-truth probe")
     probe_max_iter: int = opt(300, "iterations of the ground-truth probe")
-    truth_finetune: Any = opt(None, "fine-tuning options for truth='finetune'")
+    truth_finetune: Any = opt(None, "fine-tuning options for truth='finetune' (a dict or a FinetuneConfig)")
     compare_finetune: bool = opt(False, "also fine-tune the recommended model: linear probe vs SCL FT")
-    finetune_options: Any = opt(None, "fine-tuning options of the comparison (default FINETUNE_DEFAULTS)")
+    finetune_options: Any = opt(None, "fine-tuning options of the comparison (a dict or a FinetuneConfig; "
+                                      "default FINETUNE_DEFAULTS)")
     title: Any = opt(None, "report title")
     progress: bool = opt(True, "progress bars and stage messages")
     blas_threads: Any = opt(1, "BLAS threads for collapse metrics and probes (None: library default)")
@@ -119,8 +133,11 @@ class RankConfig(ConfigBase):
         _mapping(self, "method_options")
         for name in ("truth_finetune", "finetune_options"):
             v = getattr(self, name)
+            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+                setattr(self, name, v := _changed_options(v))
             if v is not None and not isinstance(v, Mapping):
-                raise InputValueError(f"{name} must be a mapping of fine-tuning options; got {type(v).__name__}.")
+                raise InputValueError(f"{name} must be a mapping of fine-tuning options or a FinetuneConfig; got "
+                                      f"{type(v).__name__}.")
 
 
 __all__ = ["RankConfig", "PROBE_C_GRID", "BACKENDS"]
