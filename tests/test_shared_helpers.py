@@ -89,3 +89,18 @@ def test_docstring_examples_of_the_shared_modules(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_scores_blas_limit_goes_through_the_one_limiter(monkeypatch):
+    from nctransfer.transferability import _linalg
+    from nctransfer.utils.threads import limit_blas_threads
+
+    blas = lambda: [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]  # noqa: E731
+    before = blas()
+    with limit_blas_threads(1):
+        assert set(blas()) == {1}
+    assert blas() == before
+    monkeypatch.setattr(_linalg, "_LAPACK_THREADS", 1)
+    with _linalg.lapack_threads(10 ** 9):
+        assert set(blas()) == {1}
+    assert blas() == before

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from nctransfer.exceptions import InputValueError, NumericalWarning
+from nctransfer.utils.threads import limit_blas_threads
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -33,7 +34,6 @@ def _default_threads() -> int | None:
 
 
 _LAPACK_THREADS: int | None = _default_threads()
-_CONTROLLER: Any = None
 
 
 def set_blas_threads(n: int | None) -> None:
@@ -56,21 +56,12 @@ set_lapack_threads = set_blas_threads  # backwards-compatible name
 
 @contextlib.contextmanager
 def lapack_threads(min_size: int = 200) -> Iterator[None]:
-    """Limit BLAS threads to the configured number (no-op for small matrices or when the limit is ``None``)."""
-    global _CONTROLLER
+    """Limit BLAS threads to the configured number (no-op for small matrices or when the limit is ``None``;
+    :func:`nctransfer.utils.threads.limit_blas_threads`)."""
     if _LAPACK_THREADS is None or min_size < 200:
         yield
         return
-    if _CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-            yield
-            return
-        import scipy.linalg  # noqa: F401  scipy may bundle its own BLAS: load it before listing the libraries
-
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=_LAPACK_THREADS, user_api="blas"):
+    with limit_blas_threads(_LAPACK_THREADS):
         yield
 
 
