@@ -47,11 +47,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     O.add_resume(parser, default=True)
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     O.add_json(parser, "the sweep table")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local",
-                        help="'local' (one run after the other) or 'ray' (every run a Ray task; pip install "
-                             "'nctransfer[ray]'); default %(default)s")
-    parser.add_argument("--ray-address", default=None, metavar="ADDR",
-                        help="Ray cluster address for --backend ray (default: the running instance or a new local one)")
+    O.add_backend(parser, "every unfinished run")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -94,13 +94,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     O.add_cache(g)
     g.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     O.add_progress(g)
-    g.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="'local' (this process; data-parallel extraction when launched by torchrun) or 'ray' (one "
-                        "Ray task per model: extraction + per-model scores; needs pip install 'nctransfer[ray]'); "
-                        "default %(default)s")
-    g.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="Ray cluster address for --backend ray ('auto', 'ray://host:10001'; default: the running "
-                        "instance or a new local one)")
+    O.add_backend(g, "each model's extraction and per-model scores")
     O.add_allow_pickle(g)
 
 

@@ -68,11 +68,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the expanded grid and exit")
     O.add_progress(p)
     O.add_json(p, "the study's records")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="'local' (one recipe after the other) or 'ray' (each recipe a Ray task; pip install "
-                        "'nctransfer[ray]'); default %(default)s")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="Ray cluster address for --backend ray (default: the running instance or a new local one)")
+    O.add_backend(p, "every unfinished recipe")
 
 
 def _num(v: Any, pct: bool = False) -> str:

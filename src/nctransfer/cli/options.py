@@ -84,6 +84,8 @@ VOCABULARY: tuple[Idea, ...] = (
     Idea("seed", ("--seed",), "seed", (), "random seed"),
     Idea("training images per class", ("--per-class",), "per_class", (), "balanced, seeded subsample"),
     Idea("test images per class", ("--test-per-class",), "test_per_class", (), "balanced, seeded subsample"),
+    Idea("execution backend", ("--backend",), "backend", (), "local (this process) or ray (one Ray task each)"),
+    Idea("Ray cluster", ("--ray-address",), "ray_address", (), "address of the Ray cluster for --backend ray"),
     Idea("unsafe loading", ("--allow-pickle",), "allow_pickle", (),
          "allow files that need unpickling (can run code: only for files you trust)"),
 )
@@ -229,6 +231,16 @@ def add_json(p: Any, what: str = "the result") -> None:
     """``--json``: print one strict JSON object on stdout (NaN/Inf as ``null``) instead of tables."""
     p.add_argument("--json", dest="json", action="store_true",
                    help=f"print {what} as one JSON object on stdout (strict JSON: NaN/Inf as null)")
+
+
+def add_backend(p: Any, task: str) -> None:
+    """``--backend local|ray`` and ``--ray-address ADDR``; ``task`` names what one Ray task runs."""
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help=f"'local' (this process) or 'ray' ({task} as one Ray task; needs pip install "
+                        "'nctransfer[ray]'); default %(default)s")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster address for --backend ray ('auto', 'ray://host:10001'; default: the running "
+                        "instance or a new local one)")
 
 
 def add_allow_pickle(p: Any) -> None:
