@@ -50,7 +50,7 @@ _COVS = ("full", "tied", "diag", "spherical")
 
 def _pca_variance(ws: Any, fraction: float) -> np.ndarray:
     m = ws.n if ws.gram_domain else ws.d
-    if m >= 400 and "eigh_T" not in ws._cache:
+    if m >= 400 and "eigh_T" not in ws._cache and not ws.on_gpu:
         # the kept dimensions usually are a few dozen of hundreds: the top eigenpairs (block Krylov) and the total
         # variance (the trace) decide k exactly as the full spectrum would, without its O(d^3) decomposition
         total = float(np.einsum("ij,ij->", ws.Xc, ws.Xc))
