@@ -1,6 +1,9 @@
 """Reports of a ranking run: a self-contained ``report.html`` (figures embedded as base64 PNG), ``report.md``
 with its figure files, ``results.json`` and ``scores.csv``, all written atomically.
 
+The content is built once (:func:`nctransfer.reports.context.build_context`) and laid out by two Jinja2
+templates (``templates/report.html.j2``, ``templates/report.md.j2``), so both formats say the same.
+
 Every function takes the plain results structure documented in :mod:`nctransfer.reports.schema` (what
 :func:`nctransfer.rank_models` returns), so a report can be rebuilt later from ``results.json``:
 
@@ -24,6 +27,7 @@ from nctransfer.reports.records import (
     write_scores_csv,
 )
 from nctransfer.reports.schema import SCHEMA, check_results, ranking_order
+from nctransfer.reports.templating import require_jinja2
 from nctransfer.utils.io import write_bytes_atomic, write_text_atomic
 
 #: figure key -> (function name in nctransfer.reports.plots, file name)
@@ -54,10 +58,15 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *, html
 
     Every file is written atomically: an interrupted call leaves the previous version of each file intact.
 
+    Raises:
+        MissingExtraError: (an ``ImportError``) without matplotlib or Jinja2, the ``[report]`` extra; nothing
+            is written then.
+
     Returns:
         Paths written, by key (``html``, ``md`` and one per figure).
     """
     r = check_results(results)
+    require_jinja2()  # before any figure file is written: no half report without Jinja2
     out = Path(out_dir)
     figs = make_figures(r, dpi=dpi)
     written: dict[str, Path] = {}

@@ -11,6 +11,7 @@ import io
 import math
 from typing import Any, Mapping, Sequence
 
+from nctransfer.reports.context import method_display
 from nctransfer.reports.schema import (
     candidate_names,
     is_number,
@@ -244,12 +245,7 @@ def finetune_figure(results: Mapping[str, Any]) -> Any:
     return fig
 
 
-_FT_LABELS = {"linear_probe": "linear probe", "lp": "linear probe", "scl_ft": "SCL FT", "scl": "SCL FT",
-              "layer_ft": "Layer FT", "layer": "Layer FT", "full_ft": "full FT", "full": "full FT"}
-
-
-def _method_display(m: str) -> str:
-    return _FT_LABELS.get(m, m)
+_method_display = method_display  # the name stays for callers
 
 
 def timings_figure(results: Mapping[str, Any]) -> Any:
