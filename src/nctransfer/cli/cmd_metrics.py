@@ -19,14 +19,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.stats.features_file import X_KEYS, Y_KEYS
+from nctransfer.stats.features_file import load_features_file as read_features_file
 from nctransfer.utils.io import dumps_json, to_jsonable
-
-X_KEYS = ("X", "x", "features", "feats", "embeddings", "X_train")
-Y_KEYS = ("y", "labels", "label", "targets", "target", "y_train")
-_STATS_KEYS = {"version", "gram", "counts", "sums", "sqnorms", "normsums"}
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -51,117 +46,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def _pick(keys: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path: Path) -> str:
-    if wanted is not None:
-        if wanted not in keys:
-            raise NotFoundError(f"{path}: no key {wanted!r} for the {what}; available keys: {keys}.")
-        return wanted
-    for c in candidates:
-        if c in keys:
-            return c
-    flag = "--x-key" if what == "features" else "--y-key"
-    raise NotFoundError(f"{path}: could not find the {what} (tried {list(candidates)}); available keys: {keys}. "
-                        f"Pass {flag} KEY.")
-
-
-def _from_mapping(data: dict[str, Any], args: argparse.Namespace, path: Path) -> dict[str, Any]:
-    from nctransfer import FeatureStats
-
-    keys = [str(k) for k in data]
-    looks_like_stats = _STATS_KEYS <= set(keys) or "classes_json" in keys or "classes_pickle" in keys
-    if looks_like_stats and args.x_key is None:
-        state = {k: data[k] for k in keys}
-        if "classes_json" in state or "classes_pickle" in state:  # FeatureStats.save layout
-            return {"stats": FeatureStats.load(path, allow_pickle=bool(getattr(args, "allow_pickle", False)))}
-        state = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in state.items()}
-        return {"stats": FeatureStats.from_state_dict(state, source=f"statistics in {str(path)!r}")}
-    out = {"X": data[_pick(keys, args.x_key, X_KEYS, "features", path)],
-           "y": data[_pick(keys, args.y_key, Y_KEYS, "labels", path)]}
-    for opt, name in (("w_key", "W"), ("b_key", "b")):
-        key = getattr(args, opt)
-        if key is not None:
-            if key not in keys:
-                raise NotFoundError(f"{path}: no key {key!r} for --{opt.replace('_', '-')}; available keys: {keys}.")
-            out[name] = data[key]
-    return out
-
-
-def _read_csv(path: Path) -> dict[str, Any]:
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path, header=None, skipinitialspace=True)
-    except Exception as exc:  # pandas raises many types (ParserError, EmptyDataError, UnicodeDecodeError)
-        raise InputValueError(f"could not read {path} as CSV: {exc}") from None
-    if df.shape[1] < 2:
-        raise InputValueError(f"{path}: a features CSV needs at least 2 columns (features..., label); "
-                              f"got {df.shape[1]}.")
-    first = df.iloc[0, :-1]
-    if pd.to_numeric(first, errors="coerce").isna().any() and len(df) > 1:  # a header row
-        df = df.iloc[1:].reset_index(drop=True)
-        labels = pd.to_numeric(df.iloc[:, -1], errors="coerce")
-        y = labels.to_numpy() if not labels.isna().any() else df.iloc[:, -1].to_numpy()
-        if y.dtype.kind == "f" and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-    else:
-        y = df.iloc[:, -1].to_numpy()
-    feats = df.iloc[:, :-1].apply(pd.to_numeric, errors="coerce")
-    bad = feats.isna().to_numpy() & ~df.iloc[:, :-1].isna().to_numpy()
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputValueError(f"{path}: non-numeric feature value {df.iloc[r, c]!r} in data row {r + 1}, column "
-                              f"{c + 1} ({int(bad.sum())} such cells). The last column is the label; all others must "
-                              "be numbers.")
-    return {"X": feats.to_numpy(dtype=np.float64), "y": y}
-
-
 def load_features_file(path: str | Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """Read a features file into ``{"X", "y"[, "W", "b"]}`` or ``{"stats": FeatureStats}`` (see module doc).
+    """Read a features file into ``{"X", "y"[, "W", "b"]}`` or ``{"stats": FeatureStats}`` (see module doc) with
+    :func:`nctransfer.stats.features_file.load_features_file`.
 
     ``args`` supplies ``x_key``, ``y_key``, ``w_key``, ``b_key`` and ``allow_pickle`` (all optional).
     """
-    defaults = dict(x_key=None, y_key=None, w_key=None, b_key=None, allow_pickle=False)
-    ns = argparse.Namespace(**{k: getattr(args, k, v) for k, v in defaults.items()})
-    from nctransfer.utils.paths import check_input_file
-
-    p = check_input_file(path, "features file")
-    suffix = p.suffix.lower()
-    if suffix == ".npz":
-        import zipfile
-
-        if not zipfile.is_zipfile(p):
-            raise InputValueError(f"could not read {p} as .npz: not a zip archive written by numpy.savez.")
-        try:
-            with open(p, "rb") as fh, np.load(fh, allow_pickle=ns.allow_pickle) as z:
-                data = {k: z[k] for k in z.files}
-        except ValueError as exc:
-            if "allow_pickle" in str(exc):
-                raise InputValueError(f"{p} holds pickled objects (e.g. labels of dtype object); pass --allow-pickle "
-                                      "if you trust the file, or save plain numeric/string arrays.") from None
-            raise InputValueError(f"could not read {p} as .npz: {exc}") from None
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ...
-            raise InputValueError(f"could not read {p} as .npz: {exc}") from None
-        return _from_mapping(data, ns, p)
-    if suffix in (".pt", ".pth"):
-        import torch
-
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=not ns.allow_pickle)
-        except Exception as exc:  # UnpicklingError for refused objects, RuntimeError for corrupt files
-            hint = (" It holds objects that torch.load(weights_only=True) refuses (e.g. numpy arrays): re-save "
-                    "tensors, or pass --allow-pickle if you trust the file." if "weights_only" in str(exc) else "")
-            raise InputValueError(f"could not read {p} with torch.load: {str(exc).splitlines()[0]}{hint}") from None
-        if isinstance(obj, dict):
-            return _from_mapping(obj, ns, p)
-        if isinstance(obj, (tuple, list)) and len(obj) in (2, 3, 4):
-            names = ["X", "y", "W", "b"][: len(obj)]
-            return dict(zip(names, obj))
-        length = f" of length {len(obj)}" if isinstance(obj, (tuple, list)) else ""
-        raise InputValueError(f"{p}: expected a dict of tensors, a tuple (X, y) or a FeatureStats state_dict; got "
-                              f"{type(obj).__name__}{length}.")
-    if suffix == ".csv":
-        return _read_csv(p)
-    raise InputValueError(f"unsupported file type {suffix or '(none)'!r} for {p}; expected .npz, .pt/.pth or .csv.")
+    return read_features_file(path, x_key=getattr(args, "x_key", None), y_key=getattr(args, "y_key", None),
+                              w_key=getattr(args, "w_key", None), b_key=getattr(args, "b_key", None),
+                              allow_pickle=bool(getattr(args, "allow_pickle", False)))
 
 
 # ------------------------------------------------------------------------------------------------ output

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from nctransfer.exceptions import InputValueError, NotFoundError, UndefinedMetricWarning
 from nctransfer.stats.correlation import spearman
-from nctransfer.stats.feature_stats import FeatureStats, read_npz
+from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.features_file import load_features_file as read_features_file
 from nctransfer.stats.labelled import LabelledFeatures, encode_labels
 from nctransfer.transferability._common import blas_limited, require_pool, Workspace, workspace
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
@@ -53,32 +54,15 @@ _P_KEYS = ("P", "probs", "probabilities")
 # ------------------------------------------------------------------------------------------------ inputs
 def load_features_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Read a candidate's features file: ``.npz`` with ``X [N, d]``, ``y [N]`` and optionally ``P [N, C_src]``
-    (source-classifier probabilities). Aliases: ``features``/``labels``/``probs``.
+    (source-classifier probabilities), with :func:`nctransfer.stats.features_file.load_features_file`. Aliases:
+    ``features``/``labels``/``probs``.
 
     Raises:
         NotFoundError: the file does not exist.
         InputValueError: not an ``.npz`` file or a required array is missing.
     """
-    p = Path(path)
-    if p.is_dir():
-        raise InputValueError(f"features file {str(p)!r} is a directory; expected an .npz file.")
-    if not p.is_file():
-        raise NotFoundError(f"features file {str(p)!r} does not exist.")
-    if p.suffix.lower() != ".npz":
-        raise InputValueError(f"features file {str(p)!r}: expected an .npz file with arrays X, y (and optionally "
-                              f"P); got suffix {p.suffix!r}.")
-    arrays = read_npz(p, "features file")  # truncated/corrupt archives and pickled arrays: one clear error
-
-    def pick(keys: tuple[str, ...], required: bool) -> np.ndarray | None:
-        for k in keys:
-            if k in arrays:
-                return arrays[k]
-        if required:
-            raise InputValueError(f"features file {str(p)!r} has no array {keys[0]!r} (found: "
-                                  f"{', '.join(sorted(arrays)) or 'none'}); expected X [N, d], y [N], optional P.")
-        return None
-
-    return pick(_X_KEYS, True), pick(_Y_KEYS, True), pick(_P_KEYS, False)
+    data = read_features_file(path, formats=(".npz",), allow_pickle=None, statistics=False, probabilities=True)
+    return data["X"], data["y"], data.get("P")
 
 
 def _candidate(name: str, value: Any) -> tuple[Any, Any, Any]:
