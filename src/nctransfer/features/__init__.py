@@ -14,6 +14,7 @@ from nctransfer.features.taps import (
     module_paths,
     resolve_taps,
     select_taps,
+    tap_names,
     tap_widths,
 )
 from nctransfer.features.units import PENULTIMATE, Unit, discover_units
@@ -33,5 +34,6 @@ __all__ = [
     "pool_features",
     "resolve_taps",
     "select_taps",
+    "tap_names",
     "tap_widths",
 ]

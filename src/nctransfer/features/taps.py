@@ -65,6 +65,37 @@ def select_taps(model: Any, selector: Any = None) -> list[str]:
     return _select(names, selector, module_paths(model))
 
 
+def tap_names(model: Any, selector: Any = None, *, exclude_penultimate: bool = False, exact: bool = False,
+              what: str = "taps") -> list[str]:
+    """The tap rules in one place: the tap names a selector stands for, used by extraction, ranking, layer-wise
+    analysis and fine-tuning.
+
+    - ``"penultimate"``: ``["penultimate"]``; ``None`` or ``"all"``: every tap (units, then ``penultimate``);
+    - anything else: :func:`select_taps` (ints, names, module paths, patterns, comma-separated lists);
+    - ``exact=True``: a sequence of exact tap names (no patterns), kept in the given order; an unknown name raises
+      ``NotFoundError`` naming ``what`` and listing the valid taps;
+    - ``exclude_penultimate=True``: ``penultimate`` is dropped (e.g. fine-tuning's per-tap NC1, where the
+      penultimate feature is always recorded).
+
+    Raises:
+        NotFoundError, InputValueError: as :func:`select_taps` (or an unknown exact name).
+    """
+    if isinstance(selector, str) and selector == PENULTIMATE:
+        names = [PENULTIMATE]
+    elif selector is None or (isinstance(selector, str) and selector.lower() == "all"):
+        names = list_taps(model)
+    elif exact:
+        items = [selector] if isinstance(selector, str) else list(selector)
+        valid = set(list_taps(model))
+        bad = [t for t in items if t not in valid]
+        if bad:
+            raise NotFoundError(f"{what}: unknown taps {bad}; valid taps: {sorted(valid)}.")
+        names = items
+    else:
+        names = select_taps(model, selector)
+    return [t for t in names if t != PENULTIMATE] if exclude_penultimate else names
+
+
 def _split_commas(s: str) -> list[str]:
     """``"a,b{1,2}"`` -> ``["a", "b{1,2}"]``: commas inside ``{}``/``[]``/``()`` belong to a pattern."""
     parts, depth, cur = [], 0, ""

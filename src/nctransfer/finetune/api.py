@@ -25,8 +25,8 @@ from torch.utils.data import Subset
 
 from nctransfer.data import balanced_indices, load_dataset, subsample
 from nctransfer.data.inputs import is_dataloader, is_hf_dataset, is_stream
-from nctransfer.exceptions import InputValueError, NotFoundError
-from nctransfer.features import list_taps
+from nctransfer.exceptions import InputValueError
+from nctransfer.features import tap_names
 from nctransfer.finetune._data import check_training_data, dataset_targets
 from nctransfer.finetune._data import sample_hw as _sample_hw
 from nctransfer.finetune.auto import choose_unit
@@ -204,16 +204,8 @@ def prepare_model(model: Any, num_classes: int, config: FinetuneConfig, pretrain
 
 
 def _resolve_taps(model: nn.Module, taps: Any) -> list[str]:
-    if not taps:
-        return []
-    names = [t for t in list_taps(model) if t != "penultimate"] if taps == "all" else [t for t in taps
-                                                                                         if t != "penultimate"]
-    if taps != "all":
-        valid = set(list_taps(model))
-        bad = [t for t in names if t not in valid]
-        if bad:
-            raise NotFoundError(f"nc1_taps: unknown taps {bad}; valid taps: {sorted(valid)}.")
-    return names
+    """``nc1_taps``: none, ``"all"`` or exact tap names (the penultimate feature is always recorded)."""
+    return tap_names(model, taps, exclude_penultimate=True, exact=True, what="nc1_taps") if taps else []
 
 
 # ---------------------------------------------------------------------------------------------- entry points

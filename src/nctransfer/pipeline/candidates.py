@@ -22,6 +22,8 @@ from nctransfer.utils.threads import limit_threads
 
 #: prefix of a model spec that asks for random initialisation and marks the model as a control
 RANDOM_PREFIX = "random:"
+#: the classifier-input tap (= nctransfer.features.PENULTIMATE; that package needs the [torch] extra)
+PENULTIMATE = "penultimate"
 @dataclass
 class Model:
     """One model of the pool: its label, what to load (a name, or an ``nn.Module``), whether it is pre-trained or
@@ -216,7 +218,6 @@ def extract_model(m: Model, data: Any, taps: Any, cfg: dict[str, Any], progress:
     the unit of work of a local run and of one task of the Ray backend (:mod:`nctransfer.pipeline.ray_backend`)."""
     from nctransfer.extract import extract
 
-    penultimate_only = taps == "penultimate"
     feat_cache = None if cfg["cache_dir"] is None else Path(cfg["cache_dir"]) / "features"
     candidates: list[Candidate] = []
     model = m.module
@@ -230,11 +231,11 @@ def extract_model(m: Model, data: Any, taps: Any, cfg: dict[str, Any], progress:
     info = {"seconds": time.perf_counter() - t0, "from_cache": bool(r_tr.from_cache and r_te.from_cache),
             "taps": len(m.taps), "n_train": len(train), "n_test": len(test)}
     for i, tap in enumerate(m.taps):
-        name = m.label if penultimate_only else f"{m.label}@{tap}"
+        name = candidate_name(m.label, tap, taps)
         c = Candidate(name=name, model=m, tap=tap, tap_index=i, n_taps=len(m.taps), dim=int(r_tr[tap].dim))
         c.X_train, c.y_train = r_tr[tap].features, r_tr[tap].labels
         c.X_test, c.y_test = r_te[tap].features, r_te[tap].labels
-        if tap == "penultimate":
+        if tap == PENULTIMATE:
             try:
                 c.probs = _probs_from_classifier(model, c.X_train, cfg["device"])
             except Exception as exc:  # noqa: BLE001 - a head that does not take pooled features: no probs
@@ -246,14 +247,23 @@ def extract_model(m: Model, data: Any, taps: Any, cfg: dict[str, Any], progress:
 
 
 def resolve_taps(m: Model, taps: Any) -> list[str]:
-    from nctransfer.features import PENULTIMATE, list_taps, select_taps
+    """The tap names of model ``m`` that selector ``taps`` stands for (:func:`nctransfer.features.tap_names`)."""
+    from nctransfer.features import tap_names  # deferred on purpose: nctransfer.features needs the [torch] extra
 
-    if taps == "penultimate":
-        return [PENULTIMATE]
-    if taps == "all":
-        return list(list_taps(m.module))
-    sel = select_taps(m.module, taps)
-    return [getattr(u, "name", u) for u in sel]
+    return tap_names(m.module, taps)
 
 
-__all__ = ["Candidate", "Model", "Run", "RANDOM_PREFIX", "extract_candidates", "extract_model", "resolve_taps"]
+def one_candidate_per_model(taps: Any) -> bool:
+    """Whether a run's tap selector is ``"penultimate"``: then each model is one candidate named after the model
+    (no ``@tap`` suffix, no layer-wise curves)."""
+    return isinstance(taps, str) and taps == PENULTIMATE
+
+
+def candidate_name(label: str, tap: str, taps: Any) -> str:
+    """A candidate's name: ``"<model>"`` when the run selects only the penultimate feature, else
+    ``"<model>@<tap>"``."""
+    return label if one_candidate_per_model(taps) else f"{label}@{tap}"
+
+
+__all__ = ["Candidate", "Model", "Run", "PENULTIMATE", "RANDOM_PREFIX", "candidate_name", "extract_candidates",
+           "extract_model", "one_candidate_per_model", "resolve_taps"]

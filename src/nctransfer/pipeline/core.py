@@ -35,8 +35,10 @@ from nctransfer.pipeline.candidates import (
     _load,
     _parse_model,
     _prepare_data,
+    candidate_name,
     extract_candidates,
     extract_model,
+    one_candidate_per_model,
     resolve_taps,
 )
 from nctransfer.pipeline.checks import (
@@ -258,7 +260,7 @@ def rank_models(
         for m in mlist:
             _load(m, seed)
             m.taps = resolve_taps(m, taps)
-    names = [m.label if taps == "penultimate" else f"{m.label}@{t}" for m in mlist for t in m.taps]
+    names = [candidate_name(m.label, t, taps) for m in mlist for t in m.taps]
     truth_csv = read_truth_csv(truth_arg, names) if truth_arg not in ("probe", "finetune") else None
 
     # ---------------------------------------------------------------- features
@@ -330,7 +332,7 @@ def rank_models(
         results.pop("title")
     results["ranking"] = ranking_order(results, rec)
     results["recommended"] = results["ranking"][0]
-    if taps != "penultimate":
+    if not one_candidate_per_model(taps):
         results["layers"] = layer_curves(mlist, cands, collapse, truth_info)
     results["extraction"] = extraction
     if compare_finetune:
