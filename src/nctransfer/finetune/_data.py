@@ -101,8 +101,9 @@ def inference_layout(x: torch.Tensor) -> torch.Tensor:
 
     oneDNN's CPU convolutions are faster on channels-last activations (and every later activation keeps that
     layout): EfficientNet-Lite0 at 64 px, batch 64, one thread, eval mode: 0.33 s instead of 0.47 s. The logits
-    agree with the default layout to float32 rounding (about 1e-6 relative). Only evaluation-type passes use it
-    (evaluation, BatchNorm recalibration, the probe's feature cache); training steps keep the default layout.
+    agree with the default layout to float32 rounding (about 1e-6 relative). Only the unit probe's passes without gradients use it
+    (BatchNorm recalibration, the probe's feature cache); training steps and evaluation keep the default layout
+    (evaluation's NC1 must match features extracted in the default layout to float32 rounding).
     """
     if x.dim() == 4 and x.device.type == "cpu" and x.is_floating_point():
         return x.contiguous(memory_format=torch.channels_last)

@@ -11,8 +11,10 @@ Policy (:class:`EvalPlan`):
 Speed: a pass iterates the data the way :func:`nctransfer.extract.extract` does - whole batches transformed as
 tensor operations (``get_batch`` of the :mod:`nctransfer.data` datasets), ``torch.inference_mode``, and the
 penultimate features fed to their :class:`~nctransfer.stats.FeatureStats` in blocks by the extractor's
-background feeder, CPU batches in the channels-last layout (:func:`nctransfer.finetune._data.inference_layout`,
-about 30% faster for convolutional networks) - so accuracy, loss and the test-set NC1 come from one pass at extraction throughput
+background feeder - so accuracy, loss and the test-set NC1 come from one pass at extraction throughput. The batches
+keep the default memory layout: channels-last (:func:`nctransfer.finetune._data.inference_layout`, about 30% faster
+on the CPU) changes float32 rounding at the 1e-6 level, and the recorded NC1 must equal
+:func:`nctransfer.metrics.nc1` of the features a user extracts from the fine-tuned model
 (``benchmarks/bench_finetune_time.py`` measures the ratio).
 
 NC1 is the within-class variability relative to the between-class spread, ``NC1 = tr(Sigma_W Sigma_B^+) / K``
@@ -37,7 +39,7 @@ from nctransfer.data.transforms import EvalTransform, ModelTransform
 from nctransfer.exceptions import UndefinedMetricWarning
 from nctransfer.extract.core import _StatsFeeder
 from nctransfer.features import TapRecorder
-from nctransfer.finetune._data import dataset_targets, inference_layout, iterate_batches
+from nctransfer.finetune._data import dataset_targets, iterate_batches
 from nctransfer.finetune.selection import classifier_path
 from nctransfer.metrics.collapse import nc1
 from nctransfer.stats import FeatureStats
@@ -126,7 +128,7 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, *, amp: bool =
         with (recorder if recorder is not None else _Null()), torch.inference_mode():
             for x, y in loader:
                 y_np = np.asarray(y.cpu().numpy() if torch.is_tensor(y) else y, dtype=np.int64)
-                x = inference_layout(x.to(device, non_blocking=True))
+                x = x.to(device, non_blocking=True)
                 yt = torch.as_tensor(y_np).to(device, non_blocking=True)
                 if cap is not None:
                     cap.labels = y_np
