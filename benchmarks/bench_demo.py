@@ -1,6 +1,6 @@
 """Wall time of ``make demo`` (``nctransfer demo``) from a cold cache, then again served from the cache.
 
-Targets (issue 6): the whole demo at most 10 minutes on a 2-core CPU, the second run at most 1 minute. Each run is
+Targets: the whole demo at most 10 minutes on a 2-core CPU, the second run at most 1 minute. Each run is
 a separate process with a fresh cache directory (the first) or the same one (the second); the script prints both
 wall times, the CPU time of each run, the machine's load average (other processes slow the run down: compare the
 CPU time), the speed-up of the cached run (a ratio measured in the same session), and the stage timings.

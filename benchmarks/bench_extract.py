@@ -1,4 +1,4 @@
-"""Speed and memory of nctransfer's feature extraction (issue 4).
+"""Speed and memory of nctransfer's feature extraction.
 
 One run measures, for the bundled ``efficientnet_lite0`` (real ImageNet weights) on Fashion-MNIST at the model's
 input size (224 px unless ``--image-size``):

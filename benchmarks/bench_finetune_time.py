@@ -1,4 +1,4 @@
-"""Where the wall time of a small fine-tuning run goes (issue 16): training steps, evaluation, unit probing.
+"""Where the wall time of a small fine-tuning run goes: training steps, evaluation, unit probing.
 
 Two default runs of the command a new user types first, on 400 Fashion-MNIST training images (40 per class; the
 scikit-learn digits when the Debian package ``dataset-fashion-mnist`` is missing - the script says so) with the

@@ -1,4 +1,4 @@
-"""Speed and memory of streaming statistics + every statistics-based collapse metric (issue 2).
+"""Speed and memory of streaming statistics + every statistics-based collapse metric.
 
 For N samples of float32 features (d in {1280, 2048}, K in {10, 100}) one run measures:
 

@@ -1,4 +1,4 @@
-"""Benchmark of every transferability score (issue 3; docs/methods.md#transferability).
+"""Benchmark of every transferability score (docs/methods.md#transferability).
 
 For N = 10 000 samples, d in {1280, 2048} features and K in {10, 100} classes it measures, in one run:
 
@@ -10,7 +10,7 @@ For N = 10 000 samples, d in {1280, 2048} features and K in {10, 100} classes it
   the authors' code (per-class covariances, generalised ``eigh(S_B, S_W)``, twice);
 - the NCTI speed-up over SFDA (Wang et al., ICCV 2023 claims ~10x over the authors' SFDA).
 
-Targets (issue 3): LogME within 2x of the baseline; NCTI >= 10x faster than SFDA; every score except NLEEP and PARC
+Targets: LogME within 2x of the baseline; NCTI >= 10x faster than SFDA; every score except NLEEP and PARC
 under 2 s at N = 10 000, d = 2048 on the 2-core development machine. Machines are noisy (other processes load the
 CPU): compare the ratios, which are measured in the same run. NLEEP runs with ``max_iter=10`` EM iterations here
 (a full fit with 5K full-covariance components takes minutes to hours; its per-iteration cost is reported).

@@ -1,4 +1,4 @@
-"""Collapse-aware fine-tuning of the real ImageNet EfficientNet-Lite0 on Fashion-MNIST (issue 5; Li et al., TMLR 2024, table 3).
+"""Collapse-aware fine-tuning of the real ImageNet EfficientNet-Lite0 on Fashion-MNIST (Li et al., TMLR 2024, table 3).
 
 Linear probe, Layer FT and SCL FT on one or two hand-picked units, SCL FT with the unit chosen automatically
 (``unit="auto"``) and full fine-tuning, all with the same data, schedule and seed; one table of test accuracy,

@@ -1,4 +1,4 @@
-"""Pre-training study on Fashion-MNIST (issue 7; Li et al., TMLR 2024, section 3.1, table 1, figures 2-5).
+"""Pre-training study on Fashion-MNIST (Li et al., TMLR 2024, section 3.1, table 1, figures 2-5).
 
 A small CNN (4 conv blocks, 128-d features) is pre-trained on Fashion-MNIST classes 0-4 under the recipes of
 ``examples/study_grid.yaml`` (CE / MSE / SupCon x projection heads 0-2, augmentation levels 2-4, PGD radii 1/255

@@ -1,4 +1,4 @@
-"""``rank_models``: the product end to end (issue 6).
+"""``rank_models``: the product end to end.
 
 Models (or every tap of every model) -> cached feature extraction (:mod:`nctransfer.extract`) -> every
 transferability score (:func:`nctransfer.transferability.rank`, docs/methods.md#transferability) and collapse metric

@@ -1,4 +1,4 @@
-"""Source/target datasets for pre-training studies, offline (issue 7, item 3).
+"""Source/target datasets for pre-training studies, offline.
 
 A dataset spec is ``NAME[:CLASSES]``:
 
