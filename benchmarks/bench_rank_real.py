@@ -1,4 +1,4 @@
-"""Which transferability score ranks real models best?.
+"""Which transferability score ranks real models best?
 
 Pools available offline: the three bundled ImageNet models ``efficientnet_lite0/1/2`` and a randomly initialised
 ``efficientnet_lite0`` control, as 4 penultimate candidates or as every tap of each (78 candidates), on

@@ -88,7 +88,7 @@ def register_rank_average(name: str, components: Sequence[str], title: str | Non
     terms.__doc__ = (f"Per-model terms of the rank-average ensemble {name!r}: the component scores "
                      f"{', '.join(comps)}; options per component as ``{{component: {{option: value}}}}``.")
     register(name, title=title, reference="nctransfer rank-average of " + ", ".join(titles),
-             spec="2 (ensemble of the scores of section 2)", pool_relative=True, combine=combine,
+             spec="docs/transferability.md#the-recommended-score-ncti", pool_relative=True, combine=combine,
              inputs="X, y", cost=" + ".join(c for c in comps),
              randomized=any(METHODS[c].randomized for c in comps))(terms)
     ENSEMBLES[name] = (comps, title)

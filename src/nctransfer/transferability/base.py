@@ -38,7 +38,7 @@ class MethodInfo:
             per-model *terms* function returning a dict of raw terms.
         title: display name (e.g. ``"LogME"``).
         reference: paper (authors, venue, year).
-        spec: section of ``docs/spec.md`` with the formula and defaults.
+        spec: where the formula and defaults are stated: an anchor of the methods page (``docs/methods.md#logme``).
         needs_probs: needs the source classifier's probabilities ``probs [N, C_src]``.
         pool_relative: the score is defined only relative to a pool of candidate models.
         combine: for pool-relative methods, ``combine({model: terms}) -> DataFrame`` with a column ``name``.

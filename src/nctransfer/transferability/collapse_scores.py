@@ -62,15 +62,15 @@ def ncc_accuracy(X: Any, y: Any = None) -> float:
 
 
 _REF_NC1 = "Papyan, Han & Donoho, PNAS 2020 (NC1); Li et al., TMLR 2024, eq. 4"
-neg_nc1 = register("neg_nc1", title="-NC1", spec="2.12 (1.1)", reference=_REF_NC1, accepts_stats=True,
+neg_nc1 = register("neg_nc1", title="-NC1", spec="docs/methods.md#collapse-scores", reference=_REF_NC1, accepts_stats=True,
          cost="O(N d r)")(neg_nc1)
-neg_log_nc1 = register("neg_log_nc1", title="-log NC1", spec="2.12 (1.1)", reference=_REF_NC1, accepts_stats=True,
+neg_log_nc1 = register("neg_log_nc1", title="-log NC1", spec="docs/methods.md#collapse-scores", reference=_REF_NC1, accepts_stats=True,
          cost="O(N d r)")(neg_log_nc1)
-neg_vci = register("neg_vci", title="-VCI", spec="2.12 (1.7)", reference="Xu & Liu, ICML 2023, def. 5.3",
+neg_vci = register("neg_vci", title="-VCI", spec="docs/methods.md#collapse-scores", reference="Xu & Liu, ICML 2023, def. 5.3",
          accepts_stats=True, cost="O(N d^2 + d^3)")(neg_vci)
-neg_cdnv = register("neg_cdnv", title="-CDNV", spec="2.12 (1.5)", reference="Galanti, Gyorgy & Hutter, ICLR 2022",
+neg_cdnv = register("neg_cdnv", title="-CDNV", spec="docs/methods.md#collapse-scores", reference="Galanti, Gyorgy & Hutter, ICLR 2022",
          accepts_stats=True, cost="O(N d + K^2 d)")(neg_cdnv)
-ncc_accuracy = register("ncc_accuracy", title="NCC accuracy", spec="2.12 (1.4)",
+ncc_accuracy = register("ncc_accuracy", title="NCC accuracy", spec="docs/methods.md#collapse-scores",
          reference="Papyan, Han & Donoho, PNAS 2020 (NC4); Galanti et al. 2022", passes=2,
          cost="O(N d K)")(ncc_accuracy)
 

@@ -143,7 +143,7 @@ def etran(pool: Any, y: Any = None, *, weights: Sequence[float] = (0.15, 0.85), 
     return etran_combine({name: etran_terms(X, yy, **options) for name, X, yy in items}, weights)
 
 
-etran_terms = register("etran", title="ETran", spec="2.10",
+etran_terms = register("etran", title="ETran", spec="docs/methods.md#etran",
          reference="Gholami, Akbari, Wang & Zhang, ICCV 2023",
          pool_relative=True, combine=etran_combine, passes=2, cost="O(N d^2 + d^3/3)")(etran_terms)
 

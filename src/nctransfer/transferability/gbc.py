@@ -114,7 +114,7 @@ def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int
     return gbc_from_features(Z, ws.codes, ws.K, ws.counts, gaussian=gaussian, var_floor=var_floor)
 
 
-gbc = register("gbc", title="GBC", spec="2.6",
+gbc = register("gbc", title="GBC", spec="docs/methods.md#gbc",
          reference="Pandy, Agostinelli, Uijlings, Ferrari & Mensink, CVPR 2022",
          passes=2, cost="O(N d^2 + d^3 + K^2 p)")(gbc)
 

@@ -167,10 +167,10 @@ def reg_hscore(X: Any, y: Any = None, *, rcond: float | None = None) -> float:
     return factor * _trace_pinv_quad(C, D, tol, ws, key=f"lw_cov_{a:.17g}")
 
 
-hscore = register("hscore", title="H-score", spec="2.5",
+hscore = register("hscore", title="H-score", spec="docs/methods.md#hscore",
          reference="Bao, Li, Huang, Zhang, Zheng, Zamir & Guibas, ICIP 2019",
          accepts_stats=True, passes=1, cost="O(N d^2 + d^3)")(hscore)
-reg_hscore = register("reg_hscore", title="Regularised H-score", spec="2.5",
+reg_hscore = register("reg_hscore", title="Regularised H-score", spec="docs/methods.md#hscore",
          reference="Ibrahim, Ponomareva & Mazumder, ICLR 2023 (Ledoit-Wolf shrinkage)",
          passes=1, cost="O(N d^2 + d^3)")(reg_hscore)
 

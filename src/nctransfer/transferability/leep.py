@@ -87,7 +87,7 @@ def _ws_for_probs(X: Any, y: Any, probs: Any, fname: str) -> Workspace:
     return workspace(X, y, fname)
 
 
-leep = register("leep", title="LEEP", spec="2.2",
+leep = register("leep", title="LEEP", spec="docs/methods.md#leep",
          reference="Nguyen, Hassner, Seeger & Archambeau, ICML 2020",
          needs_probs=True, passes=2, inputs="y, probs [N, C_src]", cost="O(N C)")(leep)
 

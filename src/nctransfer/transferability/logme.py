@@ -326,7 +326,7 @@ def _project_feature_domain(G: np.ndarray, B: np.ndarray, tnorm2: np.ndarray, rc
     return s, x2, res_x2
 
 
-logme = register("logme", title="LogME", spec="2.1",
+logme = register("logme", title="LogME", spec="docs/methods.md#logme",
          reference="You, Liu, Wang & Long, ICML 2021; fixed-point solver: You et al., JMLR 2022",
          accepts_stats=True, passes=1, inputs="X, y (or FeatureStats; or target matrix)",
          cost="O(N d min(N,d) + min(N,d)^3)")(logme)

@@ -73,7 +73,7 @@ def nce(X: Any, y: Any = None, probs: Any = None, *, source_labels: Any = None) 
     return nce_from_labels(ws.codes, ws.K, np.argmax(P, axis=1))
 
 
-nce = register("nce", title="NCE", spec="2.3", reference="Tran, Nguyen & Hassner, ICCV 2019",
+nce = register("nce", title="NCE", spec="docs/methods.md#nce", reference="Tran, Nguyen & Hassner, ICCV 2019",
          needs_probs=True, passes=1, inputs="y, probs [N, C_src] (argmax)", cost="O(N C)")(nce)
 
 __all__ = ["nce", "nce_from_labels"]

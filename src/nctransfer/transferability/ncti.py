@@ -157,7 +157,7 @@ def ncti(pool: Any, y: Any = None, **options: Any) -> "Any":
     return ncti_combine({name: ncti_terms(X, yy, **options) for name, X, yy in items})
 
 
-ncti_terms = register("ncti", title="NCTI", spec="2.9",
+ncti_terms = register("ncti", title="NCTI", spec="docs/methods.md#ncti",
          reference="Wang, Luo, Zheng, Huang & Baktashmotlagh, ICCV 2023",
          pool_relative=True, combine=ncti_combine, passes=3,
          cost="O(N d^2 + d^3) PCA + O(N p^2 + N K^2)")(ncti_terms)

@@ -234,7 +234,7 @@ def nleep(X: Any, y: Any = None, *, variance: float = 0.8, components_per_class:
     raise InputValueError(f"nleep: no Gaussian mixture could be fitted to the PCA features ({last}).")
 
 
-nleep = register("nleep", title="NLEEP", spec="2.4",
+nleep = register("nleep", title="NLEEP", spec="docs/methods.md#nleep",
          reference="Li, Jia, Sang, Zhu, Green, Wang & Gong, CVPR 2021",
          passes=3, expensive=True, randomized=True, cost="O(N d^2 + d^3) + O(iters N K p^2)")(nleep)
 

@@ -220,7 +220,7 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
     return 100.0 * rho
 
 
-parc = register("parc", title="PARC", spec="2.11",
+parc = register("parc", title="PARC", spec="docs/methods.md#parc",
          reference="Bolya, Mittapalli & Hoffman, NeurIPS 2021",
          passes=2, expensive=True, randomized=True, cost="O(N^2 p)")(parc)
 

@@ -182,7 +182,7 @@ def ped(X: Any, y: Any = None, *, base: str = "sfda", reference: Any = None, tim
     return value
 
 
-ped = register("ped", title="PED", spec="2 (optional extra)",
+ped = register("ped", title="PED", spec="docs/methods.md#parc",
          reference="Li, Hu, Ge, Shan & Duan, ICCV 2023",
          passes=4, expensive=True, cost="base score (SFDA: O(N d^2 + d^3/3) x 2) + O(N d + K^2 d)")(ped)
 

@@ -137,7 +137,7 @@ def sfda(X: Any, y: Any = None, *, a: float = 5.0, n_power_iter: int = 3, shrink
     return value
 
 
-sfda = register("sfda", title="SFDA", spec="2.8",
+sfda = register("sfda", title="SFDA", spec="docs/methods.md#sfda",
          reference="Shao, Zhao, Ge, Zhang, Yang, Wang, Shan & Luo, ECCV 2022",
          passes=3, cost="O(N d^2 + d^3/3) x 2")(sfda)
 

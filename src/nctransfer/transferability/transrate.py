@@ -69,7 +69,7 @@ def transrate(X: Any, y: Any = None, *, eps: float = 1e-4) -> float:
     return float(total - per_class / ws.K)
 
 
-transrate = register("transrate", title="TransRate", spec="2.7",
+transrate = register("transrate", title="TransRate", spec="docs/methods.md#transrate",
          reference="Huang, Huang, Rong, Yang & Wei, ICML 2022",
          passes=1, cost="O(N d min(N,d) + d^3/3)")(transrate)
 
