@@ -318,22 +318,36 @@ def _releasing_locks(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _serves(entry: CacheEntry | None, taps: list[str], store: bool, key: dict[str, Any]) -> bool:
+    """Whether ``entry`` is complete, recorded for this data's ``key`` and holds the requested taps."""
+    return (entry is not None and entry.complete and entry.covers(taps, store)
+            and entry.manifest.get("key") == key)
+
+
+def _serve_verified(entry: CacheEntry, taps: list[str], n: int, key: dict[str, Any],
+                    t0: float) -> "ExtractionResult | None":
+    """The request served from a serving ``entry`` (see :func:`_serves`) whose files pass their checksums;
+    ``None`` when a file is corrupted or unreadable (the caller wipes the entry)."""
+    if entry.verify([entry.manifest["stats_file"], *entry.shard_names()]):
+        try:
+            return _from_entry(entry, taps, n, key, t0, resumed=entry.done, computed=0, from_cache=True)
+        except (OSError, ValueError, KeyError):
+            pass
+    return None
+
+
 def _reuse_locked(cand: CacheEntry, taps: list[str], store: bool, n: int, key: dict[str, Any],
                   t0: float) -> "ExtractionResult | None":
     """Serve the request from the complete entry ``cand`` under its lock (re-read, verified), or wipe it when it
     is corrupted; ``None`` when it cannot serve."""
     with cand.lock():
         fresh = cand.reopen()
-        if fresh is None or not (fresh.complete and fresh.covers(taps, store)) or fresh.manifest.get("key") != key:
+        if not _serves(fresh, taps, store, key):
             return None
-        files = [fresh.manifest["stats_file"], *fresh.shard_names()]
-        if fresh.verify(files):
-            try:
-                return _from_entry(fresh, taps, n, key, t0, resumed=fresh.done, computed=0, from_cache=True)
-            except (OSError, ValueError, KeyError):
-                pass
-        fresh.wipe()
-    return None
+        hit = _serve_verified(fresh, taps, n, key, t0)
+        if hit is None:
+            fresh.wipe()
+        return hit
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -476,14 +490,10 @@ def extract(
         # held until extract() returns: a concurrent writer of this entry waits here, then reuses our entry
         _HELD_LOCKS.get().enter_context(entry.lock())
         old = CacheEntry.open(entry.path)
-        if (old is not None and old.complete and old.covers(tap_names, store_features)
-                and old.manifest.get("key") == key):
-            files = [old.manifest["stats_file"], *old.shard_names()]
-            if old.verify(files):
-                try:
-                    return _from_entry(old, tap_names, n, key, t0, resumed=old.done, computed=0, from_cache=True)
-                except (OSError, ValueError, KeyError):
-                    pass
+        if _serves(old, tap_names, store_features, key):
+            hit = _serve_verified(old, tap_names, n, key, t0)
+            if hit is not None:
+                return hit
         if (old is not None and not old.complete and old.manifest["n"] == n and old.taps == tap_names
                 and old.manifest.get("key") == key):
             files = [f for f in [old.manifest.get("stats_file")] if f] + old.shard_names()
