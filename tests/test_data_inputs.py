@@ -18,6 +18,8 @@ from nctransfer.exceptions import InputValueError, ShapeError
 from nctransfer.extract import extract
 from nctransfer.models import load_model
 
+from _user_datasets import ToTensorDataset
+
 TAP = ["penultimate"]
 
 
@@ -49,19 +51,6 @@ def reference(model, digits):
 def _features(model, ds, **kw):
     r = extract(model, ds, TAP, store_features=True, progress=False, **kw)["penultimate"]
     return r.features, r.labels
-
-
-class ToTensorDataset(Dataset):
-    """What ``transforms.ToTensor()`` yields: float ``[1, H, W]`` tensors in [0, 1]; labels without ``.targets``."""
-
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.X[i]).float().unsqueeze(0) / 255.0, int(self.y[i])
 
 
 class PILDataset(ToTensorDataset):

@@ -8,11 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.pipeline import RankResult, rank_models
+
+from _user_datasets import ToTensorDataset
 
 MODELS = ["timm:resnet10t", "timm:efficientnet_lite0"]
 FAST = dict(pretrained=False, image_size=32, per_class=None, test_per_class=None, probe_C_grid=(0.1, 1.0),
@@ -28,16 +29,6 @@ def tiny(n_per_class=16, k=3, seed=0):
         X[y == c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 150
     return X, y
 
-
-class TensorDS(Dataset):
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.X[i]).float()[None] / 255.0, int(self.y[i])
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
@@ -55,7 +46,7 @@ def explicit(split, tmp_path_factory):
     (Xtr, ytr), (Xte, yte) = split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return rank_models(MODELS, train=TensorDS(Xtr, ytr), test=TensorDS(Xte, yte),
+        return rank_models(MODELS, train=ToTensorDataset(Xtr, ytr), test=ToTensorDataset(Xte, yte),
                            cache_dir=tmp_path_factory.mktemp("c"), **FAST)
 
 
@@ -85,8 +76,8 @@ def test_dataloaders_give_the_same_ranking(explicit, split):
     (Xtr, ytr), (Xte, yte) = split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = rank_models(MODELS, train=DataLoader(TensorDS(Xtr, ytr), batch_size=5),
-                          test=DataLoader(TensorDS(Xte, yte), batch_size=5), cache_dir=None, **FAST)
+        res = rank_models(MODELS, train=DataLoader(ToTensorDataset(Xtr, ytr), batch_size=5),
+                          test=DataLoader(ToTensorDataset(Xte, yte), batch_size=5), cache_dir=None, **FAST)
     assert res["ranking"] == explicit["ranking"]
     for n in res["ranking"]:
         assert res["scores"][n]["logme"] == pytest.approx(explicit["scores"][n]["logme"], rel=1e-3)
@@ -117,11 +108,11 @@ def test_hugging_face_dataset_dict_and_taps_by_path(explicit, split):
 def test_bad_explicit_arguments():
     X, y = tiny()
     with pytest.raises(InputValueError, match="either data or explicit"):
-        rank_models(MODELS, (X, y), train=TensorDS(X, y), test=TensorDS(X, y), **FAST)
+        rank_models(MODELS, (X, y), train=ToTensorDataset(X, y), test=ToTensorDataset(X, y), **FAST)
     with pytest.raises(InputValueError, match="need both train="):
-        rank_models(MODELS, train=TensorDS(X, y), **FAST)
+        rank_models(MODELS, train=ToTensorDataset(X, y), **FAST)
     with pytest.raises(InputValueError, match="cannot be split"):
-        rank_models(MODELS, DataLoader(TensorDS(X, y)), cache_dir=None, **FAST)
+        rank_models(MODELS, DataLoader(ToTensorDataset(X, y)), cache_dir=None, **FAST)
 
 
 def test_cli_explicit_test_folder_and_taps_by_path(split, tmp_path):
@@ -157,8 +148,8 @@ def test_layers_analyze_and_finetune_take_user_data(split):
 
     (Xtr, ytr), (Xte, yte) = split
     model = load_model("timm:resnet10t", pretrained=False)
-    tr = load_dataset(DataLoader(TensorDS(Xtr, ytr), batch_size=8), model=model, image_size=32)
-    te = load_dataset(TensorDS(Xte, yte), model=model, image_size=32)
+    tr = load_dataset(DataLoader(ToTensorDataset(Xtr, ytr), batch_size=8), model=model, image_size=32)
+    te = load_dataset(ToTensorDataset(Xte, yte), model=model, image_size=32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         la = analyze(model, tr, te, "layer2.0,layer3.0.conv1,penultimate", probe=False, progress=False)
@@ -172,7 +163,7 @@ def test_layers_analyze_and_finetune_take_user_data(split):
                      progress=False)  # a HF dataset gets the model's transform; a loaded dataset is used as given
     assert r.n_train == len(ytr) and r.n_test == len(yte) and 0.0 <= r.test_accuracy <= 1.0
     with pytest.raises(InputValueError, match="needs a map-style dataset"):
-        finetune(model, DataLoader(TensorDS(Xtr, ytr)), TensorDS(Xte, yte), method="linear_probe", epochs=1)
+        finetune(model, DataLoader(ToTensorDataset(Xtr, ytr)), ToTensorDataset(Xte, yte), method="linear_probe", epochs=1)
 
 
 def test_cli_hf_name_loads_the_hub_dataset(split, tmp_path, monkeypatch):

@@ -100,20 +100,9 @@ def test_pipeline_per_sample_path_contains_one_and_shrinks_with_more_test_sample
 
 
 def test_rank_models_resamples_the_probe_test_predictions(tmp_path):
-    import torch
-    from torch.utils.data import Dataset
+    from _user_datasets import ToTensorDataset
 
     from nctransfer.pipeline import rank_models
-
-    class DS(Dataset):
-        def __init__(self, X, y):
-            self.X, self.y = X, y
-
-        def __len__(self):
-            return len(self.y)
-
-        def __getitem__(self, i):
-            return torch.from_numpy(self.X[i]).float()[None] / 255.0, int(self.y[i])
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 12)
@@ -125,10 +114,10 @@ def test_rank_models_resamples_the_probe_test_predictions(tmp_path):
               progress=False, methods="logme,hscore", cache_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = rank_models(["timm:resnet10t", "timm:efficientnet_lite0"], train=DS(X[~te], y[~te]),
-                          test=DS(X[te], y[te]), **kw)
-        again = rank_models(["timm:resnet10t", "timm:efficientnet_lite0"], train=DS(X[~te], y[~te]),
-                            test=DS(X[te], y[te]), **kw)  # from the cache
+        res = rank_models(["timm:resnet10t", "timm:efficientnet_lite0"], train=ToTensorDataset(X[~te], y[~te]),
+                          test=ToTensorDataset(X[te], y[te]), **kw)
+        again = rank_models(["timm:resnet10t", "timm:efficientnet_lite0"], train=ToTensorDataset(X[~te], y[~te]),
+                            test=ToTensorDataset(X[te], y[te]), **kw)  # from the cache
     assert res["truth"]["noise"].startswith("per-sample")
     for name, acc in res["truth"]["accuracy"].items():
         c = unpack_correct(res["truth"]["details"][name]["correct"])
