@@ -11,6 +11,12 @@ few directions and, for VCI only, the total covariance. :func:`prepare` computes
   projects the centred samples on the ``r <= K - 1`` leading directions of ``Sigma_B`` directly. The choice is
   automatic (``domain="auto"``); ``domain="features"`` forces the ``d x d`` path.
 
+Per-sample arrays are held in a :class:`~nctransfer.stats.LabelledFeatures` workspace, which validates them and
+computes (once, lazily, cached) the quantities shared with the transferability scores: labels and counts, the
+global mean, the class means, the centred features and the ``N x N`` Gram matrix. A :class:`PreparedFeatures` is
+a thin view over that workspace (or over a ``FeatureStats``) adding the metrics' own cached quantities; passing a
+workspace (e.g. a transferability ``Workspace``) reuses its cache.
+
 Passing a :class:`PreparedFeatures` to several metrics (or calling :func:`~nctransfer.metrics.compute_all`)
 shares the work: SVD of the class means, the factorisation of ``Sigma_T``, the per-sample passes.
 """
@@ -22,21 +28,15 @@ from typing import Any, Hashable
 
 import numpy as np
 
+from scipy.linalg import blas
+
 from nctransfer.exceptions import InputValueError, NotFittedError, NumericalWarning
 from nctransfer.stats.feature_stats import FeatureStats
-from nctransfer.stats.labelled import LabelledFeatures
-from nctransfer.utils.validation import (
-    LabelEncoder,
-    check_class_sizes,
-    check_features,
-    check_labels,
-    check_n_classes,
-    check_target_type,
-    to_numpy,
-)
+from nctransfer.stats.labelled import CHUNK_ROWS, LabelledFeatures, class_sums
+from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
+from nctransfer.utils.validation import check_class_sizes, check_n_classes, check_target_type
 
 EPS = float(np.finfo(np.float64).eps)
-CHUNK_ROWS = 4096
 _DOMAINS = ("auto", "features", "gram")
 
 
@@ -53,31 +53,69 @@ def _rounding_floor(n: np.ndarray) -> np.ndarray:
 class PreparedFeatures:
     """Cached summary of labelled features used by every metric (build it with :func:`prepare`).
 
+    A view over its source: a :class:`~nctransfer.stats.LabelledFeatures` workspace (per-sample features; class
+    means, centring and the Gram matrix are the workspace's cached values) or a :class:`FeatureStats` (class
+    means about the statistics' shift). It caches the metrics' own quantities (variances, unit sums, the SVD of
+    the class means, ``Sigma_T``).
+
     Attributes:
         classes: class labels in sorted order (the row order of every ``[K, ...]`` array).
         counts: ``n_k`` as float64 ``[K]``; ``n``: ``N``; ``d``: feature width; ``K``: number of classes.
         stats: the :class:`FeatureStats` it was built from, or ``None`` (built from samples).
+        labelled: the :class:`~nctransfer.stats.LabelledFeatures` it was built from, or ``None`` (from stats).
         X, codes: the samples (numpy, input dtype) and their class index in ``0..K-1`` (``None`` from stats).
+        domain: ``"gram"`` (``N x N`` covariance computations) or ``"features"`` (``d x d``).
     """
 
-    def __init__(self) -> None:
-        self.classes: list[Hashable] = []
-        self.counts = np.zeros(0)
-        self.n = 0
-        self.d = 0
-        self.K = 0
-        self.stats: FeatureStats | None = None
-        self.X: np.ndarray | None = None
-        self.codes: np.ndarray | None = None
-        self.domain = "features"
-        self._shift = np.zeros(0)
-        self._msums = np.zeros((0, 0))  # shifted class means mu_k - a [K, d]
+    def __init__(self, source: LabelledFeatures | FeatureStats | None = None, domain: str = "features") -> None:
+        self.labelled = source if isinstance(source, LabelledFeatures) else None
+        self.stats: FeatureStats | None = source if isinstance(source, FeatureStats) else None
+        self.domain = domain
         self._cache: dict[str, Any] = {}
+        self.classes: list[Hashable] = []
+        self.n = self.d = self.K = 0
+        self.codes: np.ndarray | None = None
+        if self.labelled is not None:
+            lf = self.labelled
+            self.classes, self.codes = lf.classes, lf.codes
+            self.n, self.d, self.K = lf.n, lf.d, lf.K
+        elif self.stats is not None:
+            s = self.stats
+            self.classes = s.classes
+            self.n, self.d, self.K = s.n_samples, int(s.dim), s.n_classes
+
+    @property
+    def X(self) -> np.ndarray | None:
+        return None if self.labelled is None else self.labelled.samples
+
+    @property
+    def counts(self) -> np.ndarray:
+        if self.labelled is not None:
+            return self.labelled.counts
+        if self.stats is None:
+            return np.zeros(0)
+        return self._cached("counts", lambda: self.stats.class_counts().astype(np.float64))
+
+    @property
+    def _shift(self) -> np.ndarray:
+        """The reference point ``a``: ``mu_G`` for samples, the statistics' shift otherwise."""
+        if self.labelled is not None:
+            return self.labelled.mean
+        return np.zeros(0) if self.stats is None else self.stats.shift_
+
+    @property
+    def _msums(self) -> np.ndarray:
+        """Shifted class means ``mu_k - a`` ``[K, d]``."""
+        if self.labelled is not None:
+            return self.labelled.centred_class_means
+        if self.stats is None:
+            return np.zeros((0, 0))
+        return self._cached("msums", self.stats._shifted_means)
 
     # ------------------------------------------------------------------ basics
     @property
     def has_samples(self) -> bool:
-        return self.X is not None
+        return self.labelled is not None
 
     def __repr__(self) -> str:
         src = "samples" if self.has_samples else "stats"
@@ -163,7 +201,7 @@ class PreparedFeatures:
             sq = np.einsum("ij,ij->i", X64, X64)
             inv = np.zeros_like(sq)
             inv[sq > 0] = 1.0 / np.sqrt(sq[sq > 0])
-            out += _class_sum(X64 * inv[:, None], c, self.K)
+            out += class_sums(X64 * inv[:, None], c, self.K)
         return out
 
     # ------------------------------------------------------------------ Sigma_B
@@ -195,10 +233,6 @@ class PreparedFeatures:
     def total_covariance(self) -> np.ndarray:
         """``Sigma_T [d, d]`` (from the statistics, or a chunked exact float64 pass over the samples)."""
         def compute() -> np.ndarray:
-            from scipy.linalg import blas
-
-            from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
-
             check_memory(2 * self.d * self.d * 8, f"the d x d total covariance (d={self.d})",
                          advice=WIDE_FEATURES_ADVICE)
             if self.stats is not None:
@@ -227,29 +261,13 @@ class PreparedFeatures:
         return np.sqrt(self.counts / self.n)[:, None] * (self._msums - self.global_offset())
 
     def centred_gram(self) -> np.ndarray:
-        """``Xc Xc^T / N`` ``[N, N]`` (Gram domain, used when ``N < d``)."""
-        def compute() -> np.ndarray:
-            Xc = np.asarray(self.X, dtype=np.float64) - (self._shift + self.global_offset())
-            return (Xc @ Xc.T) / self.n
-        return self._cached("gram", compute)
+        """``Xc Xc^T / N`` ``[N, N]`` (Gram domain, used when ``N < d``; the workspace's ``gram_c``)."""
+        return self._cached("gram", lambda: self.labelled.gram_c / self.n)
 
     # ------------------------------------------------------------------ chunks
     def _chunks(self, centred: bool = True) -> Any:
-        """Yield ``(X_chunk - a, codes)`` (or raw ``X_chunk``) in float64, ``CHUNK_ROWS`` rows at a time."""
-        for start in range(0, self.n, CHUNK_ROWS):
-            X64 = np.array(self.X[start:start + CHUNK_ROWS], dtype=np.float64)
-            if centred:
-                X64 -= self._shift
-            yield X64, self.codes[start:start + CHUNK_ROWS]
-
-
-def _class_sum(values: np.ndarray, codes: np.ndarray, K: int) -> np.ndarray:
-    """``[K, d]`` per-class sums of the rows of ``values`` (sparse indicator product, ``O(N d)``)."""
-    import scipy.sparse as sp
-
-    n = len(codes)
-    ind = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
-    return np.asarray(ind @ values)
+        """Yield ``(X_chunk - mu_G, codes)`` (or raw ``X_chunk``) in float64, ``CHUNK_ROWS`` rows at a time."""
+        return self.labelled.chunks(centred, CHUNK_ROWS)
 
 
 def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str = "X") -> PreparedFeatures:
@@ -265,7 +283,8 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
             ``"features"`` (always ``d x d``) or ``"gram"`` (always ``N x N``; needs samples).
 
     Returns:
-        A :class:`PreparedFeatures`.
+        A :class:`PreparedFeatures`: from samples, a view over their
+        :class:`~nctransfer.stats.labelled.LabelledFeatures` workspace (cached in it, one per resolved domain).
 
     Raises:
         InputValueError: fewer than two classes, ``y`` missing or given together with statistics, bad ``domain``.
@@ -278,13 +297,6 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
         if y is not None:
             raise InputValueError("pass either prepared features or (X, y), not both.")
         return X_or_stats
-    if isinstance(X_or_stats, LabelledFeatures):  # the shared workspace: validated once, its labels encoded once
-        lf = X_or_stats
-        if y is not None:
-            raise InputValueError("pass labels either inside the labelled features or as y, not both.")
-        return lf.cached(f"metrics.prepared.{domain}",
-                         lambda: _from_samples(lf.X, lf.codes, list(lf.classes), domain))
-    out = PreparedFeatures()
     if isinstance(X_or_stats, FeatureStats):
         if y is not None:
             raise InputValueError("pass either a FeatureStats object or (X, y), not both; got y as well.")
@@ -296,48 +308,18 @@ def prepare(X_or_stats: Any, y: Any = None, *, domain: str = "auto", name: str =
         check_class_sizes(s.counts_, "the statistics' labels")
         if domain == "gram":
             raise InputValueError("domain='gram' needs per-sample features (X, y), not FeatureStats.")
-        out.stats = s
-        out.classes = s.classes
-        out.counts = s.class_counts().astype(np.float64)
-        out.n, out.d, out.K = s.n_samples, int(s.dim), s.n_classes
-        out._shift = s.shift_.copy()
-        out._msums = s._shifted_means()
-        out.domain = "features"
-        return out
-    if y is None:
-        raise InputValueError(f"labels y are required when {name} is an array; got y=None "
-                              "(or pass a FeatureStats object).")
-    X = check_features(X_or_stats, name)
-    X = to_numpy(X)
-    y_np = check_labels(y, X.shape[0], "y")
-    enc = LabelEncoder()
-    first_seen = enc.encode(y_np)
-    order = enc.sorted_order()  # sorted position -> first-seen code
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return _from_samples(X, rank[first_seen], [enc.classes[i] for i in order], domain)
-
-
-def _from_samples(X: np.ndarray, codes: np.ndarray, classes: list[Hashable], domain: str) -> PreparedFeatures:
-    """:class:`PreparedFeatures` of validated samples ``X [N, d]`` with class codes ``[N]`` in ``0..K-1`` (sorted
-    class order): class means by an exact two-pass float64 computation about the sample mean."""
-    out = PreparedFeatures()
-    out.codes = codes
-    out.classes = classes
-    out.K = len(out.classes)
-    check_n_classes(out.K, name="y")
-    out.X = X
-    out.n, out.d = X.shape
-    out.counts = np.bincount(out.codes, minlength=out.K).astype(np.float64)
-    check_class_sizes(out.counts, "y")
-    out._shift = X.mean(0, dtype=np.float64)  # two-pass: centre about the sample mean
-    msum = np.zeros((out.K, out.d))
-    for X64, c in out._chunks():
-        msum += _class_sum(X64, c, out.K)
-    out._msums = msum / out.counts[:, None]
-    out._cache["global_offset"] = (out.counts @ out._msums) / out.n
-    out.domain = "gram" if domain == "gram" or (domain == "auto" and out.n < out.d) else "features"
-    return out
+        return PreparedFeatures(s, "features")
+    if isinstance(X_or_stats, LabelledFeatures):  # the shared workspace: validated once, its labels encoded once
+        lf = X_or_stats
+        if y is not None:
+            raise InputValueError("pass labels either inside the labelled features or as y, not both.")
+    else:
+        if y is None:
+            raise InputValueError(f"labels y are required when {name} is an array; got y=None "
+                                  "(or pass a FeatureStats object).")
+        lf = LabelledFeatures(X_or_stats, y, fname=None, name=name)
+    mode = "gram" if domain == "gram" or (domain == "auto" and lf.gram_domain) else "features"
+    return lf.cached(f"metrics.prepared.{mode}", lambda: PreparedFeatures(lf, mode))
 
 
 def warn_numerical(message: str) -> None:

@@ -42,6 +42,7 @@ from nctransfer.metrics.geometry import (  # noqa: F401  re-exported: nctransfer
     vci,
 )
 from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.utils.validation import check_features, check_labels, to_numpy
 
 # ============================================================================ NC1 / fuzziness
@@ -246,7 +247,7 @@ def _means_source(means: Any, p_fallback: PreparedFeatures | None) -> tuple[np.n
     if means is None:
         assert p_fallback is not None
         return p_fallback.class_means(), list(p_fallback.classes)
-    if isinstance(means, (FeatureStats, PreparedFeatures)):
+    if isinstance(means, (FeatureStats, PreparedFeatures, LabelledFeatures)):
         q = prepare(means)
         return q.class_means(), list(q.classes)
     raise InputValueError(f"means must be a FeatureStats or PreparedFeatures (class means with their labels); "

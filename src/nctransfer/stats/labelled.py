@@ -2,18 +2,21 @@
 metrics (:func:`nctransfer.metrics.prepare` accepts it) and the transferability scores
 (:class:`nctransfer.transferability.Workspace` extends it with scatter matrices, eigendecompositions and PCA).
 
-Validated once (shape, finiteness, labels, class sizes), converted once to C-contiguous float64, and every derived
-quantity computed on first use and cached: class counts, the global mean ``mu_G``, class means ``mu_k``, centred
-class means ``mu_k - mu_G`` (summed from centred samples, exact for large offsets), centred features
-``X - mu_G``, the class-indicator matrix. ``gram_domain`` (``N < d``) tells covariance computations to work in
-the ``N x N`` Gram domain. CUDA tensors stay on the GPU for the means (copied to the host on first use of ``X``).
+Validated once (shape, finiteness, labels, class sizes); every derived quantity is computed here, on first use,
+and cached: the float64 copy ``X`` (the input array itself when it already is C-contiguous float64), class
+counts, the global mean ``mu_G``, class means ``mu_k``, centred class means ``mu_k - mu_G`` (summed from
+centred samples in row chunks: exact for large offsets, memory ``O(chunk * d)``), centred features ``X - mu_G``
+(whole, or chunk by chunk for the metrics' streaming passes), the class-indicator matrix and, in the Gram domain
+(``gram_domain``: ``N < d``, where covariance computations use the ``N x N`` matrix ``Xc Xc^T``), that matrix.
+CUDA tensors stay on the GPU for the means (copied to the host on first use of ``X``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 import numpy as np
+import scipy.sparse as sp
 
 from nctransfer.exceptions import InputValueError, NCTransferError
 from nctransfer.utils.validation import (
@@ -26,12 +29,16 @@ from nctransfer.utils.validation import (
     to_numpy,
 )
 
+CHUNK_ROWS = 4096  # rows per block of the chunked passes over the samples
 
-def prefix_errors(fname: str) -> Callable:
-    """Decorator-free helper: re-raise nctransfer errors with the scoring function's name in front."""
+
+
+def prefix_errors(fname: str | None) -> Callable:
+    """Decorator-free helper: re-raise nctransfer errors with the scoring function's name in front (unchanged when
+    ``fname`` is ``None``)."""
     def wrap(exc: NCTransferError) -> NCTransferError:
         msg = str(exc)
-        if msg.startswith(f"{fname}:"):
+        if fname is None or msg.startswith(f"{fname}:"):
             return exc
         new = type(exc)(f"{fname}: {msg}")
         return new
@@ -52,6 +59,14 @@ def encode_labels(y_np: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
         return [enc.classes[i] for i in order], rank[raw]
 
 
+def class_sums(values: np.ndarray, codes: np.ndarray, K: int) -> np.ndarray:
+    """``[K, m]`` per-class sums of the rows of ``values [N, m]`` with codes ``[N]`` in ``0..K-1`` (a sparse
+    class-indicator product, ``O(N m)``)."""
+    n = len(codes)
+    ind = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
+    return np.asarray(ind @ values)
+
+
 class LabelledFeatures:
     """Validated features ``[N, d]`` and labels ``[N]`` with lazily cached class statistics (see module doc).
 
@@ -65,13 +80,16 @@ class LabelledFeatures:
         ([[1.0, 1.0], [5.0, 3.0]], [2.0, 2.0])
     """
 
-    def __init__(self, X: Any, y: Any, fname: str = "features", *, labels_required: bool = True) -> None:
+    def __init__(self, X: Any, y: Any, fname: str | None = "features", *, labels_required: bool = True,
+                 name: str = "X") -> None:
+        """``fname``: the prefix of error messages (``None``: none); ``name``: what the features are called in them."""
         wrap = prefix_errors(fname)
         try:
-            Xv = check_features(X, "X")
+            Xv = check_features(X, name)
             self._torch = Xv if (is_torch(Xv) and Xv.device.type != "cpu") else None
             self.n, self.d = int(Xv.shape[0]), int(Xv.shape[1])
-            self._X = None if self._torch is not None else np.ascontiguousarray(to_numpy(Xv), dtype=np.float64)
+            self._raw = None if self._torch is not None else to_numpy(Xv)  # validated, input dtype
+            self._X: np.ndarray | None = None
             if y is None:
                 if labels_required:
                     raise InputValueError("labels y are required; got y=None.")
@@ -97,8 +115,28 @@ class LabelledFeatures:
     def X(self) -> np.ndarray:
         """Features as C-contiguous float64 numpy ``[N, d]`` (copied from the GPU on first use)."""
         if self._X is None:
-            self._X = np.ascontiguousarray(to_numpy(self._torch.double()), dtype=np.float64)
+            src = self._raw if self._torch is None else to_numpy(self._torch.double())
+            self._X = np.ascontiguousarray(src, dtype=np.float64)
         return self._X
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The validated features as numpy ``[N, d]`` in their own dtype (``X`` once converted): what chunked passes
+        read, converting one block at a time to float64."""
+        if self._X is not None or self._raw is None:
+            return self.X
+        return self._raw
+
+    def chunks(self, centred: bool = True, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(X_block - mu_G, codes_block)`` (``centred=False``: the raw block) as fresh float64 arrays of
+        ``rows`` rows (callers may modify them in place): the centred features without an ``[N, d]`` copy."""
+        X = self.samples
+        mean = self.mean if centred else None
+        for start in range(0, self.n, rows):
+            X64 = np.array(X[start:start + rows], dtype=np.float64)
+            if mean is not None:
+                X64 -= mean
+            yield X64, self.codes[start:start + rows]
 
     @property
     def on_gpu(self) -> bool:
@@ -115,8 +153,6 @@ class LabelledFeatures:
     def indicator(self) -> Any:
         """Sparse ``[K, N]`` class-indicator matrix."""
         def build() -> Any:
-            import scipy.sparse as sp
-
             return sp.csr_matrix((np.ones(self.n), (self.codes, np.arange(self.n))), shape=(self.K, self.n))
         return self.cached("indicator", build)
 
@@ -129,7 +165,7 @@ class LabelledFeatures:
         def compute() -> np.ndarray:
             if self.on_gpu:
                 return to_numpy(self._torch.double().mean(0))
-            return self.X.mean(0)
+            return self.samples.mean(0, dtype=np.float64)  # equal to X.mean(0), without converting X first
         return self.cached("mean", compute)
 
     @property
@@ -148,7 +184,10 @@ class LabelledFeatures:
                 out = torch.zeros((self.K, self.d), dtype=torch.float64, device=Xc.device)
                 out.index_add_(0, torch.as_tensor(self.codes, device=Xc.device), Xc)
                 return to_numpy(out) / self.counts[:, None]
-            return self.class_sum(self.Xc) / self.counts[:, None]
+            total = np.zeros((self.K, self.d))
+            for Xc, codes in self.chunks():
+                total += class_sums(Xc, codes, self.K)
+            return total / self.counts[:, None]
         return self.cached("centred_class_means", compute)
 
     @property
@@ -161,5 +200,13 @@ class LabelledFeatures:
         """True when ``N < d``: covariance quantities are computed from the ``N x N`` Gram matrix."""
         return self.n < self.d
 
+    @property
+    def gram_c(self) -> np.ndarray:
+        """``Xc Xc^T`` ``[N, N]`` (exactly symmetric; the Gram-domain counterpart of the ``d x d`` scatter)."""
+        def compute() -> np.ndarray:
+            G = self.Xc @ self.Xc.T
+            return (G + G.T) * 0.5
+        return self.cached("gram_c", compute)
 
-__all__ = ["LabelledFeatures", "encode_labels", "prefix_errors"]
+
+__all__ = ["CHUNK_ROWS", "LabelledFeatures", "class_sums", "encode_labels", "prefix_errors"]

@@ -98,14 +98,6 @@ class Workspace(LabelledFeatures):
         return self.cached("scatter_T", compute)
 
     @property
-    def gram_c(self) -> np.ndarray:
-        """``Xc Xc^T`` ``[N, N]`` (used when ``N < d``)."""
-        def compute() -> np.ndarray:
-            G = self.Xc @ self.Xc.T
-            return (G + G.T) * 0.5
-        return self.cached("gram_c", compute)
-
-    @property
     def scatter_Bw(self) -> np.ndarray:
         """``sum_k n_k (mu_k - mu_G)(mu_k - mu_G)^T = N Sigma_Bw`` ``[d, d]``."""
         def compute() -> np.ndarray:

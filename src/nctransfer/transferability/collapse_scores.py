@@ -6,7 +6,10 @@ so that higher = predicted to transfer better.
 - ``neg_cdnv = -CDNV`` (Galanti et al. 2022; docs/methods.md#cdnv),
 - ``ncc_accuracy``: nearest-class-centre accuracy on the target data (docs/methods.md#nc4).
 
-The first four accept a :class:`~nctransfer.stats.FeatureStats` (one pass over the data).
+The first four accept a :class:`~nctransfer.stats.FeatureStats` (one pass over the data). All accept a
+:class:`~nctransfer.stats.LabelledFeatures` workspace (e.g. the ``Workspace`` of :func:`~nctransfer.transferability.rank`)
+as the metrics do: its validated arrays, class means and centring are reused, and the metrics' summary is cached
+in it.
 """
 
 from __future__ import annotations
@@ -15,30 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from nctransfer.metrics import cdnv, nc1, prepare, vci
+from nctransfer.metrics import cdnv, nc1, vci
 from nctransfer.metrics import ncc_accuracy as _ncc
-from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.transferability._common import blas_limited
 from nctransfer.transferability.base import register
-
-
-def _arg(X: Any, y: Any) -> tuple[Any, Any]:
-    """The metrics accept the workspace itself (validated once; their summary is cached in it)."""
-    if isinstance(X, LabelledFeatures):  # a Workspace too
-        return prepare(X), None
-    return X, y
 
 
 @blas_limited
 def neg_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-NC1`` (options of :func:`nctransfer.metrics.nc1`: ``rank``, ``rtol``). Range ``(-inf, 0]``."""
-    return -nc1(*_arg(X_or_stats, y), **options)
+    return -nc1(X_or_stats, y, **options)
 
 
 @blas_limited
 def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-log NC1`` (``+inf`` for perfectly collapsed features). Options as :func:`nctransfer.metrics.nc1`."""
-    v = nc1(*_arg(X_or_stats, y), **options)
+    v = nc1(X_or_stats, y, **options)
     with np.errstate(divide="ignore"):
         return float(-np.log(v))
 
@@ -46,19 +41,19 @@ def neg_log_nc1(X_or_stats: Any, y: Any = None, **options: Any) -> float:
 @blas_limited
 def neg_vci(X_or_stats: Any, y: Any = None, **options: Any) -> float:
     """``-VCI`` (options of :func:`nctransfer.metrics.vci`: ``ridge``, ``rtol``, ``warn_ratio``). Range ``[-1, 0]``."""
-    return -vci(*_arg(X_or_stats, y), **options)
+    return -vci(X_or_stats, y, **options)
 
 
 @blas_limited
 def neg_cdnv(X_or_stats: Any, y: Any = None) -> float:
     """``-CDNV`` (mean over ordered class pairs). Range ``(-inf, 0]``."""
-    return -cdnv(*_arg(X_or_stats, y))
+    return -cdnv(X_or_stats, y)
 
 
 @blas_limited
 def ncc_accuracy(X: Any, y: Any = None) -> float:
     """Nearest-class-centre accuracy of the target data on itself, in ``[0, 1]`` (needs per-sample features)."""
-    return _ncc(*_arg(X, y))
+    return _ncc(X, y)
 
 
 _REF_NC1 = "Papyan, Han & Donoho, PNAS 2020 (NC1); Li et al., TMLR 2024, eq. 4"
