@@ -164,3 +164,73 @@ def test_study_on_ray_equals_local(local_ray, tmp_path):
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     again = run_study(grid, config(tmp_path / "ray"), progress=False, backend="ray")  # finished recipes reused
     assert again.status == {"ce-h0": "skipped", "supcon-h0": "skipped"}
+
+
+SELECT_MODELS = ["efficientnet_lite0", "random:efficientnet_lite0", "efficientnet_lite1"]
+
+
+def test_select_on_ray_equals_local(local_ray, tmp_path, monkeypatch):
+    """``nctransfer select --backend ray``: the scoring and the fine-tuning runs of every round are Ray tasks; the
+    scores, the accuracies of every run, the rounds and the choice equal the local backend's (same seeds)."""
+    import importlib
+
+    import torch
+
+    from nctransfer.cli.main import main
+
+    torch.set_num_threads(1)
+    select = importlib.import_module("nctransfer.pipeline.select").select
+    # 3 candidates, budget 7: round 0 runs all 3 for 1 epoch, round 1 the best 2 for 2 epochs (cost 3 + 4)
+    local = select(SELECT_MODELS, "digits", budget=7, target="lp", per_class=7, test_per_class=3, image_size=32,
+                   out=tmp_path / "local", progress=False, rank_options={"cache_dir": tmp_path / "c1"}).to_dict()
+    monkeypatch.setenv("NCTRANSFER_CACHE", str(tmp_path / "c2" / "features"))  # the CLI's default cache root
+    out = tmp_path / "ray"
+    assert main(["select", "--models", ",".join(SELECT_MODELS), "--data", "digits", "--budget", "7", "--method", "lp",
+                 "--per-class", "7", "--test-per-class", "3", "--image-size", "32", "--no-progress", "--quiet",
+                 "--backend", "ray", "--out", str(out)]) == 0
+    remote = json.loads((out / "select.json").read_text())
+    assert remote["config"]["backend"] == "ray" and local["config"]["backend"] == "local"
+    assert remote["warnings"] == [] and remote["cost"] == local["cost"] == 7
+    assert remote["plan"] == local["plan"] and remote["plan"]["rounds"] == [[3, 1], [2, 2]]
+    assert remote["scores"] == pytest.approx(local["scores"], rel=1e-9)
+    assert [(r["candidate"], r["resource"], r["reused"]) for r in remote["runs"]] == \
+        [(r["candidate"], r["resource"], r["reused"]) for r in local["runs"]]
+    assert [r["accuracy"] for r in remote["runs"]] == pytest.approx([r["accuracy"] for r in local["runs"]], abs=1e-12)
+    assert [(s["candidates"], s["kept"]) for s in remote["stages"]] == [(s["candidates"], s["kept"])
+                                                                        for s in local["stages"]]
+    assert remote["chosen"] == local["chosen"]
+    ledger = json.loads((out / "select_runs.json").read_text())["runs"]
+    assert len(ledger) == 5 and all((out / "runs" / f"{k.replace(':', '_').replace('|', '_e')}").is_dir()
+                                    for k in ledger)
+    # started again: every run comes from the ledger, none is submitted to Ray
+    assert main(["select", "--config", str(out / "config.yaml"), "--json"]) == 0
+    again = json.loads((out / "select.json").read_text())
+    assert all(r["reused"] for r in again["runs"]) and again["chosen"] == local["chosen"]
+
+
+def _accuracy_after(marker, name, r):
+    """A synthetic run (accuracy grows with the resource) whose first call for ``b`` at 2 epochs fails once."""
+    if name == "b" and r == 2 and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("injected failure")
+    return {"a": 0.70, "b": 0.90, "c": 0.80, "d": 0.60}[name] - 0.1 / r
+
+
+def test_select_rounds_on_ray_retry_a_failed_run(local_ray, tmp_path):
+    from functools import partial
+
+    from nctransfer.pipeline.select import successive_halving
+
+    scores = {"a": 4.0, "b": 1.0, "c": 3.0, "d": 2.0}
+    (tmp_path / "no-failure").touch()
+    local = successive_halving(scores, partial(_accuracy_after, str(tmp_path / "no-failure")), budget=14)
+    with pytest.warns(RuntimeWarning, match="injected failure"):
+        remote = successive_halving(scores, partial(_accuracy_after, str(tmp_path / "failed")), budget=14,
+                                    backend="ray", out=tmp_path / "o")
+    assert (tmp_path / "failed").exists()
+    assert len(remote.warnings) == 1 and "'b (2 epoch(s))' failed" in remote.warnings[0]
+    assert (remote.chosen, remote.cost) == (local.chosen, local.cost) == ("b", 8)
+    assert remote.stages == local.stages and [s["kept"] for s in local.stages] == [["b", "c"], ["b"]]
+    assert [(r["candidate"], r["resource"], r["accuracy"]) for r in remote.runs] == \
+        [(r["candidate"], r["resource"], r["accuracy"]) for r in local.runs]
+    assert len(json.loads((tmp_path / "o" / "select_runs.json").read_text())["runs"]) == 6

@@ -9,18 +9,21 @@ Scores every candidate (the recommended score unless ``--score``), plans success
 ``--budget`` (total fine-tuning epochs over all runs), runs it and prints the chosen model, every stage and the
 cost. ``OUT/select.json`` holds the whole record; ``OUT/select_runs.json`` the finished runs -- running the same
 command again repeats none of them; ``OUT/config.yaml`` the resolved options (accepted back by ``--config``).
-``--method`` was called ``--target`` (still accepted).
+``--method`` was called ``--target`` (still accepted). ``--backend ray [--ray-address ADDR]`` scores each model and
+runs every unfinished fine-tuning run of a round as a Ray task (same result as the local backend).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from nctransfer.cli import options as O
 from nctransfer.cli.cmd_finetune import METHOD_CHOICES
-from nctransfer.utils.io import dumps_json
+from nctransfer.utils.io import dumps_json, write_json_atomic
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -44,29 +47,35 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (run ledger for resuming, select.json, config.yaml)")
+    O.add_backend(p, "each model's scoring and every unfinished fine-tuning run of a round")
     O.add_progress(p)
     O.add_json(p, "the result")
 
 
-def run(args: argparse.Namespace) -> int:
-    from nctransfer.finetune import canonical_method
-    from nctransfer.pipeline.select import select
+def build_config(args: argparse.Namespace) -> Any:
+    """The :class:`~nctransfer.pipeline.select_config.SelectConfig` of the parsed command line."""
+    # deferred: the pipeline and fine-tuning packages import torch, and `nctransfer --help` imports this module
+    from nctransfer.finetune.config import canonical_method
+    from nctransfer.pipeline.select_config import SelectConfig
 
-    method = canonical_method(args.method, "--method")
+    return SelectConfig(budget=args.budget, target=canonical_method(args.method, "--method"), score=args.score,
+                        eta=args.eta, min_resource=args.min_epochs, max_resource=args.max_epochs,
+                        per_class=args.per_class or None, test_per_class=args.test_per_class or None,
+                        image_size=args.image_size, seed=args.seed,
+                        finetune_options={"device": args.device} if args.device else None,
+                        progress=args.progress and sys.stderr.isatty(),
+                        backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
     if args.out:
         O.write_config(args.out, args)
-    res = select(args.models, args.data, budget=args.budget, target=method, score=args.score, eta=args.eta,
-                 min_resource=args.min_epochs, max_resource=args.max_epochs, out=args.out,
-                 per_class=args.per_class or None, test_per_class=args.test_per_class or None,
-                 image_size=args.image_size, seed=args.seed,
-                 finetune_options={"device": args.device} if args.device else None,
-                 progress=args.progress and sys.stderr.isatty())
+    # deferred (imports torch); looked up as a module attribute at run time, so tests can replace it
+    select = importlib.import_module("nctransfer.pipeline.select").select
+    res = select(args.models, args.data, out=args.out, config=config)
     d = res.to_dict()
     if args.out:
-        from pathlib import Path
-
-        from nctransfer.utils.io import write_json_atomic
-
         write_json_atomic(Path(args.out) / "select.json", d)
     if args.json:
         print(dumps_json(d, indent=2, default=str))

@@ -1,4 +1,5 @@
-"""Independent tasks on Ray with retries that are reported (the Ray backend of ``rank_models``, ``finetune-sweep``).
+"""Independent tasks on Ray with retries that are reported (the Ray backend of ``rank_models``, ``finetune-sweep``,
+``study`` and the fine-tuning runs of ``select``).
 
 :func:`run_tasks` submits ``fn(*args)`` once per argument tuple as a Ray task (one CPU; one GPU when the cluster
 has GPUs and ``gpus="auto"``), collects the results in submission order, and re-submits a task that failed (its
@@ -9,18 +10,37 @@ again. Ray is an optional extra (``pip install 'nctransfer[ray]'``); :func:`requ
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+from nctransfer.exceptions import NCTransferError
+from nctransfer.utils.extras import require_extra
 
 
 def require_ray(part: str = "the Ray backend (backend='ray', --backend ray)") -> Any:
     """Import and return ``ray``, or raise :class:`~nctransfer.utils.extras.MissingExtraError` naming the extra."""
-    from nctransfer.utils.extras import require_extra
-
     require_extra("ray", part, ["ray"])
-    import ray
+    import ray  # optional extra: imported only when the Ray backend is asked for
 
     return ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[Any]:
+    """``ray`` connected for the duration of the block: to the running instance when there is one (left running),
+    else to ``address`` (``None``: a new local instance), shut down again at the end. Several :func:`run_tasks`
+    calls inside one block share one instance (a runner of several rounds starts Ray once)."""
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @dataclass
@@ -40,7 +60,8 @@ def _message(exc: BaseException) -> str:
 def run_tasks(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], labels: Sequence[str], *,
               address: str | None = None, max_retries: int = 2, gpus: str | float = "auto", num_cpus: float = 1,
               what: str = "task", on_retry: Callable[[str], Any] | None = None,
-              on_done: Callable[[int], Any] | None = None) -> tuple[list[Any], TaskReport]:
+              on_done: Callable[[int], Any] | None = None,
+              on_result: Callable[[int, Any], Any] | None = None) -> tuple[list[Any], TaskReport]:
     """Run ``fn(*a)`` for every ``a`` in ``args`` as Ray tasks; results in the order of ``args``.
 
     Args:
@@ -53,19 +74,13 @@ def run_tasks(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], labels: S
         num_cpus: CPUs per task.
         what: the task's kind in messages (``"model"``, ``"run"``).
         on_retry: called with a one-line message for every retry; on_done: called with the index of each task
-            that finished.
+            that finished; on_result: called with the index and the result of each task as it finishes (in the
+            driver, in completion order: e.g. to record finished work before the others end).
 
     Returns:
         ``(results, TaskReport)``.
     """
-    from nctransfer.exceptions import NCTransferError
-
-    ray = require_ray()
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
-        started = True
-    try:
+    with ray_session(address) as ray:
         n_gpus = (1 if float(ray.cluster_resources().get("GPU", 0)) >= 1 else 0) if gpus == "auto" else float(gpus)
         remote = ray.remote(fn).options(num_cpus=num_cpus, num_gpus=n_gpus, max_retries=0)
         report = TaskReport(attempts=[1] * len(args))
@@ -91,9 +106,8 @@ def run_tasks(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], labels: S
                     on_retry(text)
                 pending[remote.remote(*args[i])] = i
                 continue
+            if on_result is not None:
+                on_result(i, done[i])
             if on_done is not None:
                 on_done(i)
         return [done[i] for i in range(len(args))], report
-    finally:
-        if started:
-            ray.shutdown()
