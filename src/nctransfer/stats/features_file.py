@@ -24,6 +24,7 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFoundError, UnsafeFileError
 from nctransfer.stats.feature_stats import FeatureStats
+from nctransfer.stats.state_io import _first_line
 from nctransfer.utils.paths import check_input_file
 
 #: every format the reader knows
@@ -141,11 +142,6 @@ def _read_csv(path: Path) -> dict[str, Any]:
                               f"{c + 1} ({int(bad.sum())} such cells). The last column is the label; all others must "
                               "be numbers.")
     return {"X": feats.to_numpy(dtype=np.float64), "y": y}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_features_file(path: str | os.PathLike, *, formats: tuple[str, ...] = FORMATS, x_key: str | None = None,
