@@ -6,6 +6,7 @@ from nctransfer.pipeline.config import RankConfig
 from nctransfer.pipeline.core import FINETUNE_DEFAULTS, PROBE_C_GRID, RANDOM_PREFIX, rank_models, write_outputs
 from nctransfer.pipeline.result import RankResult
 from nctransfer.pipeline.select import SelectResult, plan_halving, select, successive_halving
+from nctransfer.pipeline.select_config import SelectConfig
 from nctransfer.pipeline.recommended import (
     DEFAULT_RECOMMENDED,
     percentile_ranks,
@@ -15,5 +16,5 @@ from nctransfer.pipeline.recommended import (
 __all__ = [
     "DEFAULT_RECOMMENDED", "FINETUNE_DEFAULTS", "PROBE_C_GRID", "RANDOM_PREFIX",
     "Candidate", "RankConfig", "RankResult", "percentile_ranks", "rank_models", "register_rank_average", "write_outputs",
-    "SelectResult", "plan_halving", "select", "successive_halving",
+    "SelectConfig", "SelectResult", "plan_halving", "select", "successive_halving",
 ]
