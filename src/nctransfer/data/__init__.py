@@ -3,6 +3,8 @@ Dataset / DataLoader / Hugging Face dataset (:mod:`nctransfer.data.inputs`) with
 (:mod:`nctransfer.data.fingerprint`); the model's eval transform; seeded balanced subsampling and deterministic
 splits."""
 
+import importlib
+
 from nctransfer.data.arrays import (
     FASHION_MNIST_CLASSES,
     find_fashion_mnist,
@@ -10,19 +12,17 @@ from nctransfer.data.arrays import (
     load_fashion_mnist_arrays,
     read_idx,
 )
-from nctransfer.data.splits import balanced_indices, canonical_split, stratified_holdout
+from nctransfer.data.splits import balanced_indices, canonical_split, stratified_holdout, subsample
 from nctransfer.data.transforms import EvalTransform, ModelTransform, eval_transform, to_float_tensor, to_pil
 
+#: names of the torch-backed modules, imported on first use so that ``import nctransfer.data`` stays numpy-only
+_LAZY = {"load_dataset": "datasets", "ArrayImageDataset": "datasets", "WrappedImageDataset": "datasets",
+         "LabeledDataset": "datasets", "LoaderDataset": "inputs", "HFImageSource": "inputs"}
 
-def __getattr__(name: str):  # torch-backed datasets load lazily (``import nctransfer.data`` stays numpy-only)
-    if name in ("load_dataset", "subsample", "ArrayImageDataset", "WrappedImageDataset", "LabeledDataset"):
-        from nctransfer.data import datasets
 
-        return getattr(datasets, name)
-    if name in ("LoaderDataset", "HFImageSource"):
-        from nctransfer.data import inputs
-
-        return getattr(inputs, name)
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"nctransfer.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'nctransfer.data' has no attribute {name!r}")
 
 

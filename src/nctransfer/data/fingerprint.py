@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from nctransfer.data.images import is_pil_image
+
 #: decoded images hashed (besides the full file hashes) for an image folder
 FOLDER_DECODED_SAMPLE = 16
 
@@ -43,14 +45,12 @@ def update_with_image(h: Any, img: Any) -> None:
     PIL image: ``"pil"``, mode, size, pixel bytes. Tensor: ``"tensor"``, dtype, shape, bytes (CPU, contiguous).
     Numpy array: ``"ndarray"``, dtype, shape, bytes. Anything else: its type name and ``repr``.
     """
-    from nctransfer.data.transforms import is_pil_image
-
     if is_pil_image(img):
         h.update(f"pil|{img.mode}|{img.size}|".encode())
         h.update(img.tobytes())
         return
     try:
-        import torch
+        import torch  # deferred: optional; arrays and PIL images are hashed without it
 
         if torch.is_tensor(img):
             t = img.detach().cpu().contiguous()

@@ -1,4 +1,5 @@
-"""Deterministic stratified splits and seeded balanced subsampling (index arithmetic only)."""
+"""Deterministic stratified splits and seeded balanced subsampling (index arithmetic only): the ``split=``,
+``per_class=`` and ``n=`` of :func:`nctransfer.data.load_dataset`."""
 
 from __future__ import annotations
 
@@ -90,3 +91,43 @@ def balanced_indices(targets: Any, per_class: int | None = None, *, n: int | Non
             raise InputValueError(msg)
         warnings.warn(msg, stacklevel=3)
     return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+def split_positions(targets: np.ndarray, split: str, *, has_official: bool, val_fraction: float,
+                     test_fraction: float, seed: int) -> np.ndarray:
+    """Positions of ``split`` within the pool ``targets``.
+
+    With an official train/test split (``has_official``: the pool is the official training set), ``val`` is a
+    stratified ``val_fraction`` of the pool and ``train`` the rest (``trainval``: the whole pool). Without one,
+    ``test`` is a stratified ``test_fraction`` of the pool and ``val`` a ``val_fraction`` of the remainder
+    (seeded ``seed + 1``). ``split`` is a canonical name (:func:`canonical_split`).
+    """
+    n = len(targets)
+    if has_official:  # the pool is the official training set
+        if split == "trainval":
+            return np.arange(n)
+        keep, val = stratified_holdout(targets, val_fraction, seed)
+        if split == "val" and len(val) == 0:
+            raise InputValueError("split='val' needs val_fraction > 0.")
+        return keep if split == "train" else val
+    if split == "all":
+        return np.arange(n)
+    rest, test = stratified_holdout(targets, test_fraction, seed)
+    if split == "test":
+        if len(test) == 0:
+            raise InputValueError("split='test' needs test_fraction > 0.")
+        return test
+    if split == "trainval":
+        return rest
+    keep, val = stratified_holdout(targets[rest], val_fraction, seed + 1)
+    if split == "val" and len(val) == 0:
+        raise InputValueError("split='val' needs val_fraction > 0.")
+    return rest[keep] if split == "train" else rest[val]
+
+
+def subsample(dataset: Any, per_class: int | None = None, *, n: int | None = None, seed: int = 0,
+              strict: bool = False) -> Any:
+    """Seeded balanced subset of a dataset from :func:`~nctransfer.data.load_dataset` (``per_class`` samples of every
+    class, or a total ``n`` spread evenly); see :func:`balanced_indices`."""
+    idx = balanced_indices(dataset.targets, per_class, n=n, seed=seed, strict=strict)
+    return dataset.subset(idx, subsample={"per_class": per_class, "n": n, "seed": seed})
