@@ -5,24 +5,35 @@ streaming statistics; section 1.11: pooling) and, on request, into the on-disk f
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import os
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.extract.batches import (  # noqa: F401 (moved; re-exported)
+    _as_extract_input,
+    _autocast,
+    _batches,
+    _BatchSource,
+    _collate,
+    _dataset_id,
+    _model_name,
+)
+from nctransfer.extract.distributed import extract_sharded
+from nctransfer.extract.results import ExtractionResult, TapResult
+from nctransfer.extract.reuse import _HELD_LOCKS, _from_entry, _releasing_locks, _reuse_locked, _serve_verified, _serves
 from nctransfer.extract.store import CacheEntry, digest, weights_fingerprint
 from nctransfer.features import TapRecorder, resolve_taps
 from nctransfer.features.pooling import check_pool, pool_key
 from nctransfer.stats import FeatureStats
+from nctransfer.utils.distributed import rank_and_world
 
 DEFAULT_CACHE_DIR = "~/.cache/nctransfer/features"
 _DTYPES = {None: None, "float32": None, "fp32": None, "float16": "float16", "fp16": "float16",
@@ -34,220 +45,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("NCTRANSFER_CACHE", DEFAULT_CACHE_DIR)).expanduser()
 
 
-@dataclass
-class TapResult:
-    """What extraction produced for one tap.
-
-    Attributes:
-        name: the tap.
-        stats: :class:`~nctransfer.stats.FeatureStats` of the pooled features ``[N, dim]``.
-        dim: feature width.
-        features, labels: ``float32 [N, dim]`` and ``int64 [N]`` when features were stored (loaded lazily from
-            the cache), else accessing them raises.
-    """
-
-    name: str
-    stats: FeatureStats
-    dim: int
-    _features: np.ndarray | None = field(default=None, repr=False)
-    _labels: np.ndarray | None = field(default=None, repr=False)
-    _loader: Callable[[], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
-    _batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = field(default=None, repr=False)
-
-    def iter_batches(self, rows: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The stored ``(features [b, dim], labels [b])`` in order, one feature-store shard (or ``rows`` rows of
-        in-memory features) at a time: the re-iterable source of the streaming scores
-        (``nctransfer.transferability.streaming.stream_score(name, tap_result.iter_batches)``), which never hold
-        ``N x dim``."""
-        if self._batches is not None and self._features is None:
-            yield from self._batches()
-            return
-        X, y = self.features, self.labels
-        for s in range(0, len(y), max(1, int(rows))):
-            yield X[s:s + rows], y[s:s + rows]
-
-    @property
-    def has_features(self) -> bool:
-        return self._features is not None or self._loader is not None
-
-    def _load(self) -> None:
-        if self._features is None:
-            if self._loader is None:
-                raise InputValueError(f"tap {self.name!r}: features were not stored; call extract(..., "
-                                      "store_features=True).")
-            self._features, self._labels = self._loader()
-
-    @property
-    def features(self) -> np.ndarray:
-        self._load()
-        return self._features  # type: ignore[return-value]
-
-    @property
-    def labels(self) -> np.ndarray:
-        self._load()
-        return self._labels  # type: ignore[return-value]
-
-
-class ExtractionResult(Mapping):
-    """``{tap: TapResult}`` in forward order, plus run information.
-
-    Attributes:
-        taps: tap names; n_samples: N; from_cache: True if nothing was computed; resumed_shards: shards reused
-        from an interrupted run; computed_samples: images actually passed through the model; cache_path: the
-        cache entry directory (or None); seconds: wall time; key: the cache key components.
-    """
-
-    def __init__(self, results: dict[str, TapResult], *, n_samples: int, from_cache: bool, resumed_shards: int,
-                 computed_samples: int, cache_path: Path | None, seconds: float, key: dict[str, Any]) -> None:
-        self._results = results
-        self.taps = list(results)
-        self.n_samples = n_samples
-        self.from_cache = from_cache
-        self.resumed_shards = resumed_shards
-        self.computed_samples = computed_samples
-        self.cache_path = cache_path
-        self.seconds = seconds
-        self.key = key
-
-    def __getitem__(self, tap: str) -> TapResult:
-        return self._results[tap]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._results)
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    def stats(self) -> dict[str, FeatureStats]:
-        return {t: r.stats for t, r in self._results.items()}
-
-    def __repr__(self) -> str:
-        return (f"ExtractionResult(taps={len(self.taps)}, n={self.n_samples}, from_cache={self.from_cache}, "
-                f"resumed_shards={self.resumed_shards}, seconds={self.seconds:.2f})")
-
-
-# ------------------------------------------------------------------------------------------------ batches
-def _collate(items: list[Any]) -> tuple[Any, Any]:
-    """``(image, label)`` items of a raw dataset -> ``(x [B, ...], y [B])``: tensors stacked as given, PIL images
-    and numpy arrays converted to float ``[C, H, W]`` in ``[0, 1]`` first."""
-    import torch
-
-    from nctransfer.data.inputs import item_pair, label_value
-    from nctransfer.data.transforms import to_float_tensor
-
-    xs, ys = [], []
-    for k, item in enumerate(items):
-        img, lab = item_pair(item, f"dataset item {k} of a batch")
-        xs.append(img if torch.is_tensor(img) else to_float_tensor(img, f"dataset item {k} of a batch"))
-        ys.append(label_value(lab, f"dataset item {k} of a batch"))
-    return torch.stack(xs), torch.as_tensor(ys)
-
-
-def _batches(dataset: Any, start: int, stop: int, batch_size: int, num_workers: int) -> Iterator[tuple[Any, Any]]:
-    import torch
-
-    if hasattr(dataset, "get_batch"):
-        for b in range(start, stop, batch_size):
-            yield dataset.get_batch(np.arange(b, min(b + batch_size, stop)))
-        return
-    from torch.utils.data import DataLoader, Subset
-
-    loader = DataLoader(Subset(dataset, range(start, stop)), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_collate)
-    for x, y in loader:
-        yield x, torch.as_tensor(y)
-
-
-class _BatchSource:
-    """Batches of samples ``[lo, hi)`` for consecutive shards. Map-style datasets are indexed; a dataset that can
-    only be iterated (``iter_batches()``: a DataLoader used as given) is consumed once, its batches cut at shard
-    boundaries (eval mode: cutting a batch does not change any feature)."""
-
-    def __init__(self, dataset: Any, batch_size: int, num_workers: int) -> None:
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.streaming = hasattr(dataset, "iter_batches") and not hasattr(dataset, "get_batch")
-        self._it: Iterator[tuple[Any, Any]] | None = None
-        self._pos = 0
-        self._carry: tuple[Any, Any] | None = None
-
-    def _next(self) -> tuple[Any, Any] | None:
-        if self._carry is not None:
-            out, self._carry = self._carry, None
-            return out
-        if self._it is None:
-            self._it = iter(self.dataset.iter_batches())
-        return next(self._it, None)
-
-    def take(self, lo: int, hi: int) -> Iterator[tuple[Any, Any]]:
-        if not self.streaming:
-            yield from _batches(self.dataset, lo, hi, self.batch_size, self.num_workers)
-            return
-        while self._pos < hi:
-            nxt = self._next()
-            if nxt is None:
-                raise InputValueError(f"the DataLoader yielded {self._pos} samples, fewer than the {hi} expected (its "
-                                      "length changed between passes?).")
-            x, y = nxt
-            b0, b1 = self._pos, self._pos + len(y)
-            if b1 > hi:  # keep the rest for the next shard
-                self._carry = (x[hi - b0:], y[hi - b0:])
-                x, y, b1 = x[:hi - b0], y[:hi - b0], hi
-            self._pos = b1
-            if b1 <= lo:  # resuming: skip samples of completed shards
-                continue
-            if b0 < lo:
-                x, y = x[lo - b0:], y[lo - b0:]
-            yield x, y
-
-
-def _as_extract_input(dataset: Any, dataset_id: str | None, cache: bool, batch_size: int) -> Any:
-    """DataLoaders, Hugging Face datasets and streams -> datasets :func:`extract` can iterate (no transform:
-    images are fed as given)."""
-    from nctransfer.data import inputs as I
-
-    if I.is_stream(dataset):
-        if cache and dataset_id is None:
-            raise I.stream_error(dataset, "extract")
-        return I.LoaderDataset(I.stream_loader(dataset, batch_size), dataset_id=dataset_id or "uncached-stream")
-    if I.is_dataloader(dataset):
-        return I.LoaderDataset(dataset, dataset_id=dataset_id)
-    if I.is_hf_dataset(dataset) or (type(dataset).__name__ == "DatasetDict"):
-        from nctransfer.data import load_dataset
-
-        return load_dataset(dataset, None if I.is_hf_dataset(dataset) else "train", dataset_id=dataset_id)
-    return dataset
-
-
-def _dataset_id(dataset: Any, dataset_id: str | None) -> str | None:
-    if dataset_id is not None:
-        return str(dataset_id)
-    fp = getattr(dataset, "fingerprint", None)
-    return fp() if callable(fp) else None
-
-
-def _model_name(model: Any) -> str:
-    info = getattr(model, "nctransfer_info", None)
-    return info.name if info is not None else type(model).__name__
-
-
-def _autocast(device: Any, dtype: str | None) -> Any:
-    import torch
-
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))
-
-
 class _StatsFeeder:
     """Buffers pooled CPU features per tap and feeds them to ``FeatureStats`` in blocks of ``flush_rows`` rows,
     optionally in one background thread (FIFO, so each tap's updates keep their order and the result is the same
     as a synchronous run)."""
 
     def __init__(self, stats: dict[str, FeatureStats], flush_rows: int, background: bool) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.stats = stats
         self.flush_rows = max(1, int(flush_rows))
         self.buf: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -296,58 +99,6 @@ class _StatsFeeder:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
-
-
-# ------------------------------------------------------------------------------------------------ locks
-#: the cache-entry locks held by the running :func:`extract` call (released when it returns or raises)
-_HELD_LOCKS: contextvars.ContextVar[contextlib.ExitStack] = contextvars.ContextVar("nctransfer_extract_locks")
-
-
-def _releasing_locks(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` with a fresh lock stack in :data:`_HELD_LOCKS`; every lock entered there is released on exit."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with contextlib.ExitStack() as stack:
-            token = _HELD_LOCKS.set(stack)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _HELD_LOCKS.reset(token)
-
-    return wrapper
-
-
-def _serves(entry: CacheEntry | None, taps: list[str], store: bool, key: dict[str, Any]) -> bool:
-    """Whether ``entry`` is complete, recorded for this data's ``key`` and holds the requested taps."""
-    return (entry is not None and entry.complete and entry.covers(taps, store)
-            and entry.manifest.get("key") == key)
-
-
-def _serve_verified(entry: CacheEntry, taps: list[str], n: int, key: dict[str, Any],
-                    t0: float) -> "ExtractionResult | None":
-    """The request served from a serving ``entry`` (see :func:`_serves`) whose files pass their checksums;
-    ``None`` when a file is corrupted or unreadable (the caller wipes the entry)."""
-    if entry.verify([entry.manifest["stats_file"], *entry.shard_names()]):
-        try:
-            return _from_entry(entry, taps, n, key, t0, resumed=entry.done, computed=0, from_cache=True)
-        except (OSError, ValueError, KeyError):
-            pass
-    return None
-
-
-def _reuse_locked(cand: CacheEntry, taps: list[str], store: bool, n: int, key: dict[str, Any],
-                  t0: float) -> "ExtractionResult | None":
-    """Serve the request from the complete entry ``cand`` under its lock (re-read, verified), or wipe it when it
-    is corrupted; ``None`` when it cannot serve."""
-    with cand.lock():
-        fresh = cand.reopen()
-        if not _serves(fresh, taps, store, key):
-            return None
-        hit = _serve_verified(fresh, taps, n, key, t0)
-        if hit is None:
-            fresh.wipe()
-        return hit
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -426,15 +177,8 @@ def extract(
     Determinism: no shuffling, eval mode, fixed batch boundaries; a resumed run reproduces the files of an
     uninterrupted one byte for byte.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if distributed is None or distributed:
-        from nctransfer.utils.distributed import rank_and_world
-
         if rank_and_world()[1] > 1:
-            from nctransfer.extract.distributed import extract_sharded
-
             return extract_sharded(
                 model, dataset, taps, batch_size=batch_size, device=device, dtype=dtype, token_pool=token_pool,
                 store_features=store_features, cache_dir=cache_dir, no_cache=no_cache, shard_size=shard_size,
@@ -581,16 +325,3 @@ def extract(
         results[t] = tr
     return ExtractionResult(results, n_samples=n, from_cache=False, resumed_shards=0, computed_samples=computed,
                             cache_path=None, seconds=time.perf_counter() - t0, key=key)
-
-
-def _from_entry(entry: CacheEntry, taps: Sequence[str], n: int, key: dict[str, Any], t0: float, *, resumed: int,
-                computed: int, from_cache: bool, stats: dict[str, FeatureStats] | None = None) -> ExtractionResult:
-    stats = stats if stats is not None else entry.load_stats()
-    results = {}
-    for t in taps:
-        loader = (lambda t=t: entry.load_features(t)) if entry.manifest["store_features"] else None
-        batches = (lambda t=t: entry.iter_features(t)) if entry.manifest["store_features"] else None
-        results[t] = TapResult(t, stats[t], int(entry.manifest["dims"][t]), _loader=loader, _batches=batches)
-    return ExtractionResult(results, n_samples=n, from_cache=from_cache, resumed_shards=resumed,
-                            computed_samples=computed, cache_path=entry.path, seconds=time.perf_counter() - t0,
-                            key=key)

@@ -23,11 +23,14 @@ read back from it; without a cache they travel through the process group.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.extract.results import ExtractionResult, TapResult
+from nctransfer.extract.store import CacheEntry
 from nctransfer.stats import FeatureStats
 from nctransfer.utils import distributed as D
 
@@ -94,8 +97,7 @@ def extract_sharded(model: Any, dataset: Any, taps: Any = "all", **kwargs: Any) 
     the statistics of the whole dataset; ``TapResult.features`` (with ``store_features=True``) the whole ``[N, d]``
     array in the original order. ``ExtractionResult.shard_paths`` lists the rank entries (with a cache).
     """
-    from nctransfer.extract.core import ExtractionResult, TapResult, extract
-    from nctransfer.extract.store import CacheEntry
+    from nctransfer.extract.core import extract  # deferred: the mutual recursion extract -> extract_sharded -> extract
 
     t0 = time.perf_counter()
     rank, world = D.rank_and_world()
@@ -158,8 +160,6 @@ def extract_sharded(model: Any, dataset: Any, taps: Any = "all", **kwargs: Any) 
 
 
 def _p(path: str) -> Any:
-    from pathlib import Path
-
     return Path(path)
 
 

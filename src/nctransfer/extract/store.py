@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 
+from nctransfer.exceptions import NotFoundError
 from nctransfer.stats import FeatureStats
 from nctransfer.utils.io import write_bytes_atomic, write_json_atomic
 from nctransfer.utils.locking import entry_lock
@@ -56,8 +58,6 @@ def digest(obj: Any, n: int = 20) -> str:
 def weights_fingerprint(model: Any) -> str:
     """sha1 of every parameter and buffer (name, dtype, shape, bytes) of ``model``: identifies the weights
     exactly (a fine-tuned copy of the same architecture gets a different key)."""
-    import torch
-
     h = hashlib.sha1()
     for name, t in model.state_dict().items():
         h.update(name.encode())
@@ -239,8 +239,6 @@ class CacheEntry:
     def iter_features(self, tap: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(features float32 [b, d], labels int64 [b])`` of ``tap`` shard by shard (each shard verified under the
         entry's lock): the second pass of the streaming scores, one shard in memory at a time."""
-        from nctransfer.exceptions import NotFoundError
-
         if not self.manifest["store_features"]:
             raise NotFoundError(f"cache entry {self.path} holds statistics only (store_features=False).")
         i = self.taps.index(tap)
@@ -254,8 +252,6 @@ class CacheEntry:
 
     def load_features(self, tap: str) -> tuple[np.ndarray, np.ndarray]:
         """``(features float32 [N, d], labels int64 [N])`` of ``tap`` from the shards (checksums verified)."""
-        from nctransfer.exceptions import NotFoundError
-
         if not self.manifest["store_features"]:
             raise NotFoundError(f"cache entry {self.path} holds statistics only (store_features=False).")
         i = self.taps.index(tap)
