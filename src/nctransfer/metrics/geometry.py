@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Hashable
 
 import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, eigh, lapack, solve_triangular
 
 from nctransfer.exceptions import ConvergenceWarning, InputValueError, UndefinedMetricWarning
 from nctransfer.metrics._prepare import EPS, PreparedFeatures, prepare, warn_numerical
@@ -165,22 +166,15 @@ def numerical_rank(X: Any, y: Any = None, *, center: bool = False, method: str =
 def _vci_trace(p: PreparedFeatures, ridge: float | None, rtol: float) -> float:
     """``tr(Sigma_T^+ Sigma_Bw)`` (or ``tr((Sigma_T + ridge I)^{-1} Sigma_Bw)``), in the cheaper domain."""
     if p.domain == "gram":
-        from scipy.linalg import eigh
-
         e, U = p._cached("gram_eigh", lambda: eigh(p.centred_gram()))
         # u^T P u with P the class-indicator projector: sum_k (sum_{i in k} u_i)^2 / n_k
-        import scipy.sparse as sp
-
-        ind = sp.csr_matrix((np.ones(p.n), (p.codes, np.arange(p.n))), shape=(p.K, p.n))
-        proj = np.asarray(ind @ U)
+        proj = p.labelled.class_sum(U)
         weight = np.einsum("kj,kj->j", proj, proj / p.counts[:, None])
         if ridge is None:
             keep = e > rtol * e[-1]
             return float(weight[keep].sum())
         pos = np.maximum(e, 0.0)
         return float(np.sum(weight * pos / (pos + ridge)))
-    from scipy.linalg import LinAlgError, cho_factor, eigh, lapack, solve_triangular
-
     T = p.total_covariance()
     Dw = p.weighted_between_factor()
     if ridge is not None:

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.utils.validation import check_features, check_labels, check_n_classes, to_numpy
@@ -55,9 +59,6 @@ def unpack_correct(text: str) -> np.ndarray:
 
 
 def _fit(X: np.ndarray, y: np.ndarray, C: float, max_iter: int, seed: int) -> Any:
-    from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkConvergenceWarning)
@@ -90,9 +91,6 @@ def probe_accuracy(
         :class:`ProbeResult` with the test accuracy (in ``[0, 1]``), the chosen ``C`` and the per-sample
         correctness of the test predictions.
     """
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
     Xtr = np.asarray(to_numpy(check_features(X_train, "X_train")), dtype=np.float64)
     Xte = np.asarray(to_numpy(check_features(X_test, "X_test")), dtype=np.float64)
     ytr = check_labels(y_train, len(Xtr), "y_train")

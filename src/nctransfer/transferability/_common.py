@@ -8,6 +8,7 @@ Everything here is private (leading underscore in the public modules' imports). 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -38,7 +39,8 @@ from nctransfer.transferability._linalg import (  # noqa: F401  re-exported: the
     warn,
     well_conditioned_cholesky,
 )
-from nctransfer.utils.validation import to_numpy
+from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
+from nctransfer.utils.validation import check_probs, to_numpy
 
 # ----------------------------------------------------------------------------------------------- input checks
 _prefix = prefix_errors  # re-raise nctransfer errors with the scoring function's name in front
@@ -82,12 +84,10 @@ class Workspace(LabelledFeatures):
     def scatter_T(self) -> np.ndarray:
         """``sum_i (x_i - mu_G)(x_i - mu_G)^T = N Sigma_T`` ``[d, d]`` (GPU GEMM for CUDA tensors)."""
         def compute() -> np.ndarray:
-            from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
-
             check_memory(2 * self.d * self.d * 8, f"{self.fname}: the d x d scatter matrix (d={self.d})",
                          advice=WIDE_FEATURES_ADVICE)
             if self.on_gpu:
-                import torch
+                import torch  # deferred: only CUDA tensors reach this branch; the core install has no torch
 
                 Xc = self._torch.double() - torch.as_tensor(self.mean, device=self._torch.device)
                 S = to_numpy(Xc.T @ Xc)
@@ -219,8 +219,6 @@ def workspace(X: Any, y: Any, fname: str, **kwargs: Any) -> Workspace:
 
 def check_probs_for(ws: Workspace, probs: Any, fname: str, name: str = "probs") -> np.ndarray:
     """Source-classifier probabilities ``[N, C_src]`` checked against the workspace (clear messages)."""
-    from nctransfer.utils.validation import check_probs
-
     if probs is None:
         raise InputValueError(
             f"{fname} needs the source classifier's probabilities: pass {name}=softmax(logits) of shape "
@@ -259,8 +257,6 @@ def iter_pool(pool: Any, y: Any, fname: str) -> list[tuple[str, Any, Any]]:
     ``pool`` is a mapping ``name -> (X, y)`` / ``name -> X`` (with the shared ``y``) / ``name -> Workspace``, or a
     sequence of those (names ``model_0, model_1, ...``).
     """
-    from collections.abc import Mapping, Sequence
-
     if isinstance(pool, Mapping):
         items = [(str(k), v) for k, v in pool.items()]
     elif isinstance(pool, Sequence) and not isinstance(pool, (str, bytes)):
