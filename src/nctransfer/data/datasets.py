@@ -47,13 +47,14 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.utils.extras import require_extra
+from nctransfer.utils.optins import skip_bad_images, skipping_bad_images
 from nctransfer.utils.validation import LabelEncoder, check_labels
 
 require_extra("torch", "nctransfer.data.datasets", ("torch", "torchvision"))  # optional: fail now, naming the extra
 
 from torch.utils.data import Dataset  # noqa: E402  (after the check above)
 
-from nctransfer.data.folders import drop_bad_images, image_folder, skip_bad_images, skipping_bad_images  # noqa: E402
+from nctransfer.data.folders import drop_bad_images, image_folder  # noqa: E402
 from nctransfer.data.image_datasets import (  # noqa: E402
     ArrayImageDataset,
     LabeledDataset,

@@ -1,13 +1,12 @@
 """Image-folder datasets (``root/<class>/<image>``; ``train/``, ``test/`` and optionally ``val/`` sub-directories
-are the splits) and the skipping of image files that cannot be decoded (``skip_bad_images``, the CLI's
-``--skip-bad-images``)."""
+are the splits) and the skipping of image files that cannot be decoded (``load_dataset(skip_bad_images=True)``, or
+within :func:`~nctransfer.utils.optins.skip_bad_images`: the CLI's ``--skip-bad-images``)."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -16,28 +15,6 @@ from torchvision.datasets import ImageFolder
 from nctransfer.data.image_datasets import WrappedImageDataset, item_path
 from nctransfer.data.splits import split_positions
 from nctransfer.exceptions import InputValueError, NotFoundError
-
-_SKIP_BAD_IMAGES = False  # default of load_dataset(skip_bad_images=...); the CLI's --skip-bad-images sets it
-
-
-@contextlib.contextmanager
-def skip_bad_images(enabled: bool = True) -> Iterator[None]:
-    """Within this block :func:`~nctransfer.data.load_dataset` skips unreadable image files as if
-    ``skip_bad_images=True`` was passed (the CLI's ``--skip-bad-images`` uses it so that pipelines that load data
-    deep inside honour it)."""
-    global _SKIP_BAD_IMAGES
-    old, _SKIP_BAD_IMAGES = _SKIP_BAD_IMAGES, bool(enabled)
-    try:
-        yield
-    finally:
-        _SKIP_BAD_IMAGES = old
-
-
-def skipping_bad_images(skip_bad_images: bool | None) -> bool:
-    """Whether to skip unreadable image files: ``skip_bad_images`` when given, else (None) whether the caller is
-    inside a :func:`skip_bad_images` block."""
-    return bool(skip_bad_images) or (skip_bad_images is None and _SKIP_BAD_IMAGES)
-
 
 def drop_bad_images(ds: WrappedImageDataset) -> WrappedImageDataset:
     """``ds`` without the items whose image file cannot be decoded (each file is opened and fully decoded once);

