@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from nctransfer.cli import options as O
 from nctransfer.exceptions import InputValueError
+from nctransfer.utils.io import dumps_json, write_json_atomic, write_text_atomic
+from nctransfer.utils.repro import environment_stamp, seed_everything
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -80,13 +83,10 @@ def _taps(text: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
+    # deferred on purpose: torch, timm and the data loaders load only when the command runs (CLI start-up speed)
     from nctransfer.data import load_dataset
     from nctransfer.layers import analyze
     from nctransfer.models import load_model
-    from nctransfer.utils.io import write_json_atomic, write_text_atomic
-    from nctransfer.utils.repro import environment_stamp, seed_everything
 
     if args.per_class is not None and args.per_class < 1:
         raise InputValueError(f"--per-class must be a positive integer; got {args.per_class}.")
@@ -135,8 +135,6 @@ def run(args: argparse.Namespace) -> int:
         result.plot(out / "layers.png", title=f"{model.nctransfer_info.name} on {args.data} "
                                               f"({len(train)} train / {len(test)} test images)")
     if args.json:
-        from nctransfer.utils.io import dumps_json
-
         print(dumps_json(payload, indent=None))
     elif not args.quiet:
         print(f"{model.nctransfer_info.name} on {args.data}: {len(train)} train / {len(test)} test images, "

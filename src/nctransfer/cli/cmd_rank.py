@@ -37,11 +37,20 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nctransfer.cli import options as O
+from nctransfer.cli._distributed import run_distributed
+from nctransfer.cli._output import print_run_warnings
 from nctransfer.exceptions import InputValueError
+from nctransfer.reports.records import write_results_json, write_scores_csv
+from nctransfer.reports.schema import ranking_order
 from nctransfer.utils.io import dumps_json, to_jsonable
+from nctransfer.utils.repro import environment_stamp
 
 
 def add_file_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,8 +113,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    import yaml
-
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -144,7 +151,7 @@ def format_evaluation(evaluation: dict[str, dict[str, Any]]) -> str:
     """A readable table of :func:`~nctransfer.transferability.evaluate`'s output: weighted tau, Spearman and
     top-1 regret (points) with their 95% bootstrap intervals, Kendall, Pearson and the models scored; a score
     computed on only part of the pool is marked ``partial``."""
-    import pandas as pd
+    import pandas as pd  # deferred on purpose: CLI start-up speed (pandas alone takes ~0.9 s to import)
 
     rows = {}
     for m, e in evaluation.items():
@@ -164,10 +171,11 @@ def format_evaluation(evaluation: dict[str, dict[str, Any]]) -> str:
 
 
 def _print_tables(df: Any, evaluation: dict[str, dict[str, float]] | None, out: Any = None) -> None:
-    import pandas as pd
+    import pandas as pd  # deferred on purpose (with the scores): CLI start-up speed
+
+    from nctransfer.transferability import METHODS
 
     out = sys.stdout if out is None else out
-    from nctransfer.transferability import METHODS
 
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print("Scores (higher = predicted to transfer better):", file=out)
@@ -188,9 +196,9 @@ def _print_tables(df: Any, evaluation: dict[str, dict[str, float]] | None, out: 
 
 def run_files(args: argparse.Namespace) -> int:
     """File mode: score ``.npz`` feature files, optionally evaluate against ``--truth``."""
-    from pathlib import Path
-
-    from nctransfer.transferability import evaluate, rank, read_truth_csv
+    # deferred on purpose: the scores load only when the command runs (CLI start-up speed)
+    from nctransfer.transferability import EVALUATION_KEYS, evaluate, rank, read_truth_csv
+    from nctransfer.transferability.ranking import read_truth_se_csv
 
     files = list(args.files or [])
     names = [Path(f).stem for f in files]
@@ -198,8 +206,6 @@ def run_files(args: argparse.Namespace) -> int:
     if dup:
         raise InputValueError(f"rank: two FILEs have the same stem {dup}; the stem is the model name.")
     candidates = dict(zip(names, files))
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         truth = read_truth_csv(args.truth) if args.truth else None  # inputs first: no scoring before a bad truth
@@ -218,16 +224,12 @@ def run_files(args: argparse.Namespace) -> int:
             print(f"warning: {msg}", file=sys.stderr)
     evaluation = None
     if truth is not None:
-        from nctransfer.transferability.ranking import read_truth_se_csv
-
         evaluation = evaluate(df, truth, intervals=True, truth_se=read_truth_se_csv(args.truth))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     if args.out:
         write_files_outputs(args, df, truth, evaluation, sorted(seen))
     if args.json:
-        from nctransfer.transferability import EVALUATION_KEYS
-
         points = {m: {k: e[k] for k in EVALUATION_KEYS} for m, e in (evaluation or {}).items()} or None
         obj = result_json(df, points)
         if getattr(args, "intervals", False) and evaluation:
@@ -243,10 +245,9 @@ def files_results(args: argparse.Namespace, df: Any, truth: dict[str, float] | N
                   evaluation: dict[str, dict[str, Any]] | None, warnings_seen: list[str]) -> dict[str, Any]:
     """The results structure (:mod:`nctransfer.reports.schema`) of a file-mode ranking: candidates = the files,
     ranked by ``--score`` (default: the recommended score when it was computed, else the first score)."""
+    # deferred on purpose: the pipeline and the scores load only when the command runs (CLI start-up speed)
     from nctransfer.pipeline import DEFAULT_RECOMMENDED
-    from nctransfer.reports.schema import ranking_order
     from nctransfer.transferability import EVALUATION_KEYS, METHODS, get_method
-    from nctransfer.utils.repro import environment_stamp
 
     columns = [str(c) for c in df.columns]
     rec = get_method(args.score).name if args.score else DEFAULT_RECOMMENDED
@@ -287,10 +288,6 @@ def write_files_outputs(args: argparse.Namespace, df: Any, truth: dict[str, floa
                         evaluation: dict[str, dict[str, Any]] | None, warnings_seen: list[str]) -> None:
     """``--out DIR`` in file mode: ``results.json``, ``scores.csv``, ``config.yaml`` and, when matplotlib is
     installed (``nctransfer[report]``), ``report.html`` and ``report.md``."""
-    from pathlib import Path
-
-    from nctransfer.reports.records import write_results_json, write_scores_csv
-
     out = Path(args.out)
     results = files_results(args, df, truth, evaluation, warnings_seen)
     out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +295,7 @@ def write_files_outputs(args: argparse.Namespace, df: Any, truth: dict[str, floa
     write_scores_csv(results, out / "scores.csv")
     O.write_config(out, args)
     try:
-        from nctransfer.reports import write_report
+        from nctransfer.reports import write_report  # deferred on purpose: the [report] extra may be missing
 
         write_report(results, out)
     except ImportError as exc:  # the report extra is not installed: the data files are written anyway
@@ -309,10 +306,11 @@ def write_files_outputs(args: argparse.Namespace, df: Any, truth: dict[str, floa
 
 
 def _list_methods() -> int:
+    import pandas as pd  # deferred on purpose (with the scores): CLI start-up speed
+
     from nctransfer.transferability import methods_table
 
     t = methods_table()[["title", "direction", "inputs", "pool_relative", "default_in_rank", "paper"]]
-    import pandas as pd
 
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         print(t.to_string())
@@ -321,6 +319,7 @@ def _list_methods() -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     """Models mode: :func:`nctransfer.rank_models` end to end, then a short summary and the report's path."""
+    # deferred on purpose: the pipeline (torch, timm) loads only when the command runs (CLI start-up speed)
     from nctransfer.pipeline import rank_models
     from nctransfer.pipeline.demo import format_summary, report_location
 
@@ -342,11 +341,9 @@ def run_models(args: argparse.Namespace) -> int:
         config={"command": "rank", "cli": O.config_options(args)},
         backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None),
     )
-    from nctransfer.cli._output import print_run_warnings
-
     print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
     if args.json:
-        from nctransfer.reports import results_to_json
+        from nctransfer.reports import results_to_json  # deferred on purpose: reports load the templates
 
         print(results_to_json(results), end="")
         return 0
@@ -360,8 +357,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_methods", False):
         return _list_methods()
     if getattr(args, "models", None):
-        from nctransfer.cli._distributed import run_distributed
-
         return run_distributed(run_models, args)  # under torchrun: data-parallel extraction, rank 0 reports
     if getattr(args, "files", None):
         return run_files(args)

@@ -1,6 +1,8 @@
 """Layer-wise collapse and transfer (Li et al., TMLR 2024, section 2.4 / 3.2, figure 9; docs/methods.md#layer-wise #finetuning).
 
-For every tap of a pre-trained model (each block's output, pooled per docs/methods.md#layer-wise, and the penultimate feature):
+For every tap of a pre-trained model (each block's output, pooled per docs/methods.md#layer-wise, and the penultimate
+feature), through the shared stages of :mod:`nctransfer.stages` (the extraction, collapse and probe steps that
+``rank_models`` runs on every candidate, here on the taps of one model):
 
 - every collapse metric of :mod:`nctransfer.metrics` on the **training** features (``compute_all``);
 - the linear-probe **test** accuracy (multinomial logistic regression, L2 strength chosen on a validation split
@@ -15,17 +17,20 @@ correlation.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from nctransfer.exceptions import InputValueError
-from nctransfer.extract import extract
-from nctransfer.metrics import compute_all, ncc_accuracy
-from nctransfer.metrics.probe import DEFAULT_C_GRID, probe_accuracy
 from nctransfer.layers.config import LayersConfig
+from nctransfer.layers.plot import plot_layers
+from nctransfer.metrics import ncc_accuracy
+from nctransfer.metrics.probe import DEFAULT_C_GRID
+from nctransfer.stages import Model, candidates_of, collapse_values, extract_splits, probe_candidate
 from nctransfer.stats.correlation import spearman  # (rho, p, n) of the finite pairs; public here too
 from nctransfer.utils.threads import limit_threads
 
@@ -64,8 +69,6 @@ class LayerAnalysis:
                 "metric_correlations": self.metric_correlations, "info": self.info}
 
     def to_dataframe(self) -> Any:
-        import pandas as pd
-
         return pd.DataFrame(self.rows)
 
     def table(self, columns: Sequence[str] = ("dim", "nc1", "vci", "cdnv", "numerical_rank", "ncc_test_accuracy",
@@ -101,14 +104,7 @@ class LayerAnalysis:
     def plot(self, path: Any = None, title: str | None = None, dpi: int = 120) -> Any:
         """Two panels: NC1 (log scale) and probe accuracy per tap; probe accuracy against NC1 across taps.
         Saves a PNG when ``path`` is given; returns the matplotlib figure."""
-        from nctransfer.layers.plot import plot_layers
-
         return plot_layers(self, path=path, title=title, dpi=dpi)
-
-
-def _features(result: Any, tap: str) -> tuple[np.ndarray, np.ndarray]:
-    r = result[tap]
-    return np.asarray(r.features, dtype=np.float64), np.asarray(r.labels)
 
 
 def analyze(
@@ -171,47 +167,44 @@ def analyze(
         device=device, dtype=dtype, token_pool=token_pool, cache_dir=cache_dir, no_cache=no_cache, progress=progress,
         threads=threads, pool=pool)
     with limit_threads(s.threads):
-        return _analyze(model, train, test, s.taps, s.metrics, s.metric_options, s.probe, s.C_grid,
-                        s.probe_val_fraction, s.probe_max_iter, s.seed, s.batch_size, s.device, s.dtype,
-                        s.token_pool, s.cache_dir, s.no_cache, s.progress, pool=s.pool)
+        return _analyze(model, train, test, s)
 
 
-def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_options: Any, probe: bool,
-             C_grid: Any, probe_val_fraction: float, probe_max_iter: int, seed: int, batch_size: int,
-             device: Any, dtype: Any, token_pool: str, cache_dir: Any, no_cache: bool,
-             progress: bool, pool: Any = "auto") -> LayerAnalysis:
-    import time
-
+def _analyze(model: Any, train: Any, test: Any, s: LayersConfig) -> LayerAnalysis:
+    """The analysis of :func:`analyze` under settings ``s``: the shared stages (extract both splits, then per tap
+    the collapse metrics and the linear probe) and the correlations across taps."""
     t0 = time.perf_counter()
-    common = dict(batch_size=batch_size, device=device, dtype=dtype, token_pool=token_pool, pool=pool,
-                  store_features=True, cache_dir=cache_dir, no_cache=no_cache, progress=progress)
-    tr = extract(model, train, taps, desc="layers: train", **common)
-    te = extract(model, test, tr.taps, desc="layers: test", **common)
+    tr, te = extract_splits(model, train, test, s.taps, s.extraction_settings(),
+                            desc=("layers: train", "layers: test"))
     t_extract = time.perf_counter() - t0
     if len(np.unique(train.targets)) < 2:
         raise InputValueError("analyze: the training set needs at least 2 classes.")
+    info = getattr(model, "nctransfer_info", None)
+    label = info.name if info is not None else type(model).__name__
+    m = Model(label=label, spec=model, pretrained=getattr(info, "pretrained", None), control=False, module=model,
+              taps=list(tr.taps))
+    collapse, probe_settings = s.collapse_settings(), s.probe_settings()
     rows: list[dict[str, Any]] = []
-    for i, tap in enumerate(tr.taps):
-        Xtr, ytr = _features(tr, tap)
-        Xte, yte = _features(te, tap)
-        row: dict[str, Any] = {"tap": tap, "index": i, "dim": int(Xtr.shape[1])}
-        with warnings.catch_warnings(record=True) as caught:
+    for c in candidates_of(m, tr, te, "all", probs=False, digest=False):  # one candidate per tap
+        c.X_train, c.y_train = np.asarray(c.X_train, dtype=np.float64), np.asarray(c.y_train)
+        c.X_test, c.y_test = np.asarray(c.X_test, dtype=np.float64), np.asarray(c.y_test)
+        row: dict[str, Any] = {"tap": c.tap, "index": c.tap_index, "dim": int(c.X_train.shape[1])}
+        with warnings.catch_warnings(record=True) as caught:  # kept per tap, as notes of its row
             warnings.simplefilter("always")
-            values = compute_all(Xtr, ytr, metrics=metrics, options=metric_options)
+            values = collapse_values(c, collapse)
         row.update({k: float(v) for k, v in values.items()})
         notes = sorted({str(w.message).split(":")[0] for w in caught})
         if notes:
             row["warnings"] = notes
-        row["ncc_test_accuracy"] = float(ncc_accuracy(Xte, yte, means=tr[tap].stats))
-        if probe:
-            p = probe_accuracy(Xtr, ytr, Xte, yte, C_grid=C_grid, val_fraction=probe_val_fraction,
-                               max_iter=probe_max_iter, seed=seed)
+        row["ncc_test_accuracy"] = float(ncc_accuracy(c.X_test, c.y_test, means=c.stats))
+        if s.probe:
+            p = probe_candidate(c, probe_settings)
             row["probe_accuracy"] = p.accuracy
             row["probe_C"] = p.C
             row["probe_train_accuracy"] = p.train_accuracy
             row["probe_val_accuracy"] = max(p.val_accuracy.values()) if p.val_accuracy else float("nan")
         rows.append(row)
-    target = "probe_accuracy" if probe else "ncc_test_accuracy"
+    target = "probe_accuracy" if s.probe else "ncc_test_accuracy"
     metric_names = [k for k in rows[0] if k not in ("tap", "index", "dim", "warnings") and not k.startswith("probe")
                     and k != "ncc_test_accuracy"]
     acc = [r[target] for r in rows]
@@ -219,7 +212,7 @@ def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_
     for m in metric_names:
         rho, p, n = spearman([r.get(m, float("nan")) for r in rows], acc)
         metric_corr[m] = {"spearman": rho, "p_value": p, "n_taps": n}
-    suffix = "accuracy" if probe else "ncc_accuracy"
+    suffix = "accuracy" if s.probe else "ncc_accuracy"
     correlations: dict[str, Any] = {}
     for m in CORRELATED:
         if m in metric_corr:
@@ -227,9 +220,8 @@ def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_
     if "nc1" in metric_corr:
         correlations["p_value_nc1"] = metric_corr["nc1"]["p_value"]
     correlations["n_taps"] = len(rows)
-    info = getattr(model, "nctransfer_info", None)
     run = {
-        "model": info.name if info is not None else type(model).__name__,
+        "model": label,
         "train": getattr(train, "describe", lambda: {"n": len(train)})(),
         "test": getattr(test, "describe", lambda: {"n": len(test)})(),
         "accuracy_target": target,
@@ -237,7 +229,7 @@ def _analyze(model: Any, train: Any, test: Any, taps: Any, metrics: Any, metric_
         "analysis_seconds": round(time.perf_counter() - t0 - t_extract, 3),
         "train_from_cache": tr.from_cache,
         "test_from_cache": te.from_cache,
-        "token_pool": token_pool,
+        "token_pool": s.token_pool,
     }
     for d in (run["train"], run["test"]):
         if isinstance(d, dict) and len(d.get("classes", [])) > 50:

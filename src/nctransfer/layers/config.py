@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.metrics.probe import DEFAULT_C_GRID
+from nctransfer.stages import CollapseSettings, ExtractionSettings, ProbeSettings
 from nctransfer.utils.configs import ConfigBase, opt
 
 TOKEN_POOLS = ("mean", "cls")
@@ -65,6 +66,22 @@ class LayersConfig(ConfigBase):
             self.metrics = list(self.metrics)
         for name in ("probe", "no_cache", "progress"):
             setattr(self, name, bool(getattr(self, name)))
+
+    # ------------------------------------------------------------------ the settings of each shared stage
+    def extraction_settings(self) -> ExtractionSettings:
+        """Settings of the extraction stage (:func:`nctransfer.stages.extract_splits`)."""
+        return ExtractionSettings(batch_size=self.batch_size, device=self.device, dtype=self.dtype,
+                                  token_pool=self.token_pool, pool=self.pool, cache_dir=self.cache_dir,
+                                  no_cache=self.no_cache, progress=self.progress)
+
+    def collapse_settings(self) -> CollapseSettings:
+        """Settings of the collapse stage (:func:`nctransfer.stages.collapse_values`)."""
+        return CollapseSettings(metrics=self.metrics, options=self.metric_options)
+
+    def probe_settings(self) -> ProbeSettings:
+        """Settings of the linear probe (:func:`nctransfer.stages.probe_candidate`)."""
+        return ProbeSettings(C_grid=self.C_grid, max_iter=self.probe_max_iter, seed=self.seed,
+                             val_fraction=self.probe_val_fraction)
 
 
 __all__ = ["LayersConfig"]

@@ -7,18 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from nctransfer.utils.extras import require_extra
+from nctransfer.utils.io import atomic_path
+
 
 def plot_layers(analysis: Any, path: Any = None, title: str | None = None, dpi: int = 120) -> Any:
     """Draw :class:`~nctransfer.layers.analysis.LayerAnalysis` (see its ``plot``); PNG written atomically."""
-    from nctransfer.utils.extras import require_extra
-
     require_extra("report", "nctransfer.layers.plot")  # matplotlib is optional: say which extra installs it
-    import matplotlib
+    import matplotlib  # deferred on purpose: the [report] extra, imported only to draw
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from nctransfer.utils.io import atomic_path
 
     rows = analysis.rows
     taps = [r["tap"] for r in rows]

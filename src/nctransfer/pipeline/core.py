@@ -1,16 +1,25 @@
-"""``rank_models``: the product end to end.
+"""``rank_models``: the product end to end, from its configuration to its report through named stages.
 
-Models (or every tap of every model) -> cached feature extraction (:mod:`nctransfer.extract`) -> every
-transferability score (:func:`nctransfer.transferability.rank`, docs/methods.md#transferability) and collapse metric
-(:func:`nctransfer.metrics.compute_all`, docs/methods.md#collapse-metrics) on the training split -> ground truth (linear-probe
-accuracy on the test split, docs/methods.md#finetuning; or fine-tuning accuracy; or the user's CSV) -> evaluation of every
-score (:func:`nctransfer.transferability.evaluate`: weighted Kendall tau, ...) -> the ranking by the recommended
-score, layer-wise collapse curves, an optional linear-probe vs SCL FT comparison on the recommended model
-(:mod:`nctransfer.finetune`) -> ``results.json``, ``scores.csv``, ``report.html``, ``report.md`` and the resolved
-``config.yaml``.
+1. **settings**: every keyword is read into one :class:`~nctransfer.pipeline.config.RankConfig` (validated), which
+   hands each stage its typed settings (:mod:`nctransfer.stages.settings`: extraction, scoring, probe; fine-tuning
+   as :class:`~nctransfer.finetune.FinetuneConfig` objects);
+2. **checks**: output directory, device, models, truth, methods, before anything heavy or written;
+3. **load**: the data once (:func:`~nctransfer.stages.candidates._prepare_data`), each model and its taps;
+4. **extract** (:func:`nctransfer.stages.extract_candidates`; on Ray, :mod:`nctransfer.pipeline.ray_backend`):
+   one candidate per model or per tap, features of the training and test splits (cached by
+   :mod:`nctransfer.extract`);
+5. **score** (:func:`nctransfer.stages.score_candidates`): every transferability score (docs/methods.md#transferability);
+6. **collapse** (:func:`nctransfer.stages.collapse_metrics`): every collapse metric (docs/methods.md#collapse-metrics);
+7. **ground truth**: the linear probe (:func:`nctransfer.stages.truth_by_probe`), fine-tuning
+   (:func:`nctransfer.pipeline.stages.truth_by_finetuning`) or the user's CSV;
+8. **evaluate** (:func:`nctransfer.stages.evaluate_candidates`): each score against the truth, with intervals and
+   baselines; the ranking by the recommended score; layer curves (:func:`nctransfer.stages.layer_curves`); the
+   optional linear probe vs SCL FT comparison (:func:`nctransfer.pipeline.stages.finetune_comparison`);
+9. **report** (:func:`write_outputs`): ``results.json``, ``scores.csv``, ``report.html``, ``report.md`` and the
+   resolved ``config.yaml``.
 
 Every stage is cached (features by :mod:`nctransfer.extract`, stage results by
-:class:`~nctransfer.pipeline.cache.ResultCache`), so re-running a job, or extending its pool, only computes what
+:class:`~nctransfer.stages.cache.ResultCache`), so re-running a job, or extending its pool, only computes what
 is new.
 """
 
@@ -24,57 +33,48 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from nctransfer.exceptions import InputValueError
-from nctransfer.pipeline.cache import ResultCache
-from nctransfer.pipeline.candidates import (
-    RANDOM_PREFIX,
-    Candidate,
-    Model,
-    Run,
-    _check_data,
-    _data_label,
-    _load,
-    _parse_model,
-    _prepare_data,
-    candidate_name,
-    extract_candidates,
-    extract_model,
-    one_candidate_per_model,
-    resolve_taps,
-)
 from nctransfer.pipeline.checks import (
     check_out_dir,
     check_truth_arg,
     parse_models,
     read_truth_csv,
 )
-from nctransfer.pipeline.config import PROBE_C_GRID, RankConfig
-from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
+from nctransfer.pipeline.config import FINETUNE_DEFAULTS, PROBE_C_GRID, RankConfig
+from nctransfer.pipeline.ray_backend import extract_and_score, require_ray
 from nctransfer.pipeline.result import RankResult
-from nctransfer.pipeline.stages import (
-    FINETUNE_DEFAULTS,
-    POINT_KEYS,
-    TRUTH_FINETUNE_DEFAULTS,
-    collapse_metrics,
-    evaluate_candidates,
-    finetune_comparison,
-    layer_curves,
-    method_meta,
-    score_candidates,
-    truth_by_finetuning,
-    truth_by_probe,
-    truth_samples,
-)
+from nctransfer.pipeline.stages import finetune_comparison, truth_by_finetuning
 from nctransfer.reports import write_report, write_results_json, write_scores_csv
 from nctransfer.reports.records import _clean
 from nctransfer.reports.schema import ranking_order
-from nctransfer.transferability import METHODS, get_method
+from nctransfer.stages import (
+    POINT_KEYS,
+    RANDOM_PREFIX,
+    Candidate,
+    Model,
+    ResultCache,
+    Run,
+    candidate_name,
+    collapse_metrics,
+    evaluate_candidates,
+    extract_candidates,
+    extract_model,
+    layer_curves,
+    method_meta,
+    one_candidate_per_model,
+    resolve_taps,
+    score_candidates,
+    truth_by_probe,
+    truth_samples,
+)
+from nctransfer.stages.candidates import _check_data, _data_label, _load, _parse_model, _prepare_data
+from nctransfer.transferability import METHODS
 from nctransfer.utils.device import check_device
 from nctransfer.utils.distributed import is_main
 from nctransfer.utils.io import write_text_atomic
 from nctransfer.utils.paths import check_output_dir
 from nctransfer.utils.repro import environment_stamp
 
-# the names the Ray backend and older code import from here
+# the names older code imports from here
 _extract_model, _truth_samples, _Candidate, _Model, _Run = extract_model, truth_samples, Candidate, Model, Run
 _POINT_KEYS = POINT_KEYS
 
@@ -193,15 +193,8 @@ def rank_models(
         max_retries=max_retries)
     extra_config = None if isinstance(config, RankConfig) else config
     s = settings
-    taps, truth, methods, method_options, recommended_score = (s.taps, s.truth, s.methods, s.method_options,
-                                                                s.recommended_score)
-    per_class, test_per_class, image_size, batch_size, device = (s.per_class, s.test_per_class, s.image_size,
-                                                                 s.batch_size, s.device)
-    pretrained, seed, cache_dir, probe_C_grid, probe_max_iter = (s.pretrained, s.seed, s.cache_dir, s.probe_C_grid,
-                                                                 s.probe_max_iter)
-    truth_finetune, compare_finetune, finetune_options, title, progress = (s.truth_finetune, s.compare_finetune,
-                                                                           s.finetune_options, s.title, s.progress)
-    blas_threads, backend, ray_address, max_retries = s.blas_threads, s.backend, s.ray_address, s.max_retries
+    taps, truth, device, pretrained, seed = s.taps, s.truth, s.device, s.pretrained, s.seed
+    backend, progress = s.backend, s.progress
     run = Run(progress)
     if train is not None or test is not None or val is not None:
         if data is not None:
@@ -214,38 +207,22 @@ def rank_models(
                               "Face dataset), or explicit train= and test=.")
     # ---------------------------------------------------------------- checks (nothing heavy, nothing written)
     if backend == "ray":
-        from nctransfer.pipeline.ray_backend import require_ray
-
         require_ray()
     # under torchrun every rank runs the pipeline (extraction is split across them); only rank 0 writes outputs
     out_dir = check_output_dir(out, "out") if (out is not None and is_main()) else None  # creates nothing yet
     check_device(device, "device")  # a missing GPU fails now, not after every model and image was loaded
     items = parse_models(models)
     truth_arg = check_truth_arg(truth)
-    rec = recommended_score or DEFAULT_RECOMMENDED
-    get_method(rec)  # unknown name -> NotFoundError with suggestions
-    if methods is not None and not (isinstance(methods, str) and methods.strip().lower() == "all"):
-        wanted = [s.strip() for s in methods.split(",") if s.strip()] if isinstance(methods, str) else list(methods)
-        wanted = [get_method(w).name for w in wanted]
-        if get_method(rec).name not in wanted:  # the ranking score is always computed
-            wanted.append(get_method(rec).name)
-        methods = wanted
-    if cache_dir == "default":
-        from nctransfer.extract import default_cache_dir
-
-        cache_root: Path | None = default_cache_dir().parent
-    else:
-        cache_root = None if cache_dir is None else Path(cache_dir).expanduser()
+    rec = s.recommended()  # unknown name -> NotFoundError with suggestions
+    # the typed settings of each stage, from the one configuration
+    scoring = s.scoring_settings()  # unknown method -> NotFoundError; the ranking score is always computed
+    cache_root = s.cache_root()
+    ext = s.extraction_settings(cache_root)
+    probe = s.probe_settings()
+    truth_ft = s.truth_finetune_config() if truth_arg == "finetune" else None  # a FinetuneConfig, checked now
+    compare_ft = s.comparison_finetune_config() if s.compare_finetune else None
     cache = ResultCache(None if cache_root is None else cache_root / "results")
-    cfg: dict[str, Any] = {
-        "models": [_parse_model(m, pretrained).label for m in items], "data": _data_label(data), "taps": taps,
-        "truth": truth_arg, "methods": methods, "method_options": dict(method_options or {}),
-        "recommended_score": rec, "per_class": per_class, "test_per_class": test_per_class, "image_size": image_size,
-        "batch_size": batch_size, "device": device, "pretrained": pretrained, "seed": seed,
-        "cache_dir": None if cache_root is None else str(cache_root), "probe_C_grid": probe_C_grid,
-        "probe_max_iter": probe_max_iter, "truth_finetune": dict(truth_finetune or {}),
-        "compare_finetune": compare_finetune, "finetune_options": dict(finetune_options or {}),
-    }
+    record = s.record([_parse_model(m, pretrained).label for m in items], _data_label(data), truth_arg, cache_root)
     mlist = [_parse_model(m, pretrained) for m in items]
     labels = [m.label for m in mlist]
     dup = sorted({x for x in labels if labels.count(x) > 1})
@@ -267,29 +244,27 @@ def rank_models(
     parts = None
     with run.stage("extract features"):
         if backend == "ray":
-            from nctransfer.pipeline.ray_backend import extract_and_score
-
-            cands, extraction, parts = extract_and_score(mlist, data, taps, cfg, run, address=ray_address,
-                                                         max_retries=max_retries)
+            cands, extraction, parts = extract_and_score(mlist, data, taps, ext, scoring, run,
+                                                         address=s.ray_address, max_retries=s.max_retries)
         else:
-            cands, extraction = extract_candidates(mlist, data, taps, cfg, run)
+            cands, extraction = extract_candidates(mlist, data, taps, ext, run)
     n_train = len(cands[0].y_train)
     n_test = len(cands[0].y_test)
     with run.stage("transferability scores", cache):
-        sc = score_candidates(cands, cfg, cache, run, parts)
-    with run.stage("collapse metrics", cache), run.blas(blas_threads):
+        sc = score_candidates(cands, scoring, cache, run, parts)
+    with run.stage("collapse metrics", cache), run.blas(s.blas_threads):
         collapse = collapse_metrics(cands, cache, run)
 
     # ---------------------------------------------------------------- ground truth and evaluation
     if truth_arg == "probe":
-        with run.stage("ground truth (linear probe)", cache), run.blas(blas_threads):
-            acc, details = truth_by_probe(cands, cfg, cache, run)
+        with run.stage("ground truth (linear probe)", cache), run.blas(s.blas_threads):
+            acc, details = truth_by_probe(cands, probe, cache, run)
         truth_info = {"kind": "probe", "source": f"test accuracy of a multinomial logistic-regression probe on the "
                       f"candidate's features (L2 strength chosen on a validation split from "
-                      f"{len(probe_C_grid or [1])} values; docs/methods.md#finetuning)"}
+                      f"{len(s.probe_C_grid or [1])} values; docs/methods.md#finetuning)"}
     elif truth_arg == "finetune":
         with run.stage("ground truth (fine-tuning)", cache):
-            acc, details = truth_by_finetuning(cands, data, cfg, cache, run)
+            acc, details = truth_by_finetuning(cands, data, ext, truth_ft, cache, run)
         truth_info = {"kind": "finetune", "source": "test accuracy after fine-tuning each candidate (full FT of a "
                       "model, SCL FT at a tap)"}
     else:
@@ -305,16 +280,17 @@ def rank_models(
                          and any(sc["scores"][c.name].get(m) is not None for c in cands)), None)
         if fallback is None:
             raise InputValueError(f"recommended_score {rec!r} could not be computed for any candidate and no other "
-                                  f"score is available (methods={methods!r}).")
+                                  f"score is available (methods={scoring.methods!r}).")
         sc["notes"].append(f"{rec} could not be computed for this pool ({len(cands)} candidate(s)); ranked by "
                            f"{fallback} instead.")
         rec = fallback
 
     results: dict[str, Any] = {
         "schema": "nctransfer.results/1",
-        "title": title,
+        "title": s.title,
         "data": {**data_info, "name": data_info["name"], "n_train": n_train, "n_test": n_test,
-                 "image_size": image_size, "per_class": per_class, "test_per_class": test_per_class, "seed": seed},
+                 "image_size": s.image_size, "per_class": s.per_class, "test_per_class": s.test_per_class,
+                 "seed": seed},
         "candidates": [{"name": c.name, "model": c.model.label, "tap": c.tap, "tap_index": c.tap_index,
                         "n_taps": c.n_taps, "dim": c.dim, "pretrained": c.model.pretrained,
                         "control": c.model.control, "has_probs": c.probs is not None} for c in cands],
@@ -328,21 +304,22 @@ def rank_models(
         "baselines": baselines,
         "recommended_score": rec,
     }
-    if title is None:
+    if s.title is None:
         results.pop("title")
     results["ranking"] = ranking_order(results, rec)
     results["recommended"] = results["ranking"][0]
     if not one_candidate_per_model(taps):
         results["layers"] = layer_curves(mlist, cands, collapse, truth_info)
     results["extraction"] = extraction
-    if compare_finetune:
+    if compare_ft is not None:
         top = next((c for c in results["ranking"] if not next(x for x in cands if x.name == c).model.control),
                    results["ranking"][0])
         top_c = next(x for x in cands if x.name == top)
         with run.stage("fine-tuning (linear probe vs SCL FT)", cache):
-            results["finetune"] = finetune_comparison(top_c.model, top_c.tap, data, cfg, out_dir, cache, run)
+            results["finetune"] = finetune_comparison(top_c.model, top_c.tap, data, ext, compare_ft, out_dir, cache,
+                                                      run)
     results["notes"] = sc["notes"]
-    results["config"] = {**cfg, **dict(extra_config or {})}
+    results["config"] = {**record, **dict(extra_config or {})}
     results["environment"] = environment_stamp()
     if out_dir is not None:
         with run.stage("report"):

@@ -23,57 +23,56 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from nctransfer.stages import ExtractionSettings, ScoringSettings, candidate_entry, extract_model, score_one
+from nctransfer.stages.candidates import _load
+from nctransfer.utils.ray_tasks import require_ray as _require_ray
+from nctransfer.utils.ray_tasks import run_tasks
+
 
 def require_ray() -> Any:
     """Import Ray or raise a clear error naming the extra to install."""
-    from nctransfer.utils.ray_tasks import require_ray as _require
-
-    return _require()
+    return _require_ray()
 
 
-def _model_task(m: Any, data: Any, taps: Any, cfg: dict[str, Any], methods: Any, options: Any, pool_size: int,
-                seed: int) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    """One model: load (in the worker when given by name), extract, per-model scores. Runs in a Ray worker."""
-    from nctransfer.pipeline.core import _extract_model, _load
-    from nctransfer.transferability.ranking import resolve_methods, score_candidate
-
-    _load(m, seed)
-    cands, info = _extract_model(m, data, taps, cfg, progress=False)
-    infos, opts, _ = resolve_methods(methods, options)
+def _model_task(m: Any, data: Any, taps: Any, extraction: ExtractionSettings, scoring: ScoringSettings,
+                pool_size: int) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """One model: load (in the worker when given by name), extract, per-model scores (the stages' extract and
+    score-one-candidate steps). Runs in a Ray worker."""
+    _load(m, extraction.seed)
+    cands, info = extract_model(m, data, taps, extraction, progress=False)
     parts = {}
     for c in cands:
-        entry = (c.X_train, c.y_train, c.probs) if c.probs is not None else (c.X_train, c.y_train)
-        parts[c.name] = score_candidate(c.name, entry, infos, opts, pool_size=pool_size)
+        parts[c.name] = score_one(c.name, candidate_entry(c), scoring, pool_size=pool_size)
         c.model = None  # the driver re-attaches its own model object (no weights shipped back)
+        c.stats = None  # nor the d x d statistics (the driver's stages read the features)
     info["worker"] = {"pid": os.getpid(), "node": _node_id()}
     return cands, info, parts
 
 
 def _node_id() -> str | None:
     try:
-        import ray
+        import ray  # optional extra: only ever imported inside a Ray worker
 
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - informative only
         return None
 
 
-def extract_and_score(models: list[Any], data: Any, taps: Any, cfg: dict[str, Any], run: Any, *,
-                      address: str | None = None, max_retries: int = 2) -> tuple[list[Any], dict[str, Any],
-                                                                                  dict[str, Any]]:
+def extract_and_score(models: list[Any], data: Any, taps: Any, extraction: ExtractionSettings,
+                      scoring: ScoringSettings, run: Any, *, address: str | None = None,
+                      max_retries: int = 2) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """Run every model's task on Ray; returns ``(candidates in model order, extraction info, score parts)``.
+    ``extraction`` and ``scoring`` (the typed settings of :mod:`nctransfer.stages.settings`) travel to the workers.
 
     Connects to ``address`` (or the running Ray instance, or starts a local one, shut down again at the end).
     """
-    from nctransfer.utils.ray_tasks import run_tasks
-
     pool_size = sum(len(m.taps) for m in models)
     shipped = []
     for m in models:
         # a name is loaded in the worker (seeded like the local backend); an nn.Module travels as it is
         shipped.append(type(m)(label=m.label, spec=m.spec, pretrained=m.pretrained, control=m.control,
                                module=m.module if not isinstance(m.spec, str) else None, taps=list(m.taps)))
-    args = [(sm, data, taps, cfg, cfg["methods"], cfg["method_options"], pool_size, cfg["seed"]) for sm in shipped]
+    args = [(sm, data, taps, extraction, scoring, pool_size) for sm in shipped]
     bar = run.bar(models, "extract + score (ray)")
 
     def retried(text: str) -> None:
