@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from nctransfer.exceptions import InputValueError, ShapeError
 
 TOKEN_POOLS = ("mean", "cls")
@@ -42,8 +44,6 @@ def check_token_pool(token_pool: str) -> str:
 
 def first_tensor(output: Any) -> Any:
     """The tensor in a module output (tensor, tuple/list whose first item is a tensor, or a HF ``ModelOutput``)."""
-    import torch
-
     if torch.is_tensor(output):
         return output
     if isinstance(output, (tuple, list)) and output:
@@ -68,7 +68,7 @@ def pool_features(t: Any, token_pool: str = "mean", *, name: str = "feature", po
     """
     if pool != "auto":
         out = _pool_override(t, pool, name)
-        if out.dtype not in (_f32(), _f64()):
+        if out.dtype not in (torch.float32, torch.float64):
             out = out.float()
         return out
     if t.ndim == 2:
@@ -80,7 +80,7 @@ def pool_features(t: Any, token_pool: str = "mean", *, name: str = "feature", po
     else:
         raise ShapeError(f"{name}: cannot pool an output of shape {tuple(t.shape)}; expected [B, C], [B, T, C] or "
                          "[B, C, H, W].")
-    if out.dtype not in (_f32(), _f64()):
+    if out.dtype not in (torch.float32, torch.float64):
         out = out.float()
     return out
 
@@ -106,15 +106,3 @@ def _pool_override(t: Any, pool: Any, name: str) -> Any:
     if pool == "avg":
         return t.mean(dim=dims)
     return t.amax(dim=dims)  # "max"
-
-
-def _f32() -> Any:
-    import torch
-
-    return torch.float32
-
-
-def _f64() -> Any:
-    import torch
-
-    return torch.float64

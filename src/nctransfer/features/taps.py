@@ -7,8 +7,11 @@ pre-hook, so it equals the model's own pre-logits feature, e.g. timm's ``forward
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, Callable, Iterable, Sequence
+
+import torch
 
 from nctransfer.exceptions import InputValueError, NotFoundError, NCTransferError, ShapeError
 from nctransfer.features.pooling import check_pool, check_token_pool, first_tensor, pool_features
@@ -25,8 +28,6 @@ def list_taps(model: Any) -> list[str]:
 
 
 def _close(name: str, candidates: Sequence[str]) -> list[str]:
-    import difflib
-
     return difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
 
 
@@ -331,8 +332,6 @@ class TapRecorder:
 
 
 def _dummy_input(model: Any, input_size: Sequence[int] | None, batch: int = 2) -> Any:
-    import torch
-
     if input_size is None:
         info = getattr(model, "nctransfer_info", None)
         input_size = tuple(info.input_size) if info is not None else (3, 224, 224)
@@ -352,8 +351,6 @@ def infer_widths(model: Any, units: Sequence[Unit] | None = None, input_size: Se
     ``unit.out_shape`` for each unit; returns the units. ``input_size``: ``(C, H, W)`` or ``(H, W)``; default the
     model's ``nctransfer_info.input_size``. The model's train/eval mode is restored afterwards.
     """
-    import torch
-
     units = list(units) if units is not None else discover_units(model, include_penultimate=True)
     shapes: dict[str, tuple[int, ...]] = {}
 

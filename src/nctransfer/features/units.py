@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch.nn as nn
+
 from nctransfer.models.heads import find_classifier
 
 PENULTIMATE = "penultimate"
@@ -56,8 +58,6 @@ class Unit:
 
 
 def _is_seq(m: Any) -> bool:
-    import torch.nn as nn
-
     return isinstance(m, (nn.Sequential, nn.ModuleList))
 
 
