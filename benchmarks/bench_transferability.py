@@ -22,6 +22,9 @@ Usage::
     python benchmarks/bench_transferability.py --out results.json
     python benchmarks/bench_transferability.py --real     # rank pixel feature pools on Fashion-MNIST / digits
     python benchmarks/bench_transferability.py --real-models   # EfficientNet-Lite0/1/2 (+ random init) on F-MNIST
+    python benchmarks/bench_transferability.py --authors  # every score beside its authors' code: 24 real taps,
+                                                          # N = 3 000, 1 and default BLAS threads (bench_authors.py;
+                                                          # its options follow, e.g. --authors --threads 1)
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
+
+from bench_authors import logme_reference, main as authors_main, sfda_reference
 
 
 def make_data(n: int, d: int, K: int, seed: int = 0, n_source: int = 1000) -> tuple[np.ndarray, ...]:
@@ -84,89 +89,6 @@ def logme_naive_one_class(X: np.ndarray, t: np.ndarray) -> float:
             break
     return (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
             - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi)) / n
-
-
-def logme_reference(X: np.ndarray, y: np.ndarray) -> float:
-    """The LogME reference code's structure: truncated SVD via svd(X^T X), then a Python loop over classes."""
-    n, d = X.shape
-    u_, s, vh = np.linalg.svd(X.T @ X)
-    s = np.sqrt(s)
-    k = int(np.sum(s > 1e-10))
-    s, vh = s[:k], vh[:k]
-    u = (X @ vh.T) / s
-    sigma = s ** 2
-    evs = []
-    for c in range(int(y.max()) + 1):
-        t = (y == c).astype(np.float64)
-        x2 = (u.T @ t) ** 2
-        res_x2 = t @ t - x2.sum()
-        alpha = beta = 1.0
-        for _ in range(11):
-            tt = alpha / beta
-            gamma = np.sum(sigma / (sigma + tt))
-            m2 = np.sum(sigma * x2 / (tt + sigma) ** 2)
-            res2 = np.sum(x2 / (1 + sigma / tt) ** 2) + res_x2
-            alpha, beta = gamma / (m2 + 1e-5), (n - gamma) / (res2 + 1e-5)
-            if abs(alpha / beta - tt) / tt <= 1e-3:
-                break
-        evs.append((d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
-                    - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi)) / n)
-    return float(np.mean(evs))
-
-
-def sfda_reference(X: np.ndarray, y: np.ndarray) -> float:
-    """The authors' SFDA: per-class covariances, iterative_A, scipy.linalg.eigh(S_B, S_W), ConfMix, twice."""
-    from scipy import linalg
-
-    X = X.copy()
-    classes = np.unique(y)
-    priors = np.bincount(y) / len(y)
-
-    def cov(Z: np.ndarray, shrinkage: float = -1.0) -> np.ndarray:
-        c = np.cov(Z.T, bias=1)
-        if shrinkage < 0:
-            return c
-        mu = np.trace(c) / c.shape[0]
-        c = (1 - shrinkage) * c
-        c.flat[:: c.shape[0] + 1] += shrinkage * mu
-        return c
-
-    def iterative_a(A: np.ndarray) -> float:
-        x = A.sum(axis=1)
-        for _ in range(3):
-            t = A @ x
-            yy = t / np.linalg.norm(t)
-            t = A @ yy
-            x = t / np.linalg.norm(t)
-        return float(x @ A @ yy)
-
-    def fit_proba(Z: np.ndarray, lam: float | None) -> tuple[np.ndarray, float, np.ndarray]:
-        means = np.array([Z[y == k].mean(0) for k in classes])
-        Sw = sum(priors[i] * cov(Z[y == k]) for i, k in enumerate(classes))
-        if lam is None:
-            lam = max(np.exp(-5 * iterative_a(Sw)), 1e-10)
-        St = cov(Z, lam)
-        dd = Sw.shape[0]
-        Sw_s = (1 - lam) * Sw
-        Sw_s.flat[:: dd + 1] += lam * np.trace(Sw) / dd
-        evals, evecs = linalg.eigh(St - Sw_s, Sw_s)
-        evecs = evecs[:, np.argsort(evals)[::-1]]
-        coef = means @ evecs @ evecs.T
-        inter = -0.5 * np.diag(means @ coef.T) + np.log(priors)
-        s = Z @ coef.T + inter
-        s = np.exp(s - s.max(1, keepdims=True))
-        return s / s.sum(1, keepdims=True), lam, means
-
-    prob, lam, means = fit_proba(X, None)
-    prob = np.exp(prob) / np.exp(prob).sum(1, keepdims=True)
-    Kc = len(means)
-    others = (means.sum(0) - means) / (Kc - 1)
-    for i in range(Kc):
-        idx = np.where(y == classes[i])[0]
-        p = prob[idx, i][:, None]
-        X[idx] = p * X[idx] + (1 - p) * others[i]
-    prob2, _, _ = fit_proba(X, lam)
-    return float(prob2[np.arange(len(y)), np.searchsorted(classes, y)].mean())
 
 
 # ------------------------------------------------------------------------------------------------------ run
@@ -420,7 +342,13 @@ def real_markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--authors" in argv:  # the side-by-side run against the authors' code: one implementation, in bench_authors
+        return authors_main([a for a in argv if a != "--authors"])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--authors", action="store_true",
+                   help="every score beside its authors' code on real taps (runs bench_authors.py; its options, "
+                        "e.g. --threads 1 --methods gbc,ncti, follow)")
     p.add_argument("--quick", action="store_true", help="smoke run: N=1500, d in {64, 128}, K in {5, 20}")
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--dims", default="1280,2048")

@@ -7,6 +7,11 @@ import importlib
 import numpy as np
 import pytest
 
+from nctransfer.transferability import gbc, hscore, ncti_terms
+from nctransfer.transferability._common import Workspace
+from nctransfer.transferability._linalg import dense_top_eigh, varying_columns
+from nctransfer.transferability._varying import seed_top_eigh
+
 parc_mod = importlib.import_module("nctransfer.transferability.parc")
 
 
@@ -113,3 +118,76 @@ def test_batched_gaussian_mixture_equals_scikit_learn():
     np.testing.assert_allclose(fast.covariances_, ref.covariances_, atol=1e-9)
     np.testing.assert_allclose(fast.predict_proba(Z), ref.predict_proba(Z), atol=1e-9)
     np.testing.assert_allclose(fast.score_samples(Z), ref.score_samples(Z), rtol=1e-10)
+
+
+# ------------------------------------------------------------------ constant columns and the formed scatter
+def _with_constant_columns(n, d, n_const, seed):
+    """Decaying features with a class signal and ``n_const`` constant columns (0, 6 or 0.5: a unit that never
+    activates or saturates); returns ``(X, y, varying column indices)``."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    X = _decaying(n, d, seed=seed, offset=1.0) + 0.2 * rng.normal(size=(4, d))[y]
+    const = np.sort(rng.choice(d, n_const, replace=False))
+    X[:, const] = rng.choice([0.0, 6.0, 0.5], size=n_const)
+    return X, y, np.setdiff1d(np.arange(d), const)
+
+
+def test_varying_columns_finds_exactly_the_constant_ones():
+    X, _, live = _with_constant_columns(300, 50, 17, seed=1)
+    assert np.array_equal(varying_columns(X - X.mean(0)), live)
+    assert varying_columns(_decaying(300, 50)) is None
+
+
+def test_hscore_on_the_varying_columns_equals_the_pseudo_inverse_of_the_full_covariance():
+    X, y, live = _with_constant_columns(500, 60, 20, seed=11)
+    g = np.zeros_like(X)
+    for c in range(4):
+        g[y == c] = X[y == c].mean(0)
+    ref = np.trace(np.linalg.pinv(np.cov(X, rowvar=False), rcond=1e-10, hermitian=True) @ np.cov(g, rowvar=False))
+    ws = Workspace(X, y)
+    assert hscore(ws) == pytest.approx(ref, rel=1e-10)
+    assert "scatter_T" not in ws._cache and ws._cache["scatter_T_varying"].shape == (len(live), len(live))
+
+
+@pytest.mark.parametrize("n, d, n_const", [(800, 300, 120), (700, 600, 100)])  # formed scatter; Krylov (N < 2m)
+def test_gbc_and_ncti_on_the_varying_columns_equal_the_full_decomposition(n, d, n_const):
+    X, y, live = _with_constant_columns(n, d, n_const, seed=5)
+    ws = Workspace(X, y)
+    value = gbc(ws)
+    assert "scatter_T" not in ws._cache and ws._cache["top_eigh_T"][1][np.setdiff1d(np.arange(d), live)].max() == 0
+    full = Workspace(X, y)
+    full.eigh_T()  # the straightforward route: the full d x d eigendecomposition
+    Z_ref, ev_ref = full.pca(64)
+    Z, ev = ws.pca(64)
+    np.testing.assert_allclose(ev, ev_ref, rtol=1e-11)
+    np.testing.assert_allclose(Z, Z_ref, atol=1e-9 * np.abs(Z_ref).max())
+    assert value == pytest.approx(gbc(Z_ref, y, n_components=None), rel=1e-10)
+    terms, ref = ncti_terms(X, y), ncti_terms(full)
+    for t in ("S_seli", "S_ncc", "S_vc"):
+        assert terms[t] == pytest.approx(ref[t], rel=1e-9)
+
+
+@pytest.mark.parametrize("n, d", [(1400, 700), (900, 420)])  # ARPACK (64 <= d/10); LAPACK's subset driver
+def test_top_eigenpairs_from_the_formed_scatter_equal_the_full_decomposition(n, d):
+    X = _decaying(n, d, seed=3, offset=2.0)
+    y = np.arange(n) % 5
+    ws = Workspace(X, y)
+    seed_top_eigh(ws, 64)
+    assert "scatter_T" in ws._cache and ws._cache["top_eigh_T"][0].shape == (64,)
+    full = Workspace(X, y)
+    full.eigh_T()
+    Z, ev = ws.pca(64)
+    Z_ref, ev_ref = full.pca(64)
+    np.testing.assert_allclose(ev, ev_ref, rtol=1e-11)
+    np.testing.assert_allclose(Z, Z_ref, atol=1e-9 * np.abs(Z_ref).max())
+
+
+@pytest.mark.parametrize("m, k", [(150, 20), (500, 30), (500, 80)])  # full, ARPACK, LAPACK subset
+def test_dense_top_eigh_equals_lapack(m, k):
+    X = _decaying(2 * m, m, seed=m + k)
+    A = X.T @ X
+    w, V = dense_top_eigh(A, k)
+    w_ref, V_ref = np.linalg.eigh(A)
+    w_ref, V_ref = w_ref[::-1][:k], V_ref[:, ::-1][:, :k]
+    np.testing.assert_allclose(w, w_ref, rtol=1e-12)
+    np.testing.assert_allclose(V @ (V.T @ V_ref), V_ref, atol=1e-9)

@@ -109,6 +109,38 @@ def top_eigenpairs(A: np.ndarray, k: int, min_size: int = 400, max_fraction: flo
     return w[order].copy(), np.ascontiguousarray(V[:, order])
 
 
+def dense_top_eigh(A: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` eigenpairs (descending) of a formed symmetric PSD matrix ``A [m, m]``: the full LAPACK
+    decomposition when ``m < 400`` or ``k > m / 3`` (then cheaper than a subset: 2.7 ms against 6 ms for 64 of
+    192), ARPACK (:func:`top_eigenpairs`) for ``k <= m / 10`` (68 ms against 96 ms for LAPACK's subset and 145 ms
+    for the full decomposition, 64 of 990), else LAPACK's subset driver (``evr``). One thread, measured in the same
+    run. Every branch gives the eigenvalues to rounding and the eigenvectors to rounding over the eigengap."""
+    m = A.shape[0]
+    k = min(int(k), m)
+    if m < 400 or k > m // 3:
+        w, V = eigh(A)
+        return w[::-1][:k].copy(), np.ascontiguousarray(V[:, ::-1][:, :k])
+    top = top_eigenpairs(A, k)
+    if top is not None:
+        return top
+    w, V = eigh(A, subset=(m - k, m - 1))
+    return w[::-1].copy(), np.ascontiguousarray(V[:, ::-1])
+
+
+def varying_columns(Xc: np.ndarray) -> np.ndarray | None:
+    """Indices of the columns of the centred features ``Xc [N, d]`` that are not identically zero (sorted), or
+    ``None`` when every column varies (or none does: nothing to reduce to).
+
+    A feature that is constant on the target set (a unit that never activates: after ReLU/ReLU6 on small target
+    images, 606, 290 and 1 195 of the 1 280 penultimate units of EfficientNet-Lite0/1/2 on 3 000 Fashion-MNIST
+    images at 32 px) centres to an exact zero column, hence an exact zero row and column of the scatter
+    ``Xc^T Xc``. The scatter's nonzero eigenpairs (eigenvectors zero on the constant columns), its pseudo-inverse and
+    every quadratic form with vectors that vanish there are therefore those of the varying columns' scatter: an
+    exact reduction, not an approximation."""
+    live = np.flatnonzero(Xc.any(axis=0))
+    return None if len(live) in (0, Xc.shape[1]) else live
+
+
 def _orthonormal_columns(V: np.ndarray, qr: Callable[..., Any]) -> np.ndarray:
     """Orthonormal basis of ``V``'s columns: Cholesky QR (``V R^-1`` with ``R^T R = V^T V``, a BLAS-3 product)
     when ``V`` is well conditioned, else Householder QR."""

@@ -33,6 +33,7 @@ from nctransfer.transferability._common import (
     well_conditioned_cholesky,
     workspace,
 )
+from nctransfer.transferability._varying import varying_scatter
 from nctransfer.transferability.base import register
 
 
@@ -98,9 +99,12 @@ def hscore(X_or_stats: Any, y: Any = None, *, rcond: float | None = None) -> flo
         keep = w > tol * max(w[-1], 0.0)
         proj = ws.class_sum(U[:, keep])  # [K, r]
         return float(np.sum(proj ** 2 / ws.counts[:, None]))
-    T = ws.scatter_T / ws.n
+    # constant features are exact zero rows and columns of Sigma_T and zero columns of D: drop them (exact)
+    live, S = varying_scatter(ws)
     D = ws.centred_class_means * np.sqrt(ws.priors)[:, None]
-    return _trace_pinv_quad(T, D, tol, ws)
+    if live is None:
+        return _trace_pinv_quad(S / ws.n, D, tol, ws)
+    return _trace_pinv_quad(S / ws.n, D[:, live], tol, ws, key="sigma_T_varying")
 
 
 def ledoit_wolf_shrinkage(ws: Workspace) -> float:
