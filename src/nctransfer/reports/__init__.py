@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from nctransfer.reports.html import render_html
 from nctransfer.reports.markdown import evaluation_table_md, ranking_table_md, render_markdown
+from nctransfer.reports.plots import FIGURES, make_figures
 from nctransfer.reports.records import (
     load_results,
     results_to_json,
@@ -29,28 +30,6 @@ from nctransfer.reports.records import (
 from nctransfer.reports.schema import SCHEMA, check_results, ranking_order
 from nctransfer.reports.templating import require_jinja2
 from nctransfer.utils.io import write_bytes_atomic, write_text_atomic
-
-#: figure key -> (function name in nctransfer.reports.plots, file name)
-FIGURES: dict[str, tuple[str, str]] = {
-    "summary": ("summary_figure", "summary.png"),
-    "scatter": ("score_scatter_figure", "scores_vs_accuracy.png"),
-    "layers": ("layer_curves_figure", "layers_nc1.png"),
-    "finetune": ("finetune_figure", "finetune.png"),
-    "timings": ("timings_figure", "timings.png"),
-}
-
-
-def make_figures(results: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
-    """PNG bytes of every figure the results can support (keys of :data:`FIGURES`)."""
-    from nctransfer.reports import plots
-
-    out: dict[str, bytes] = {}
-    for key, (fn, _) in FIGURES.items():
-        fig = getattr(plots, fn)(results)
-        if fig is not None:
-            out[key] = plots.figure_png(fig, dpi=dpi)
-    return out
-
 
 def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *, html: bool = True,
                  markdown: bool = True, figures_dir: str = "figures", dpi: int = 110) -> dict[str, Path]:

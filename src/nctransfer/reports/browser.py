@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from nctransfer.exceptions import InputValueError, NotFoundError
 
 #: executables tried, in order, when no browser is given
@@ -120,8 +122,7 @@ def check_in_browser(html_path: str | os.PathLike, screenshot: str | os.PathLike
         if not shot.is_file():
             raise InputValueError(f"check_in_browser: {browser} wrote no screenshot (exit {res.returncode}); "
                                   f"stderr tail: {res.stderr[-500:]!r}")
-    import numpy as np
-    from PIL import Image
+    from PIL import Image  # deferred: Pillow comes with the optional extras (matplotlib, torchvision), not the core
 
     grey = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     values, counts = np.unique(grey.round(), return_counts=True)

@@ -10,6 +10,7 @@ import html
 from typing import Any, Mapping
 
 from nctransfer.reports.context import MAX_WARNINGS, TOP_ROWS, build_context
+from nctransfer.reports.plots import make_figures
 from nctransfer.reports.templating import HTML_TEMPLATE, data_uri, render_template
 
 
@@ -34,8 +35,6 @@ def render_html(results: Mapping[str, Any], figures: Mapping[str, bytes] | None 
     """
     ctx = build_context(results)
     if figures is None:
-        from nctransfer.reports import make_figures  # deferred: the package imports this module
-
         figures = make_figures(results)
     return render_template(HTML_TEMPLATE, ctx, figures=dict(figures))
 

@@ -12,6 +12,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from nctransfer.reports.context import method_display
+from nctransfer.utils.extras import require_extra
 from nctransfer.reports.schema import (
     candidate_names,
     is_number,
@@ -25,10 +26,8 @@ CONTROL_COLOR = "#7f7f7f"
 
 
 def _figure(width: float, height: float) -> Any:
-    from nctransfer.utils.extras import require_extra
-
     require_extra("report", "nctransfer.reports")  # matplotlib is optional: say which extra installs it
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib is the [report] extra
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -38,7 +37,7 @@ def _figure(width: float, height: float) -> Any:
 
 def _plain_log_axis(ax: Any) -> None:
     """Log-scale y axis with plain tick labels (0.3, 1, 2 instead of 3x10^-1, 10^0, 2x10^0)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator  # deferred: matplotlib is the [report] extra
 
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -113,7 +112,7 @@ def _scatter_panel(ax: Any, results: Mapping[str, Any], method: str, colors: Map
 
 
 def _legend(fig_or_ax: Any, results: Mapping[str, Any], colors: Mapping[str, str], **kw: Any) -> None:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # deferred: matplotlib is the [report] extra
 
     controls = {str(c.get("model", c["name"])) for c in results["candidates"] if c.get("control")}
     handles = [Line2D([], [], marker="X" if m in controls else "o", linestyle="", color=col,
@@ -321,3 +320,23 @@ def summary_figure(results: Mapping[str, Any]) -> Any:
             ax.grid(True, axis="y", alpha=0.3, linewidth=0.6)
             ax.tick_params(labelsize=7)
     return fig
+
+
+#: figure key -> (function name in nctransfer.reports.plots, file name)
+FIGURES: dict[str, tuple[str, str]] = {
+    "summary": ("summary_figure", "summary.png"),
+    "scatter": ("score_scatter_figure", "scores_vs_accuracy.png"),
+    "layers": ("layer_curves_figure", "layers_nc1.png"),
+    "finetune": ("finetune_figure", "finetune.png"),
+    "timings": ("timings_figure", "timings.png"),
+}
+
+
+def make_figures(results: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
+    """PNG bytes of every figure the results can support (keys of :data:`FIGURES`)."""
+    out: dict[str, bytes] = {}
+    for key, (fn, _) in FIGURES.items():
+        fig = globals()[fn](results)
+        if fig is not None:
+            out[key] = figure_png(fig, dpi=dpi)
+    return out

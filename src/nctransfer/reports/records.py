@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
+
 from nctransfer.reports.schema import candidate_names, check_results, is_number, method_names, true_ranks
 from nctransfer.utils.io import dumps_json, to_jsonable, write_text_atomic
 
@@ -36,8 +38,6 @@ def scores_frame(results: Mapping[str, Any]) -> Any:
     Returns:
         pandas.DataFrame indexed by candidate name.
     """
-    import pandas as pd
-
     r = check_results(results)
     cmap = {c["name"]: c for c in r["candidates"]}
     order = r.get("ranking") or candidate_names(r)
