@@ -21,6 +21,8 @@ import importlib
 import sys
 
 from nctransfer.cli import options as O
+from nctransfer.exceptions import InputValueError
+from nctransfer.utils.io import dumps_json
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -46,8 +48,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctransfer.exceptions import InputValueError
-    from nctransfer.pipeline.benchmark import default_pools, format_suite_md, run_suite
+    # deferred: imports torch (see cli.main)
+    from nctransfer.pipeline.benchmark import default_pools, default_study_pool, format_suite_md, run_suite
 
     for mod in args.imports:
         importlib.import_module(mod)
@@ -59,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
             raise InputValueError(f"benchmark: unknown pool(s) {unknown}; the suite has {[p.name for p in pools]}.")
         pools = [p for p in pools if p.name in want]
     if args.study:
-        from nctransfer.pipeline.benchmark import default_study_pool
-
         pools.append(default_study_pool(args.study, quick=args.quick))
     methods = args.scores
     if methods and methods != "all":
@@ -71,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
                     truth_seeds=args.truth_seeds,
                     truth_finetune={"epochs": args.truth_epochs} if args.truth_epochs else None)
     if args.json:
-        from nctransfer.utils.io import dumps_json
-
         print(dumps_json(res.to_dict(), indent=None, default=str))
         return 0
     print(format_suite_md(res))

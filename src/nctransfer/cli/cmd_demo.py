@@ -14,10 +14,12 @@ import argparse
 import sys
 
 from nctransfer.cli import options as O
+from nctransfer.cli._output import print_run_warnings
+from nctransfer.reports import results_to_json
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from nctransfer.pipeline.demo import DEMO_DEFAULTS as D
+    from nctransfer.pipeline.demo import DEMO_DEFAULTS as D  # deferred: the pipeline package (see cli.main)
 
     parser.add_argument("--out", default=D["out"], help="output directory (default: %(default)s)")
     parser.add_argument("--data", default="auto",
@@ -47,6 +49,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: imports torch (see cli.main)
     from nctransfer.pipeline.demo import DEMO_DEFAULTS, format_summary, report_location, run_demo
 
     ft = dict(DEMO_DEFAULTS["finetune_options"])
@@ -60,12 +63,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=O.cache_arg(args), seed=args.seed,
         out=args.out, progress=args.progress, config={"command": "demo", "cli": O.config_options(args)},
     )
-    from nctransfer.cli._output import print_run_warnings
-
     print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
     if args.json:
-        from nctransfer.reports import results_to_json
-
         print(results_to_json(results), end="")
         return 0
     print(format_summary(results))

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from nctransfer.cli import options as O
-from nctransfer.utils.io import dumps_json
+from nctransfer.utils.io import dumps_json, write_json_atomic
 
 METHOD_CHOICES = ("lp", "layer", "scl", "full", "linear_probe", "layer_ft", "scl_ft", "full_ft")
 
@@ -134,6 +135,7 @@ def _split_list(s: Any) -> Any:
 
 def config_from_args(args: argparse.Namespace, method: str = "linear_probe", unit: Any = None) -> Any:
     """A validated :class:`~nctransfer.finetune.FinetuneConfig` from the parsed options."""
+    # deferred: imports torch (see cli.main)
     from nctransfer.finetune import AutoUnitConfig, FinetuneConfig, canonical_method
 
     method = canonical_method(method, "--method")
@@ -159,17 +161,13 @@ def config_from_args(args: argparse.Namespace, method: str = "linear_probe", uni
 def write_command(out: str, args: argparse.Namespace, command_json: bool = True) -> None:
     """``DIR/config.yaml`` (the resolved options, accepted back by ``--config``) and, for ``finetune``, the same
     options in ``DIR/command.json`` (the name earlier versions wrote)."""
-    from pathlib import Path
-
-    from nctransfer.utils.io import write_json_atomic
-
     O.write_config(out, args)
     if command_json:
         write_json_atomic(Path(out) / "command.json", {"command": args.command, "options": O.config_options(args)})
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctransfer.finetune import finetune
+    from nctransfer.finetune import finetune  # deferred: imports torch (see cli.main)
 
     unit = args.unit
     cfg = config_from_args(args, args.method, unit)

@@ -19,6 +19,7 @@ import sys
 
 from nctransfer.cli import options as O
 from nctransfer.cli.cmd_finetune import add_data_model_options, config_from_args, write_command
+from nctransfer.utils.io import dumps_json
 
 
 def _sizes(s: str) -> list[int]:
@@ -51,7 +52,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctransfer.finetune import data_scarcity_sweep
+    from nctransfer.finetune import data_scarcity_sweep  # deferred: imports torch (see cli.main)
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     base = config_from_args(args, "linear_probe")
@@ -63,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
         backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None),
     )
     if args.json:
-        from nctransfer.utils.io import dumps_json
-
         files = {"csv": res.csv_path, "markdown": res.markdown_path, "plot": res.plot_path}
         print(dumps_json({"rows": res.table.to_dict(orient="records"), "files": files}, indent=None, default=str))
         return 0

@@ -19,9 +19,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nctransfer import metrics as M
 from nctransfer.stats.features_file import X_KEYS, Y_KEYS
 from nctransfer.stats.features_file import load_features_file as read_features_file
-from nctransfer.utils.io import dumps_json, to_jsonable
+from nctransfer.utils.config import resolved_dict
+from nctransfer.utils.io import dumps_json, to_jsonable, write_json_atomic
+from nctransfer.utils.paths import check_output_file
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +72,6 @@ def describe(prepared: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctransfer import metrics as M
-    from nctransfer.utils.config import resolved_dict
-    from nctransfer.utils.io import write_json_atomic
-    from nctransfer.utils.paths import check_output_file
-
     if args.output:  # before loading or computing anything: a bad --output must not lose the results
         check_output_file(args.output, "--output")
     data = load_features_file(args.file, args)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from nctransfer.cli import options as O
+from nctransfer.utils.io import dumps_json, write_json_atomic
 
 
 def _per_class(text: str) -> int | None:
@@ -78,12 +80,10 @@ def _num(v: Any, pct: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # deferred: the pretrain package imports torch (see cli.main)
     from nctransfer.pretrain.grid import StudyGrid
     from nctransfer.pretrain.recipe import Recipe
     from nctransfer.pretrain.study import StudyConfig, run_study
-    from nctransfer.utils.io import write_json_atomic
 
     grid = StudyGrid.from_yaml(args.grid)
     if args.dry_run:
@@ -109,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{missing} recipe(s) not run yet (--max-recipes); run the same command again to continue.",
               file=sys.stderr)
     if args.json:
-        from nctransfer.utils.io import dumps_json
-
         print(dumps_json({"records": result.records, "status": result.status, "files": result.files},
                          indent=None, default=str))
         return 0

@@ -26,11 +26,19 @@ import importlib
 import logging
 import os
 import sys
+import traceback
+import warnings
 from typing import Any
 
+from nctransfer._version import __version__
+from nctransfer.exceptions import NCTransferError
 from nctransfer.utils.config import add_config_argument, config_defaults
+from nctransfer.utils.device import check_device
+from nctransfer.utils.paths import check_output_dir
 
-# command name -> module (in nctransfer.cli) and one-line help
+# command name -> module (in nctransfer.cli) and one-line help. Every command module is imported to build the parser
+# (`nctransfer --help` too), so at their top they import only light modules; each one defers the torch-heavy
+# packages (pipeline, finetune, pretrain, data) to its run(): `nctransfer --help` stays fast and `metrics` torch-free.
 COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("cmd_metrics", "neural-collapse metrics of a features file (.npz, .pt, .csv)"),
     "rank": ("cmd_rank", "rank candidate models (feature files, or models on a dataset) by transferability"),
@@ -46,8 +54,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nctransfer", description="Neural collapse for transfer learning.")
-    from nctransfer._version import __version__
-
     parser.add_argument("--version", action="version", version=f"nctransfer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser._nctransfer_commands = sub.choices  # type: ignore[attr-defined]  # name -> sub-parser
@@ -56,7 +62,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
         try:
-            mod = importlib.import_module(f"nctransfer.cli.{module}")
+            mod = importlib.import_module(f"nctransfer.cli.{module}")  # each command's module, by name
         except ModuleNotFoundError as exc:
             if exc.name != f"nctransfer.cli.{module}":
                 raise
@@ -109,7 +115,6 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         handler.setFormatter(logging.Formatter("nctransfer: %(levelname)s: %(message)s"))
         handler._nctransfer_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    import warnings
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
              line: str | None = None) -> None:
@@ -124,8 +129,6 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 
 def _error_line(command: str | None, exc: BaseException) -> str:
-    from nctransfer.exceptions import NCTransferError
-
     raw = str(exc)
     if "Original Traceback" in raw:  # re-raised from a DataLoader worker: keep the original error's own message
         last = [ln for ln in raw.strip().splitlines() if ln.strip()][-1]
@@ -147,8 +150,6 @@ def _describe(exc: BaseException) -> str:
 
 
 def _exit_code(exc: BaseException) -> int:
-    from nctransfer.exceptions import NCTransferError
-
     if isinstance(exc, MemoryError):
         return 1
     if isinstance(exc, NCTransferError):
@@ -157,8 +158,6 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
     shown = warnings.showwarning
     try:
         return _main(argv)
@@ -188,11 +187,11 @@ def _main(argv: list[str] | None = None) -> int:
         _check_common(args)
         with contextlib.ExitStack() as stack:  # opt-ins that must reach loaders deep inside the pipelines
             if getattr(args, "allow_pickle", False):
-                from nctransfer.models.loading import pickle_allowed
+                from nctransfer.models.loading import pickle_allowed  # deferred: the models package needs torch
 
                 stack.enter_context(pickle_allowed())
             if getattr(args, "skip_bad_images", False):
-                from nctransfer.data.datasets import skip_bad_images
+                from nctransfer.data.datasets import skip_bad_images  # deferred: the data package imports torch
 
                 stack.enter_context(skip_bad_images())
             code = int(args._run(args) or 0)
@@ -214,8 +213,6 @@ def _main(argv: list[str] | None = None) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line (the traceback with -v)
         if verbose:
-            import traceback
-
             traceback.print_exc()
         _quiet_print(_error_line(command, exc))
         return _exit_code(exc)
@@ -248,9 +245,6 @@ def _quiet_print(line: str) -> None:
 def _check_common(args: argparse.Namespace) -> None:
     """Checks shared by every command, run before any work: the device exists; output and cache locations can be
     written (nothing is created here)."""
-    from nctransfer.utils.device import check_device
-    from nctransfer.utils.paths import check_output_dir
-
     device = getattr(args, "device", None)
     if device is not None:
         check_device(device, "--device")

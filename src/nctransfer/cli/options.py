@@ -32,6 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import yaml
+
+from nctransfer.utils.config import resolved_dict
+from nctransfer.utils.io import to_jsonable, write_text_atomic
+
 HIDDEN = argparse.SUPPRESS
 
 _LEGACY_ATTR = "_nctransfer_legacy_keys"
@@ -257,7 +262,7 @@ def cache_root(args: argparse.Namespace) -> Path | None:
     if getattr(args, "no_cache", False) or (value is not None and str(value).strip().lower() in ("none", "")):
         return None
     if value is None or str(value).strip().lower() == "default":
-        from nctransfer.extract import default_cache_dir
+        from nctransfer.extract import default_cache_dir  # deferred: the extract package needs torch
 
         return default_cache_dir().parent
     return Path(os.path.expanduser(str(value)))
@@ -304,9 +309,6 @@ _NOT_OPTIONS = ("config", "command")
 
 def config_options(args: argparse.Namespace) -> dict[str, Any]:
     """The resolved options of a command (every ``dest`` but ``config``), JSON/YAML-safe."""
-    from nctransfer.utils.config import resolved_dict
-    from nctransfer.utils.io import to_jsonable
-
     return to_jsonable({k: v for k, v in resolved_dict(args).items() if k not in _NOT_OPTIONS})
 
 
@@ -319,10 +321,6 @@ def config_record(args: argparse.Namespace) -> dict[str, Any]:
 def write_config(out: str | os.PathLike, args: argparse.Namespace, name: str = CONFIG_NAME) -> Path:
     """Write ``OUT/config.yaml`` (atomically): the command and its resolved options, flat, keys as the long flags
     (``nctransfer CMD --config OUT/config.yaml`` runs the same command again)."""
-    import yaml
-
-    from nctransfer.utils.io import write_text_atomic
-
     rec = config_record(args)
     head = (f"# nctransfer {rec['command']}: resolved options. Run again with\n"
             f"#   nctransfer {rec['command']} --config {Path(out) / name}\n")
