@@ -20,6 +20,8 @@ CUDA tensors: LogME and the ``d x d`` scatter of the other scores are computed o
 remaining per-sample steps run on the CPU after one copy (``nctransfer.utils.validation.to_numpy``).
 """
 
+import pandas as pd
+
 from nctransfer.transferability._common import Workspace, set_blas_threads, set_lapack_threads
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method, list_methods, register, score
 
@@ -55,8 +57,6 @@ from nctransfer.transferability.ranking import (  # noqa: E402  isort: skip
 
 def methods_table() -> "object":
     """A ``pandas.DataFrame`` describing every registered method (for docs and ``--help``)."""
-    import pandas as pd
-
     rows = []
     for m in METHODS.values():
         rows.append({

@@ -17,6 +17,8 @@ import warnings
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from scipy.linalg import cho_solve, cholesky as _chol, eigh as _eigh, lapack, qr, solve_triangular
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
 from nctransfer.exceptions import InputValueError, NumericalWarning
 from nctransfer.utils.threads import limit_blas_threads
@@ -77,8 +79,6 @@ def blas_limited(fn: Callable) -> Callable:
 def eigh(A: np.ndarray, subset: tuple[int, int] | None = None,
          eigvals_only: bool = False) -> Any:
     """Symmetric eigendecomposition in ascending order (scipy ``evd`` driver; ``evr`` for a subset)."""
-    from scipy.linalg import eigh as _eigh
-
     A = np.asarray(A, dtype=np.float64)
     with lapack_threads(A.shape[0]):
         if subset is not None:
@@ -97,8 +97,6 @@ def top_eigenpairs(A: np.ndarray, k: int, min_size: int = 400, max_fraction: flo
     m = A.shape[0]
     if m < min_size or k > max_fraction * m or k < 1:
         return None
-    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
-
     v0 = np.random.default_rng(0).standard_normal(m)
     try:
         with lapack_threads(m):
@@ -144,8 +142,6 @@ def varying_columns(Xc: np.ndarray) -> np.ndarray | None:
 def _orthonormal_columns(V: np.ndarray, qr: Callable[..., Any]) -> np.ndarray:
     """Orthonormal basis of ``V``'s columns: Cholesky QR (``V R^-1`` with ``R^T R = V^T V``, a BLAS-3 product)
     when ``V`` is well conditioned, else Householder QR."""
-    from scipy.linalg import cholesky as _chol, solve_triangular
-
     G = V.T @ V
     try:
         R = _chol(G, lower=False, check_finite=False)
@@ -170,8 +166,6 @@ def block_krylov_top(matmat: Callable[[np.ndarray], np.ndarray], m: int, k: int,
     itself, so the eigenvalues agree with LAPACK's to ~1e-14 and the spanned subspace to ~1e-12. Products with
     ``block`` vectors at a time run at matrix-matrix speed: about 2x faster than ARPACK's one-vector Lanczos, and,
     given ``A = Xc^T Xc`` as ``Xc^T (Xc V)``, no ``d x d`` product ``Xc^T Xc`` is ever formed."""
-    from scipy.linalg import qr
-
     if k < 1 or k >= m:
         return None
     b = int(block) if block else max(16, min(64, k // 4))
@@ -228,8 +222,6 @@ def nuclear_norm(A: np.ndarray) -> float:
 
 def cholesky(A: np.ndarray) -> np.ndarray | None:
     """Lower Cholesky factor of a symmetric matrix, or ``None`` if it is not numerically positive definite."""
-    from scipy.linalg import lapack
-
     L, info = lapack.dpotrf(np.asarray(A, dtype=np.float64), lower=1, clean=1)
     return L if info == 0 else None
 
@@ -238,8 +230,6 @@ def well_conditioned_cholesky(A: np.ndarray, rtol: float) -> np.ndarray | None:
     """Cholesky factor of ``A`` if no eigenvalue of ``A`` is below ``rtol * max`` (checked with the LAPACK
     1-norm condition estimate, with a safety factor 100), else ``None``: then ``A^+ = A^{-1}`` and a triangular
     solve gives the pseudo-inverse quadratic forms at a ninth of the cost of ``eigh``."""
-    from scipy.linalg import lapack
-
     L = cholesky(A)
     if L is None:
         return None
@@ -249,8 +239,6 @@ def well_conditioned_cholesky(A: np.ndarray, rtol: float) -> np.ndarray | None:
 
 def solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """``L^{-1} B`` for a lower-triangular ``L``."""
-    from scipy.linalg import solve_triangular
-
     return solve_triangular(L, B, lower=True, check_finite=False)
 
 
@@ -314,8 +302,6 @@ def lda_coef(Mc: np.ndarray, S: np.ndarray, priors: np.ndarray, fname: str) -> t
     """
     L = cholesky(S)
     if L is not None:
-        from scipy.linalg import cho_solve
-
         coef = cho_solve((L, True), Mc.T, check_finite=False).T  # [K, d] = M S^-1
     else:
         w, V = eigh(S)

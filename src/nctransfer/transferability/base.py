@@ -18,12 +18,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import math
 import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.exceptions import InputValueError, NotFoundError, UndefinedMetricWarning
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -107,10 +108,6 @@ def register(name: str, *, title: str, reference: str, spec: str, needs_probs: b
 
 def _finite(value: Any, where: str) -> Any:
     """``value`` with every ``+-inf`` float (also inside a dict of terms) replaced by NaN, with a warning."""
-    import math
-
-    from nctransfer.exceptions import UndefinedMetricWarning
-
     if isinstance(value, dict):
         return {k: _finite(v, f"{where}[{k}]") for k, v in value.items()}
     if isinstance(value, float) or type(value).__module__ == "numpy" and hasattr(value, "dtype") \

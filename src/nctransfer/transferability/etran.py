@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.transferability._common import (
@@ -118,8 +119,6 @@ def etran_combine(terms: Mapping[str, Mapping[str, float]], weights: Sequence[fl
     Returns:
         ``pandas.DataFrame`` indexed by model with ``energy, lda`` (raw), ``energy_norm, lda_norm`` and ``etran``.
     """
-    import pandas as pd
-
     names = list(terms)
     require_pool(names, "etran", "ETran")
     if len(weights) != 2:

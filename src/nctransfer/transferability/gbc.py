@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from nctransfer.exceptions import InputValueError
 from nctransfer.transferability._common import (
@@ -41,8 +42,6 @@ _GAUSSIANS = ("spherical", "diagonal")
 def gbc_from_features(Z: np.ndarray, codes: np.ndarray, K: int, counts: np.ndarray, *,
                       gaussian: str = "spherical", var_floor: float = 1e-4) -> float:
     """GBC of (already reduced) features ``Z [N, p]`` (no PCA, no input checks)."""
-    import scipy.sparse as sp
-
     n = Z.shape[0]
     ind = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
     mu = np.asarray(ind @ Z) / counts[:, None]

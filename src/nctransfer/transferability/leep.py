@@ -19,7 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
+from nctransfer.exceptions import InputValueError
 from nctransfer.stats.labelled import LabelledFeatures
 from nctransfer.transferability._common import blas_limited, check_probs_for, Workspace, workspace
 from nctransfer.transferability.base import register
@@ -28,8 +30,6 @@ from nctransfer.transferability.base import register
 def leep_from_probs(codes: np.ndarray, K: int, P: np.ndarray, *, log: bool = True) -> float:
     """LEEP of class codes ``[N]`` in ``0..K-1`` and probabilities ``P [N, Z]`` (no input checks)."""
     n = P.shape[0]
-    import scipy.sparse as sp
-
     ind = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
     joint = np.asarray(ind @ P) / n  # [K, Z]
     pz = joint.sum(0)
@@ -79,8 +79,6 @@ def _ws_for_probs(X: Any, y: Any, probs: Any, fname: str) -> Workspace:
         return workspace(X, y, fname)
     if X is None:
         if probs is None:
-            from nctransfer.exceptions import InputValueError
-
             raise InputValueError(f"{fname} needs the source classifier's probabilities: pass probs=[N, C_src].")
         n = np.shape(probs)[0] if np.ndim(probs) >= 1 else 0
         return Workspace(np.zeros((n, 1)), y, fname)

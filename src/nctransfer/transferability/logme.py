@@ -144,7 +144,7 @@ def _torch_spectral(X: Any, T: np.ndarray, rcond: float) -> tuple[np.ndarray, np
 
     Returns ``(s, x2, tnorm2)`` on the host (``r`` eigenvalues and ``[r, m]`` projections).
     """
-    import torch
+    import torch  # deferred: only CUDA tensors reach this path; the scores import without torch
 
     Xt = X.detach().to(torch.float64)
     Tt = torch.as_tensor(T, dtype=torch.float64, device=Xt.device)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from nctransfer.transferability._common import (
     blas_limited,
@@ -126,8 +127,6 @@ def ncti_combine(terms: Mapping[str, Mapping[str, float]]) -> "Any":
         ``pandas.DataFrame`` indexed by model with the raw terms ``S_seli, S_ncc, S_vc``, their min-max
         normalised values ``seli, ncc, vc`` and ``ncti`` (in ``[-1, 2]``; higher = better).
     """
-    import pandas as pd
-
     names = list(terms)
     require_pool(names, "ncti", "NCTI")
     df = pd.DataFrame({t: [float(terms[m][t]) for m in names] for t in TERMS}, index=names)

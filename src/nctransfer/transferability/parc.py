@@ -28,9 +28,13 @@ standardisation depends on the signs of the components; both variants use scikit
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
+from sklearn.decomposition import PCA
+from sklearn.model_selection import train_test_split
 
 from nctransfer.exceptions import InputValueError, UndefinedMetricWarning
 from nctransfer.transferability._common import (
@@ -50,8 +54,6 @@ _PCA = ("randomized", "exact")
 def _randomized_pca(X: np.ndarray, k: int, seed: int) -> np.ndarray:
     """PCA scores ``[N, k]`` as the authors' code computes them: scikit-learn's randomized solver, one power
     iteration, a fixed random state."""
-    from sklearn.decomposition import PCA
-
     with lapack_threads(X.shape[1]):
         return PCA(n_components=k, svd_solver="randomized", random_state=int(seed),
                    iterated_power=1).fit_transform(X)
@@ -71,10 +73,6 @@ def _row_normalised(F: np.ndarray) -> np.ndarray:
 
 
 def _parc_exact(Zn: np.ndarray, codes: np.ndarray, K: int) -> float:
-    import warnings
-
-    from scipy.stats import spearmanr
-
     n = Zn.shape[0]
     iu = np.triu_indices(n, 1)
     r1 = (1.0 - Zn @ Zn.T)[iu]
@@ -201,8 +199,6 @@ def parc(X: Any, y: Any = None, *, n_components: int | None = 32, exact_pairs: i
     if max_samples is not None:
         max_samples = check_positive_int(max_samples, "max_samples", fname, minimum=ws.K)
         if max_samples < ws.n:
-            from sklearn.model_selection import train_test_split
-
             keep, _ = train_test_split(np.arange(ws.n), train_size=max_samples, random_state=seed,
                                        stratify=codes if ws.counts.min() >= 2 else None)
             keep = np.sort(keep)

@@ -50,6 +50,7 @@ from nctransfer.transferability._common import (
     workspace,
 )
 from nctransfer.transferability.base import get_method, register
+from nctransfer.utils.validation import to_numpy
 
 
 @dataclass
@@ -116,8 +117,6 @@ def ped_motion(X: Any, y: Any = None, *, reference: Any = None, time_step: float
     if reference is None:
         R = ws.X
     else:
-        from nctransfer.utils.validation import to_numpy
-
         R = np.asarray(to_numpy(reference), dtype=np.float64)
         if R.ndim != 2 or R.shape[1] != ws.d or R.shape[0] < 1 or not np.all(np.isfinite(R)):
             raise InputValueError(f"ped: reference must be a finite feature matrix [M, d] with d = {ws.d} (the "

@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import Any, Callable, Hashable, Iterable, Iterator  # noqa: F401
 
 import numpy as np
+import pandas as pd
 
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.stats import FeatureStats
@@ -52,6 +53,14 @@ from nctransfer.transferability._common import (
     softmax,
     warn,
 )
+from nctransfer.transferability.base import get_method
+from nctransfer.transferability.etran import _row_logsumexp
+from nctransfer.transferability.gbc import gbc
+from nctransfer.transferability.ncti import ncti_terms
+from nctransfer.transferability.nleep import nleep
+from nctransfer.transferability.parc import parc
+from nctransfer.transferability.sfda import adaptive_shrinkage
+from nctransfer.transferability.transrate import _half_logdet_identity_plus
 
 #: a zero-argument callable returning an iterable of ``(X [b, d], y [b])`` batches; called once per pass
 Batches = Callable[[], Iterable[tuple[Any, Any]]]
@@ -113,8 +122,6 @@ class _Pass1:
         self.mean = stats.global_mean()
         self.M = stats.class_means() - self.mean  # centred class means [K, d]
         self.d = self.M.shape[1]
-        import pandas as pd
-
         self._index = pd.Index(self.classes)
 
     def codes(self, y: Any) -> np.ndarray:
@@ -180,8 +187,6 @@ def _pca_dims(n: int, d: int, wanted: int, rule: str, fname: str) -> int:
 # ------------------------------------------------------------------------------------------------ scores
 def _gbc(p1: _Pass1, batches: Batches, *, gaussian: str = "spherical", n_components: int | None = 64,
          var_floor: float = 1e-4) -> float:
-    from nctransfer.transferability.gbc import gbc
-
     k = None if n_components is None else _pca_dims(p1.n, p1.d, int(n_components), "available", "gbc")
     ws = p1.projection_workspace(batches, k)
     return float(gbc(ws, gaussian=gaussian, n_components=k, var_floor=var_floor))
@@ -189,8 +194,6 @@ def _gbc(p1: _Pass1, batches: Batches, *, gaussian: str = "spherical", n_compone
 
 def _ncti(p1: _Pass1, batches: Batches, *, n_components: int = 64, n_top: int = 32,
           min_shrinkage: float = 1e-10) -> dict[str, float]:
-    from nctransfer.transferability.ncti import ncti_terms
-
     k = _pca_dims(p1.n, p1.d, check_positive_int(n_components, "n_components", "ncti"), "spec", "ncti")
     ws = p1.projection_workspace(batches, k)
     return ncti_terms(ws, n_components=k, n_top=n_top, min_shrinkage=min_shrinkage)
@@ -198,8 +201,6 @@ def _ncti(p1: _Pass1, batches: Batches, *, n_components: int = 64, n_top: int = 
 
 def _parc(p1: _Pass1, batches: Batches, *, n_components: int | None = 32, pca: str = "exact",
           **options: Any) -> float:
-    from nctransfer.transferability.parc import parc
-
     if pca != "exact":
         raise InputValueError("parc: the streaming path uses the exact PCA (pca='exact'); the randomized PCA of the "
                               f"authors' code needs every row in memory; got pca={pca!r}.")
@@ -209,8 +210,6 @@ def _parc(p1: _Pass1, batches: Batches, *, n_components: int | None = 32, pca: s
 
 
 def _nleep(p1: _Pass1, batches: Batches, *, variance: float = 0.8, **options: Any) -> float:
-    from nctransfer.transferability.nleep import nleep
-
     variance = check_positive_float(variance, "variance", "nleep")
     comps, w = p1.pca_basis(p1.d)
     if w.sum() <= 0:
@@ -221,8 +220,6 @@ def _nleep(p1: _Pass1, batches: Batches, *, variance: float = 0.8, **options: An
 
 
 def _transrate(p1: _Pass1, batches: Batches, *, eps: float = 1e-4, max_bytes: int = 2 << 30) -> float:
-    from nctransfer.transferability.transrate import _half_logdet_identity_plus
-
     eps = check_positive_float(eps, "eps", "transrate")
     total = _half_logdet_identity_plus(p1.scatter_T(), 1.0 / (p1.n * eps))
     per_pass = max(1, int(max_bytes // max(8 * p1.d * p1.d, 1)))
@@ -253,8 +250,6 @@ def _lda_posterior_batches(p1: _Pass1, batches: Batches, S: np.ndarray
 
 def _sfda(p1: _Pass1, batches: Batches, *, a: float = 5.0, n_power_iter: int = 3, shrinkage: float | None = None,
           min_shrinkage: float = 1e-10) -> float:
-    from nctransfer.transferability.sfda import adaptive_shrinkage
-
     Sw = p1.scatter_W() / p1.n
     lam = adaptive_shrinkage(Sw, a, n_power_iter, min_shrinkage) if shrinkage is None else float(shrinkage)
     K, d = p1.K, p1.d
@@ -303,9 +298,6 @@ def _sfda(p1: _Pass1, batches: Batches, *, a: float = 5.0, n_power_iter: int = 3
 def _etran(p1: _Pass1, batches: Batches, *, percent: float = 0.5, tail: str = "bottom",
            lda_covariance: str = "identity", a: float = 5.0, n_power_iter: int = 3,
            min_shrinkage: float = 1e-10) -> dict[str, float]:
-    from nctransfer.transferability.etran import _row_logsumexp
-    from nctransfer.transferability.sfda import adaptive_shrinkage
-
     percent = check_positive_float(percent, "percent", "etran")
     if not 0 < percent <= 100 or tail not in ("bottom", "top") or lda_covariance not in ("identity", "shrunk"):
         raise InputValueError(f"etran: percent in (0, 100], tail 'bottom'|'top', lda_covariance "
@@ -333,8 +325,6 @@ def _etran(p1: _Pass1, batches: Batches, *, percent: float = 0.5, tail: str = "b
 
 def _from_stats(name: str) -> Callable[..., float]:
     def fn(p1: _Pass1, batches: Batches, **options: Any) -> float:
-        from nctransfer.transferability.base import get_method
-
         return float(get_method(name).fn(p1.stats, **options))
     return fn
 

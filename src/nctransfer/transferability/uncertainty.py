@@ -29,6 +29,7 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.stats import rankdata, weightedtau
 
 from nctransfer.exceptions import InputValueError
 
@@ -36,8 +37,6 @@ INTERVAL_STATS = ("weighted_tau", "spearman", "top1_regret")
 
 
 def _row_ranks(A: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
     return rankdata(A, axis=1)
 
 
@@ -59,8 +58,6 @@ def _row_regret(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def _weighted_tau(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import weightedtau
-
     if np.ptp(a) <= 1e-9 * max(1.0, float(np.abs(a).max())) or np.ptp(b) == 0:
         return float("nan")
     with warnings.catch_warnings():
