@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nctransfer.exceptions import InputValueError, NotFoundError
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML mapping; keys may use dashes or underscores (``per-class`` == ``per_class``)."""
-    import yaml
-
     p = Path(path)
     if p.is_dir():
         raise InputValueError(f"--config: {str(p)!r} is a directory; expected a YAML file.")

@@ -12,7 +12,7 @@ def available_devices() -> list[str]:
     """``["cpu", "cuda:0", ...]`` (plus ``"mps"`` on Apple silicon); only ``["cpu"]`` without torch."""
     out = ["cpu"]
     try:
-        import torch
+        import torch  # deferred: the CLI checks --device at start-up, also in the core install
     except ImportError:  # pragma: no cover - the core install has no torch
         return out
     if torch.cuda.is_available():

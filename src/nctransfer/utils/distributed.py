@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 
-def _dist() -> object | None:
+def _dist() -> Any:
+    """``torch.distributed``, or None without torch (or a torch built without it)."""
     try:
-        import torch.distributed as dist
+        import torch.distributed as dist  # deferred: nctransfer.utils is imported by the core, which needs no torch
     except ImportError:  # torch not installed: never distributed
         return None
     return dist if dist.is_available() else None
@@ -36,8 +38,7 @@ def rank_and_world() -> tuple[int, int]:
     """``(rank, world_size)`` of this process in the default process group; ``(0, 1)`` without one."""
     if not is_initialized():
         return 0, 1
-    import torch.distributed as dist
-
+    dist = _dist()
     return int(dist.get_rank()), int(dist.get_world_size())
 
 
@@ -56,7 +57,7 @@ def launched_by_torchrun() -> bool:
 
 def local_device() -> str | None:
     """``"cuda:<LOCAL_RANK>"`` when CUDA is available in a distributed run, else ``None`` (the default device)."""
-    import torch
+    import torch  # deferred: nctransfer.utils is imported by the core, which needs no torch
 
     if not torch.cuda.is_available():
         return None
@@ -77,7 +78,7 @@ def init_from_env(backend: str | None = None, timeout_s: float | None = None) ->
     """
     if not launched_by_torchrun() or is_initialized():
         return False
-    import torch
+    import torch  # deferred: nctransfer.utils is imported by the core, which needs no torch
     import torch.distributed as dist
 
     if backend is None:
@@ -92,17 +93,14 @@ def init_from_env(backend: str | None = None, timeout_s: float | None = None) ->
 def shutdown() -> None:
     """Destroy the default process group if there is one."""
     if is_initialized():
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+        _dist().destroy_process_group()
 
 
 def all_gather_object(obj: object) -> list[object]:
     """``[obj of rank 0, obj of rank 1, ...]``; ``[obj]`` without a process group."""
     if not is_initialized():
         return [obj]
-    import torch.distributed as dist
-
+    dist = _dist()
     out: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out

@@ -25,6 +25,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from filelock import FileLock, Timeout
+
+from nctransfer.exceptions import InputValueError
+
 
 def lock_path_for(path: str | os.PathLike) -> Path:
     """The lock file of ``path``: a hidden sibling ``.<name>.lock`` (outside an entry directory, so wiping the
@@ -40,8 +44,6 @@ def _timeout() -> float:
     try:
         return float(raw)
     except ValueError:
-        from nctransfer.exceptions import InputValueError
-
         raise InputValueError(f"NCTRANSFER_LOCK_TIMEOUT must be a number of seconds; got {raw!r}.") from None
 
 
@@ -57,16 +59,12 @@ def entry_lock(path: str | os.PathLike, timeout: float | None = None) -> Iterato
     A directory where no lock file can be created (a read-only cache) yields without locking: readers of such a
     cache still see only complete entries because every file is committed by an atomic rename.
     """
-    from filelock import FileLock
-
     lp = lock_path_for(path)
     try:
         lp.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(lp), is_singleton=True)
         lock.acquire(timeout=_timeout() if timeout is None else float(timeout))
     except (PermissionError, OSError) as exc:
-        from filelock import Timeout
-
         if isinstance(exc, Timeout):
             raise
         yield None

@@ -10,24 +10,23 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+
+from nctransfer._version import __version__
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (if imported) PyTorch, and ask PyTorch for deterministic CPU kernels."""
     random.seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    import numpy as np
-
     np.random.seed(seed % (2**32))
-    if "torch" in sys.modules:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when something imported it: seeding never loads torch
+    if torch is not None:
         torch.manual_seed(seed)
 
 
 def environment_stamp() -> dict[str, Any]:
     """Versions of Python, nctransfer, numpy, torch, timm; CPU/GPU; git commit; UTC time."""
-    from nctransfer._version import __version__
-
     stamp: dict[str, Any] = {
         "nctransfer": __version__,
         "python": platform.python_version(),
@@ -39,9 +38,8 @@ def environment_stamp() -> dict[str, Any]:
             stamp[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - optional
             stamp[mod] = None
-    if "torch" in sys.modules:
-        import torch
-
+    torch = sys.modules.get("torch")  # loaded by the version loop above when installed
+    if torch is not None:
         stamp["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         stamp["torch_threads"] = torch.get_num_threads()
     try:

@@ -5,7 +5,10 @@ refused, so no code runs from a tampered file. Every failure is one :class:`Inpu
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
+
+import numpy as np
 
 from nctransfer.exceptions import InputValueError
 
@@ -21,8 +24,6 @@ def first_sentence(exc: BaseException, limit: int = 160) -> str:
 
 def checkpoint_safe_globals() -> list[Any]:
     """The numpy types allowed in a checkpoint besides what ``torch.load(weights_only=True)`` accepts."""
-    import numpy as np
-
     mr = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2 / numpy 1
     dtypes = [type(np.dtype(t)) for t in (np.uint32, np.int32, np.int64, np.float32, np.float64, np.bool_)]
     return [mr._reconstruct, mr.scalar, np.ndarray, np.dtype, *dtypes]
@@ -35,9 +36,7 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", hint: str
         InputValueError: the file is truncated or corrupt, or holds objects a checkpoint never contains (they are
         not unpickled); ``hint`` (e.g. "delete it to start over") is appended to the message.
     """
-    import pickle
-
-    import torch
+    import torch  # deferred: nctransfer.utils is imported by the core, which needs no torch
 
     tail = f" {hint}" if hint else ""
     try:
