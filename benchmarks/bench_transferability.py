@@ -30,17 +30,26 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
+from sklearn.decomposition import PCA
 
 from bench_authors import logme_reference, main as authors_main, sfda_reference
+from nctransfer.data import load_dataset
+from nctransfer.data.arrays import load_digits_arrays, load_fashion_mnist_arrays
+from nctransfer.metrics import probe_accuracy
+from nctransfer.models import load_model
+from nctransfer.transferability import METHODS, evaluate, hscore, logme, rank, set_blas_threads
+from nctransfer.transferability._common import eigh, lapack_threads
+from nctransfer.utils.io import atomic_path, write_json_atomic, write_text_atomic
 
 
 def make_data(n: int, d: int, K: int, seed: int = 0, n_source: int = 1000) -> tuple[np.ndarray, ...]:
@@ -93,9 +102,6 @@ def logme_naive_one_class(X: np.ndarray, t: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------------------ run
 def run_config(n: int, d: int, K: int, args: argparse.Namespace) -> dict[str, Any]:
-    from nctransfer.transferability import METHODS
-    from nctransfer.transferability._common import eigh, lapack_threads
-
     X, y, P = make_data(n, d, K, seed=args.seed)
     row: dict[str, Any] = {"N": n, "d": d, "K": K, "seconds": {}}
     secs = row["seconds"]
@@ -130,10 +136,6 @@ def run_config(n: int, d: int, K: int, args: argparse.Namespace) -> dict[str, An
             secs["sfda_reference"], _ = timed(lambda: sfda_reference(X, y), repeat_below=0.0)
             print(f"  sfda authors' code: {secs['sfda_reference']:.3f} s", flush=True)
     if args.device == "cuda":
-        import torch
-
-        from nctransfer.transferability import hscore, logme
-
         Xt = torch.as_tensor(X, device="cuda")
         secs["logme_cuda"], _ = timed(lambda: (logme(Xt, y), torch.cuda.synchronize()))
         secs["hscore_cuda"], _ = timed(lambda: (hscore(Xt, y), torch.cuda.synchronize()))
@@ -173,8 +175,6 @@ def markdown(rows: list[dict[str, Any]], method_names: list[str]) -> str:
 def pixel_pool(images_tr: np.ndarray, images_te: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, ...]]:
     """Candidate "feature extractors" built from raw pixels (no download, no model): pooled resolutions, PCA,
     HOG (scikit-image) and random ReLU features. Returns ``{name: (train features, test features)}``."""
-    from sklearn.decomposition import PCA
-
     rng = np.random.default_rng(seed)
     n_tr, h, w = images_tr.shape
     tr = images_tr.reshape(n_tr, -1).astype(np.float64) / 255.0
@@ -196,7 +196,7 @@ def pixel_pool(images_tr: np.ndarray, images_te: np.ndarray, seed: int = 0) -> d
     b = rng.normal(size=512) * 0.1
     out["random_relu512"] = (np.maximum(tr @ W + b, 0), np.maximum(te @ W + b, 0))
     if h >= 16:
-        from skimage.feature import hog
+        from skimage.feature import hog  # deferred: scikit-image is only in the test extra (--real)
 
         def hogs(imgs: np.ndarray) -> np.ndarray:
             return np.array([hog(im, orientations=9, pixels_per_cell=(7, 7), cells_per_block=(2, 2)) for im in imgs])
@@ -207,11 +207,6 @@ def pixel_pool(images_tr: np.ndarray, images_te: np.ndarray, seed: int = 0) -> d
 
 def run_real(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rank pixel-derived feature extractors on Fashion-MNIST and digits; truth = linear-probe test accuracy."""
-    from nctransfer.data.arrays import load_digits_arrays, load_fashion_mnist_arrays
-    from nctransfer.metrics import probe_accuracy
-    from nctransfer.transferability import evaluate, rank
-    from nctransfer.transferability._common import lapack_threads
-
     results = []
     rng = np.random.default_rng(args.seed)
     datasets = []
@@ -251,11 +246,6 @@ def run_real(args: argparse.Namespace) -> list[dict[str, Any]]:
 def model_features(name: str, pretrained: bool, per_class: int, image_size: int, seed: int
                    ) -> tuple[np.ndarray, ...]:
     """Penultimate features and ImageNet-classifier probabilities of one model on Fashion-MNIST (train, test)."""
-    import torch
-
-    from nctransfer.data import load_dataset
-    from nctransfer.models import load_model
-
     torch.manual_seed(seed)
     model = load_model(name, pretrained=pretrained).eval()
     out = []
@@ -277,12 +267,6 @@ def model_features(name: str, pretrained: bool, per_class: int, image_size: int,
 def run_real_models(args: argparse.Namespace) -> dict[str, Any]:
     """Rank real ImageNet models (bundled EfficientNet-Lite0/1/2 weights) and their randomly initialised twins on
     Fashion-MNIST; truth = linear-probe test accuracy on the penultimate features."""
-    from nctransfer.metrics import probe_accuracy
-    from nctransfer.transferability import evaluate, rank
-    from nctransfer.transferability._common import lapack_threads
-
-    from pathlib import Path
-
     save = Path(args.save_dir) if args.save_dir else None
     cands, truth = {}, {}
     for arch in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
@@ -299,8 +283,6 @@ def run_real_models(args: argparse.Namespace) -> dict[str, Any]:
                 with lapack_threads(10 ** 9):
                     acc = probe_accuracy(ftr, ytr, fte, yte, C_grid=args.c_grid, seed=args.seed).accuracy
                 if cached is not None:  # written atomically: an interrupted run resumes at the next model
-                    from nctransfer.utils.io import atomic_path
-
                     with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
                         np.savez(fh, X=ftr, y=ytr, P=ptr, probe_accuracy=acc)
             truth[name] = acc
@@ -308,8 +290,6 @@ def run_real_models(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {name:>16s}: features {ftr.shape}, probe accuracy {truth[name]:.4f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if save is not None:
-        from nctransfer.utils.io import write_text_atomic
-
         write_text_atomic(save / "truth.csv", "model,accuracy\n" + "".join(f"{k},{v}\n" for k, v in truth.items()))
     # the LogME reference code on the same features: its N < d defect (dropped (d - r)/2 log alpha)
     ref = {c: logme_reference(X, np.searchsorted(np.unique(y), y)) for c, (X, y, _) in cands.items()}
@@ -379,28 +359,20 @@ def main(argv: list[str] | None = None) -> int:
                         "on a shared machine")
     args = p.parse_args(argv)
     args.c_grid = tuple(float(v) for v in str(args.c_grid).split(","))
-    from nctransfer.transferability import set_blas_threads
-
     set_blas_threads(args.blas_threads or None)
     if args.real_models:
         res = run_real_models(args)
         if args.out:
-            from nctransfer.utils.io import write_json_atomic
-
             write_json_atomic(args.out, {"real_models": res, "argv": sys.argv[1:]})
         return 0
     if args.real:
         results = run_real(args)
         if args.out:
-            from nctransfer.utils.io import write_json_atomic
-
             write_json_atomic(args.out, {"real": results, "argv": sys.argv[1:]})
         return 0
     if args.quick:
         args.n, args.dims, args.classes = 1500, "64,128", "5,20"
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    from nctransfer.transferability import METHODS
-
     # warm-up: imports and one-time initialisation are not part of any method's time
     Xw, yw, Pw = make_data(300, 80, 4, seed=1, n_source=20)
     with warnings.catch_warnings():
@@ -429,8 +401,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end of the run")
     if args.out:
-        from nctransfer.utils.io import write_json_atomic
-
         write_json_atomic(args.out, {"rows": rows, "load_average": list(load), "argv": sys.argv[1:]})
     return 0
 
