@@ -23,8 +23,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 import threading
 from typing import Any
+
+import torch
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -65,8 +68,7 @@ def _malloc_in_use_bytes() -> int | None:
 
 
 def _maxrss_bytes() -> int:
-    import resource
-    import sys
+    import resource  # deferred: a POSIX-only module, reached only where malloc and /proc statistics are missing
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(r) if sys.platform == "darwin" else int(r) * 1024
@@ -106,8 +108,6 @@ class PeakMemory:
 
     def __enter__(self) -> "PeakMemory":
         if self.device.startswith("cuda"):
-            import torch
-
             torch.cuda.synchronize(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -146,8 +146,6 @@ class PeakMemory:
 
     def __exit__(self, *exc: Any) -> None:
         if self.method == "cuda_max_allocated":
-            import torch
-
             self.peak_bytes = max(0, int(torch.cuda.max_memory_allocated(self.device)) - int(self._base))
         elif self.method == "ru_maxrss":
             self.peak_bytes = max(0, _maxrss_bytes() - int(self._base))

@@ -18,8 +18,12 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterable, Sequence
 
+import torch.nn as nn
+
 from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.features import discover_units
 from nctransfer.finetune.config import canonical_method
+from nctransfer.models.heads import find_classifier
 
 SKIP_ATTR = "nctransfer_skip"
 """Attribute (and parameter-name prefix) under which the SCL skip branch is attached to a model."""
@@ -35,12 +39,8 @@ def classifier_path(model: Any) -> str:
     Raises:
         NotFoundError: no classifier could be identified.
     """
-    from nctransfer.models.heads import find_classifier
-
     path = find_classifier(model)
     if path.startswith(SKIP_ATTR):
-        import torch.nn as nn
-
         heads = [n for n, m in model.named_modules() if n and isinstance(m, nn.Linear) and not n.startswith(SKIP_ATTR)]
         if not heads:
             raise NotFoundError(f"could not find the classifier of {type(model).__name__}.")
@@ -98,8 +98,6 @@ def list_units(model: Any) -> list[Any]:
     Raises:
         InputValueError: none found; the message says which architectures are supported.
     """
-    from nctransfer.features import discover_units
-
     try:
         units = list(discover_units(model))
     except (LookupError, ValueError) as exc:

@@ -27,15 +27,15 @@ import torch
 from torch import nn
 
 from nctransfer.exceptions import InputValueError, ShapeError
+from nctransfer.features import discover_units, first_tensor, infer_widths, pool_features
 from nctransfer.finetune.config import SKIP_MODES
 from nctransfer.finetune.selection import SKIP_ATTR, classifier_path, resolve_unit
+from nctransfer.models.info import get_model_info
 
 
 def pool_unit_output(out: Any) -> torch.Tensor:
     """Pool a unit's output to ``[B, C]`` keeping gradients (:func:`nctransfer.features.pool_features` with token
     mean: ``[B, C, H, W] -> [B, C]`` spatial mean, ``[B, T, D] -> [B, D]`` token mean, ``[B, C]`` unchanged)."""
-    from nctransfer.features import first_tensor, pool_features
-
     return pool_features(first_tensor(out), "mean", name="SCL skip branch")
 
 
@@ -104,9 +104,6 @@ class SkipBranch(nn.Module):
 
 def _probe_widths(model: nn.Module, unit: Any, image_size: int | tuple[int, int] | None) -> tuple[int, int]:
     """Widths (pooled unit output, classifier input) from one dry forward (:func:`nctransfer.features.infer_widths`)."""
-    from nctransfer.features import discover_units, infer_widths
-    from nctransfer.models.info import get_model_info
-
     info = get_model_info(model)
     input_size = None
     if image_size is not None:

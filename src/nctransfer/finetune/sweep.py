@@ -31,11 +31,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
+from torch.utils.data import Subset
+from tqdm.auto import tqdm
 
+from nctransfer.data.splits import balanced_indices
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune._data import dataset_targets
+from nctransfer.finetune.api import RESULT_NAME, FinetuneResult, _load_data, finetune
 from nctransfer.finetune.config import SHORT_NAMES, FinetuneConfig, canonical_method
-from nctransfer.utils.io import write_text_atomic
+from nctransfer.models import load_model
+from nctransfer.utils.io import atomic_path, write_text_atomic
+from nctransfer.utils.ray_tasks import require_ray, run_tasks
 
 DEFAULT_SIZES: tuple[int, ...] = (10, 24, 59, 142, 344, 835, 2022, 4898)
 SIZE_MODES = ("total", "per_class")
@@ -52,8 +59,6 @@ def nested_subset_indices(labels: np.ndarray, size: int, size_mode: str = "total
     Raises:
         InputValueError: more images requested than available (in total, or for some class).
     """
-    from nctransfer.data.splits import balanced_indices
-
     labels = np.asarray(labels)
     if size_mode == "per_class":
         return balanced_indices(labels, per_class=size, seed=seed, strict=True)
@@ -92,12 +97,10 @@ def _markdown(df: Any) -> str:
 
 def plot_sweep(table: Any, path: str | os.PathLike, title: str = "") -> Path:
     """Test accuracy and penultimate NC1 against training-set size, one line per method (Agg backend)."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is the optional [report] extra
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from nctransfer.utils.io import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method, g in table.groupby("method", sort=False):
@@ -126,10 +129,6 @@ def plot_sweep(table: Any, path: str | os.PathLike, title: str = "") -> Path:
 def _sweep_run(model: Any, train_ds: Any, idx: np.ndarray, test_ds: Any, cfg: FinetuneConfig, run_dir: Any,
                resume: bool, k: int, pretrained: bool) -> Any:
     """One run of the sweep (in this process or in a Ray worker): a fresh model on the subset ``idx``."""
-    from torch.utils.data import Subset
-
-    from nctransfer.finetune.api import finetune
-
     net = model if isinstance(model, (str, os.PathLike)) else copy.deepcopy(model)
     res = finetune(net, Subset(train_ds, idx.tolist()), test_ds, cfg, out_dir=run_dir, resume=resume,
                    num_classes=k, pretrained=pretrained)
@@ -188,11 +187,6 @@ def data_scarcity_sweep(
     Returns:
         :class:`SweepResult`.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from nctransfer.finetune.api import RESULT_NAME, FinetuneResult, _load_data, finetune
-
     if size_mode not in SIZE_MODES:
         raise InputValueError(f"size_mode must be one of {list(SIZE_MODES)}; got {size_mode!r}.")
     sizes = [int(s) for s in sizes]
@@ -214,8 +208,6 @@ def data_scarcity_sweep(
 
     meta_model = model
     if isinstance(model, (str, os.PathLike)) and isinstance(train_data, (str, os.PathLike)):
-        from nctransfer.models import load_model
-
         meta_model = load_model(str(model), pretrained=False)
     train_ds = _load_data(train_data, "train", meta_model, base.image_size, None, seed, "train_data")
     test_ds = _load_data(test_data, "test", meta_model, base.image_size, test_per_class, seed + 1, "test_data")
@@ -226,8 +218,6 @@ def data_scarcity_sweep(
     if backend not in ("local", "ray"):
         raise InputValueError(f"backend must be 'local' or 'ray'; got {backend!r}.")
     if backend == "ray":
-        from nctransfer.utils.ray_tasks import require_ray
-
         require_ray()
     rows, results = [], {}
     jobs = [(n, m) for n in sizes for m in methods]
@@ -254,13 +244,9 @@ def data_scarcity_sweep(
             todo.append((len(plan), (model, train_ds, idx, test_ds, cfg, run_dir, resume, k, pretrained)))
         plan.append((n, m, idx, bs, cfg, res))
     if backend == "ray" and todo:
-        import warnings as _w
-
-        from nctransfer.utils.ray_tasks import run_tasks
-
         names = [f"n{plan[j][0]}_{SHORT_NAMES[plan[j][1]]}" for j, _ in todo]
         done, _ = run_tasks(_sweep_run, [a for _, a in todo], names, address=ray_address, max_retries=max_retries,
-                            what="sweep run", on_retry=lambda text: _w.warn(text, RuntimeWarning, stacklevel=3))
+                            what="sweep run", on_retry=lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3))
         for (j, _), res in zip(todo, done):
             plan[j] = (*plan[j][:5], res)
     else:
