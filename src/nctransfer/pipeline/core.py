@@ -222,9 +222,9 @@ def rank_models(
     truth_ft = s.truth_finetune_config() if truth_arg == "finetune" else None  # a FinetuneConfig, checked now
     compare_ft = s.comparison_finetune_config() if s.compare_finetune else None
     cache = ResultCache(None if cache_root is None else cache_root / "results")
-    record = s.record([_parse_model(m, pretrained).label for m in items], _data_label(data), truth_arg, cache_root)
     mlist = [_parse_model(m, pretrained) for m in items]
     labels = [m.label for m in mlist]
+    record = s.record(labels, _data_label(data), truth_arg, cache_root)  # results["config"], config.yaml
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise InputValueError(f"models: two models have the same name {dup}; give each a distinct name.")
