@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from nctransfer.exceptions import InputValueError, NotFoundError, UnsafeFileError
 from nctransfer.stats.feature_stats import FeatureStats
@@ -116,8 +117,6 @@ def _read_torch(p: Path, allow_pickle: bool) -> Any:
 
 
 def _read_csv(path: Path) -> dict[str, Any]:
-    import pandas as pd
-
     try:
         df = pd.read_csv(path, header=None, skipinitialspace=True)
     except Exception as exc:  # pandas raises many types (ParserError, EmptyDataError, UnicodeDecodeError)
