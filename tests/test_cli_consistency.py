@@ -499,10 +499,11 @@ def test_layers_tiny_json_config_and_shared_cache(tmp_path, capsys):
 
 def test_building_every_parser_imports_no_heavy_module():
     """``nctransfer --help`` (and ``--version``, which a core-only install runs) imports every command module to build
-    its parser: those modules defer torch, timm, matplotlib, Ray and transformers to the command's run()."""
+    its parser: those modules defer torch, timm, matplotlib, Ray, transformers and scikit-learn (start-up time) to
+    the command's run()."""
     code = ("import sys\nfrom nctransfer.cli.main import build_parser\nbuild_parser()\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'timm', 'matplotlib', "
-            "'ray', 'transformers'}))\n")
+            "'ray', 'transformers', 'sklearn'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

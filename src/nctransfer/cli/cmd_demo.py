@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nctransfer._demo_defaults import DEMO_DEFAULTS
 from nctransfer.cli import options as O
 from nctransfer.cli._output import print_run_warnings
 from nctransfer.reports import results_to_json
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from nctransfer.pipeline.demo import DEMO_DEFAULTS as D  # deferred: the pipeline package (see cli.main)
+    D = DEMO_DEFAULTS
 
     parser.add_argument("--out", default=D["out"], help="output directory (default: %(default)s)")
     parser.add_argument("--data", default="auto",
@@ -50,7 +51,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # deferred: imports torch (see cli.main)
-    from nctransfer.pipeline.demo import DEMO_DEFAULTS, format_summary, report_location, run_demo
+    from nctransfer.pipeline.demo import format_summary, report_location, run_demo
 
     ft = dict(DEMO_DEFAULTS["finetune_options"])
     ft["epochs"] = args.epochs

@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nctransfer import metrics as M
 from nctransfer.stats.features_file import X_KEYS, Y_KEYS
 from nctransfer.stats.features_file import load_features_file as read_features_file
 from nctransfer.utils.config import resolved_dict
@@ -72,6 +71,8 @@ def describe(prepared: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nctransfer import metrics as M  # deferred: scikit-learn, for the start-up of every command (see cli.main)
+
     if args.output:  # before loading or computing anything: a bad --output must not lose the results
         check_output_file(args.output, "--output")
     data = load_features_file(args.file, args)

@@ -37,8 +37,9 @@ from nctransfer.utils.device import check_device
 from nctransfer.utils.paths import check_output_dir
 
 # command name -> module (in nctransfer.cli) and one-line help. Every command module is imported to build the parser
-# (`nctransfer --help` too), so at their top they import only light modules; each one defers the torch-heavy
-# packages (pipeline, finetune, pretrain, data) to its run(): `nctransfer --help` stays fast and `metrics` torch-free.
+# (`nctransfer --help` too), so at their top they import only light modules; each one defers the heavy packages
+# (torch: pipeline, finetune, pretrain, data, models, extract; scikit-learn: metrics) to its run(), so that
+# `nctransfer --help` stays fast and the torch-free commands stay torch-free.
 COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("cmd_metrics", "neural-collapse metrics of a features file (.npz, .pt, .csv)"),
     "rank": ("cmd_rank", "rank candidate models (feature files, or models on a dataset) by transferability"),

@@ -27,14 +27,19 @@ registered with :func:`nctransfer.transferability.register` and runs with the ot
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from nctransfer.data.arrays import find_fashion_mnist, load_fashion_mnist_arrays
 from nctransfer.exceptions import InputValueError
-from nctransfer.pipeline.study_pools import StudyPoolSpec, run_study_pools
+from nctransfer.pipeline.core import rank_models
+from nctransfer.pipeline.study_pools import StudyPoolSpec, combine_seeds, evaluate_pool, run_study_pools
+from nctransfer.pretrain.study import StudyConfig
+from nctransfer.utils.io import write_json_atomic, write_text_atomic
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "random:efficientnet_lite0")
 TOPS = (0, 2, 4, 6)  # Fashion-MNIST: T-shirt/top, pullover, coat, shirt
@@ -58,8 +63,6 @@ class PoolSpec:
 
 def _fashion_available() -> bool:
     try:
-        from nctransfer.data.arrays import find_fashion_mnist
-
         find_fashion_mnist(None)
         return True
     except Exception:  # noqa: BLE001 - any failure means: not installed
@@ -69,8 +72,6 @@ def _fashion_available() -> bool:
 def fashion_subset(classes: Sequence[int]) -> Callable[[], dict[str, Any]]:
     """A data callable: Fashion-MNIST restricted to ``classes`` (relabelled ``0..len-1``)."""
     def load() -> dict[str, Any]:
-        from nctransfer.data.arrays import load_fashion_mnist_arrays
-
         out = {}
         lut = {c: i for i, c in enumerate(classes)}
         for split in ("train", "test"):
@@ -106,8 +107,6 @@ def default_study_pool(out: str | Path, *, quick: bool = False, name: str = "stu
     when it is missing) with cross-entropy, label smoothing and SupCon, two seeds each (6 checkpoints; quick: CE and SupCon, 4), transferred
     to the other five classes and to digits 5-9; the study runs (or resumes) under ``out``. ``quick``: 2 epochs, 40
     source / 20 target training images per class, 16 px (a test-sized study in seconds)."""
-    from nctransfer.pretrain.study import StudyConfig
-
     fm = "fashion-mnist" if _fashion_available() else "digits"
     epochs, src, tgt, size = (2, 40, 20, 16) if quick else (10, 500, 50, 28)
     grid = {"defaults": {"arch": "small_cnn", "width": 8 if quick else 16, "depth": 2 if quick else 4,
@@ -216,10 +215,6 @@ def run_suite(pools: Sequence[Any] | None = None, *, methods: Any = None, out: s
         truth_seeds: fine-tuning seeds per candidate for ``truth="finetune"``; the truth is their mean, with the
             standard error ``sqrt(p (1 - p) / n_test + s^2 / k)`` (:func:`~nctransfer.pipeline.study_pools.combine_seeds`).
     """
-    import time
-
-    from nctransfer.pipeline.core import rank_models
-
     if truth not in ("probe", "finetune"):
         raise InputValueError(f"run_suite: truth must be 'probe' or 'finetune'; got {truth!r}.")
     if int(truth_seeds) != truth_seeds or truth_seeds < 1:
@@ -257,8 +252,6 @@ def run_suite(pools: Sequence[Any] | None = None, *, methods: Any = None, out: s
                  "intervals": r.get("evaluation_intervals") or {}, "baselines": r.get("baselines") or {},
                  "truth": {k: v for k, v in (r.get("truth") or {}).items() if k != "details"}}
         if len(runs) > 1:  # several fine-tuning seeds: the mean and its standard error, evaluated again
-            from nctransfer.pipeline.study_pools import combine_seeds, evaluate_pool
-
             acc, se = combine_seeds([x["truth"]["accuracy"] for x in runs], int(r["data"]["n_test"]))
             bscores = (r.get("baselines") or {}).get("scores") or {}
             params = {c["model"]: int(bscores[c["name"]]["params"]) for c in r["candidates"]
@@ -273,8 +266,6 @@ def run_suite(pools: Sequence[Any] | None = None, *, methods: Any = None, out: s
         }
     res.summary, res.lopo, res.recommended = summarize(res.pools)
     if out is not None:
-        from nctransfer.utils.io import write_json_atomic, write_text_atomic
-
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out) / "benchmark.json", res.to_dict())
         write_text_atomic(Path(out) / "benchmark.md", format_suite_md(res))

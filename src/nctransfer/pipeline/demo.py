@@ -14,30 +14,15 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-#: built-in defaults of the demo (every one can be overridden through run_demo's keywords or the CLI)
-DEMO_DEFAULTS: dict[str, Any] = {
-    "models": ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "random:efficientnet_lite0"],
-    "data": "fashion-mnist",
-    "taps": "all",
-    "per_class": 40,
-    "test_per_class": 40,
-    "image_size": 64,
-    "batch_size": 100,
-    "truth": "probe",
-    "compare_finetune": True,
-    "finetune_options": {"epochs": 3, "batch_size": 32, "lr": 0.01, "backbone_lr": 0.01, "bn_policy": "frozen",
-                         "unit": "recommended",
-                         "auto": {"candidates": "stage_first", "max_trainable_percent": 10.0, "probe_per_class": 10}},
-    "out": "runs/demo",
-    "seed": 0,
-}
+from nctransfer._demo_defaults import DEMO_DEFAULTS  # moved there (torch-free, for `nctransfer demo --help`)
+from nctransfer.data import find_fashion_mnist
+from nctransfer.exceptions import NotFoundError
+from nctransfer.pipeline.core import rank_models
+from nctransfer.reports.schema import is_number, method_label, ranking_order
 
 
 def default_data() -> str:
     """``"fashion-mnist"`` when its IDX files are found, else ``"digits"``."""
-    from nctransfer.data import find_fashion_mnist
-    from nctransfer.exceptions import NotFoundError
-
     try:
         find_fashion_mnist()
         return "fashion-mnist"
@@ -48,8 +33,6 @@ def default_data() -> str:
 def run_demo(**overrides: Any) -> dict[str, Any]:
     """Run the demo with :data:`DEMO_DEFAULTS` updated by ``overrides`` (keywords of
     :func:`nctransfer.rank_models`, plus ``out``); returns the results structure."""
-    from nctransfer.pipeline.core import rank_models
-
     opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEMO_DEFAULTS.items()}
     opts.update({k: v for k, v in overrides.items() if v is not None or k == "cache_dir"})  # None: no cache
     if overrides.get("data") in (None, "auto"):
@@ -62,8 +45,6 @@ def run_demo(**overrides: Any) -> dict[str, Any]:
 
 def format_summary(results: Mapping[str, Any], top: int = 8) -> str:
     """A terminal summary: the top of the ranking, how well each score ranked, layer-wise collapse, fine-tuning."""
-    from nctransfer.reports.schema import is_number, method_label, ranking_order
-
     lines: list[str] = []
     rec = results.get("recommended_score")
     acc = (results.get("truth") or {}).get("accuracy") or {}

@@ -23,8 +23,11 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.transferability import METHODS, get_method, register
 
 #: rank-average ensembles registered by :func:`register_rank_average`: name -> (components, title)
 ENSEMBLES: dict[str, tuple[tuple[str, ...], str]] = {}
@@ -54,8 +57,6 @@ def register_rank_average(name: str, components: Sequence[str], title: str | Non
             method.
         NotFoundError: an unknown component.
     """
-    from nctransfer.transferability import METHODS, get_method, register
-
     comps = tuple(get_method(c).name for c in components)
     if len(set(comps)) < 2:
         raise InputValueError(f"register_rank_average: need at least 2 distinct components; got {list(components)}.")
@@ -98,8 +99,6 @@ def register_rank_average(name: str, components: Sequence[str], title: str | Non
 def percentile_ranks(values: Sequence[float]) -> np.ndarray:
     """``(rank - 1) / (M - 1)`` in ``[0, 1]`` of each finite value among the finite ones (average ranks for ties;
     NaN stays NaN; a single finite value gets 0.5)."""
-    from scipy.stats import rankdata
-
     v = np.asarray(values, dtype=float)
     out = np.full(v.shape, np.nan)
     ok = np.isfinite(v)
@@ -113,10 +112,6 @@ def percentile_ranks(values: Sequence[float]) -> np.ndarray:
 
 def rank_average_frame(pool: Mapping[str, Mapping[str, float]], components: Sequence[str], name: str) -> Any:
     """Combine per-model terms into the ensemble score (column ``name``) plus each component's pool score."""
-    import pandas as pd
-
-    from nctransfer.transferability import METHODS
-
     models = list(pool)
     cols: dict[str, Any] = {}
     for c in components:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 class RankResult(dict):
@@ -38,8 +39,6 @@ class RankResult(dict):
         ``logme``; the recommended one is ``self["recommended_score"]``) and one per collapse metric prefixed
         ``collapse.`` (e.g. ``collapse.nc1``). Missing values are NaN.
         """
-        import pandas as pd
-
         cands = {c["name"]: c for c in self.get("candidates", [])}
         order = [n for n in self.ranking if n in cands] + [n for n in cands if n not in self.ranking]
         truth = (self.get("truth") or {}).get("accuracy", {}) or {}
@@ -72,8 +71,6 @@ class RankResult(dict):
         ``top1_regret``), any uncertainty columns of ``self["evaluation_intervals"]`` (e.g. confidence bounds),
         and ``seconds`` (time to compute the score on the pool). Rows sorted by ``weighted_tau``, best first.
         """
-        import pandas as pd
-
         ev = self.get("evaluation", {}) or {}
         extra = self.get("evaluation_intervals", {}) or {}
         meta = self.get("methods", {}) or {}

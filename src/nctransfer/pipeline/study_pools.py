@@ -21,14 +21,27 @@ accuracy (known for every checkpoint).
 from __future__ import annotations
 
 import copy
+import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+import torch
+from torch import nn
 
 from nctransfer.exceptions import InputValueError, NotFoundError
+from nctransfer.finetune import finetune
+from nctransfer.metrics import unpack_correct
+from nctransfer.pipeline.baselines import baseline_verdicts, evaluate_baselines
+from nctransfer.pretrain.datasets import load_study_data
+from nctransfer.pretrain.study import StudyConfig, combine_pool_scores, run_study
+from nctransfer.pretrain.trainer import load_pretrained
+from nctransfer.transferability import evaluate
+from nctransfer.transferability.ranking import EVALUATION_KEYS
 
 TRUTH_KINDS = ("probe", "finetune")
 #: fine-tuning options of ``truth="finetune"`` on a study pool when not given (small CNNs, small targets)
@@ -56,8 +69,6 @@ class StudyPoolSpec:
 
 def split_evaluation(full: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``evaluate(..., intervals=True)`` output -> (point measures, intervals and coverage), JSON-safe (NaN -> None)."""
-    from nctransfer.transferability.ranking import EVALUATION_KEYS
-
     ev = {m: {k: _clean(v) for k, v in e.items() if k in EVALUATION_KEYS} for m, e in full.items()}
     iv = {m: {k: _clean(v) for k, v in e.items() if k not in EVALUATION_KEYS} for m, e in full.items()}
     return ev, iv
@@ -86,13 +97,6 @@ def evaluate_pool(scores: Mapping[str, Mapping[str, Any]], truth: Mapping[str, f
     Returns:
         ``{"evaluation", "intervals", "baselines", "n_candidates"}``.
     """
-    import warnings
-
-    import pandas as pd
-
-    from nctransfer.pipeline.baselines import baseline_verdicts, evaluate_baselines
-    from nctransfer.transferability import evaluate
-
     names = [str(c["name"]) for c in candidates]
     missing = [n for n in names if n not in truth]
     if missing:
@@ -137,8 +141,6 @@ def combine_seeds(accs: Sequence[Mapping[str, float]], n_test: int | Mapping[str
 def study_records(spec: StudyPoolSpec, *, progress: bool = True) -> tuple[list[dict[str, Any]], Any]:
     """The study's records (one per recipe, pool-relative scores combined) and its config: run (or resume) the
     study when ``spec.grid`` is given, else read ``spec.config.out/study.json``."""
-    from nctransfer.pretrain.study import StudyConfig, combine_pool_scores, run_study
-
     cfg = spec.config
     if isinstance(cfg, Mapping):
         cfg = StudyConfig(**cfg)
@@ -146,8 +148,6 @@ def study_records(spec: StudyPoolSpec, *, progress: bool = True) -> tuple[list[d
         raise InputValueError(f"StudyPoolSpec.config must be a StudyConfig (or its dict); got {type(cfg).__name__}.")
     if spec.grid is not None:
         return run_study(spec.grid, cfg, progress=progress).records, cfg
-    import json
-
     path = Path(cfg.out) / "study.json"
     if not path.is_file():
         raise NotFoundError(f"StudyPoolSpec: no study at {str(path)!r}; run `nctransfer study` first or give grid=.")
@@ -159,9 +159,6 @@ def study_records(spec: StudyPoolSpec, *, progress: bool = True) -> tuple[list[d
 def _encoder_classifier(model: Any, num_classes: int) -> Any:
     """A ``torch.nn.Module``: a copy of the study checkpoint's encoder behind its input normalisation, then a new
     linear classifier (the module :func:`nctransfer.finetune.finetune` trains)."""
-    import torch
-    from torch import nn
-
     class EncoderClassifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -192,10 +189,6 @@ class _Images:
 
 def _study_finetune(records: list[dict[str, Any]], cfg: Any, target_index: int, options: Mapping[str, Any],
                     seeds: int, progress: bool) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
-    from nctransfer.finetune import finetune
-    from nctransfer.pretrain.datasets import load_study_data
-    from nctransfer.pretrain.trainer import load_pretrained
-
     spec = cfg.targets[target_index]
     data = load_study_data(spec, image_size=cfg.image_size, train_per_class=cfg.target_train_per_class,
                            test_per_class=cfg.target_test_per_class, seed=cfg.seed, root=cfg.data_root)
@@ -252,8 +245,6 @@ def run_study_pools(spec: StudyPoolSpec, *, truth: str = "probe", finetune: Mapp
         scores = {r["name"]: dict(r["targets"][i]["scores"]) for r in records}
         samples = se = None
         if truth == "probe":
-            from nctransfer.metrics import unpack_correct
-
             acc = {r["name"]: float(r["targets"][i]["probe_accuracy"]) for r in records}
             packed = [r["targets"][i].get("probe_correct") for r in records]
             if all(p is not None for p in packed):

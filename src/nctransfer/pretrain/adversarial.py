@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.pretrain.recipe import parse_radius
 
 
 def pgd_linf(
@@ -44,8 +45,6 @@ def pgd_linf(
     Raises:
         InputValueError: ``eps`` outside ``[0, 1]``, ``steps < 1`` or a non-positive ``step_size``.
     """
-    from nctransfer.pretrain.recipe import parse_radius
-
     eps = parse_radius(eps, "eps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputValueError(f"pgd_linf: steps must be an integer >= 1; got {steps!r}.")

@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchvision.transforms as T
 
+from nctransfer.data import load_dataset
+from nctransfer.data.splits import balanced_indices
 from nctransfer.exceptions import InputValueError
 
 #: Datasets available with no download.
@@ -139,9 +142,6 @@ def load_study_data(
         >>> tuple(d.X_train.shape), d.classes
         ((50, 1, 28, 28), [0, 1, 2, 3, 4])
     """
-    from nctransfer.data import load_dataset
-    from nctransfer.data.splits import balanced_indices
-
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
         raise InputValueError(f"image_size must be an integer >= 4; got {image_size!r}.")
     name, classes = parse_spec(spec)
@@ -159,8 +159,6 @@ def load_study_data(
                                       f"integer or None; got {per_class!r}.")
             pos = pos[balanced_indices(targets[pos], int(per_class), seed=split_seed)]
         if getattr(ds, "images", None) is None:  # file-backed: decode at the study's size
-            import torchvision.transforms as T
-
             ds.transform = T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.ToTensor()])
         X, y = ds.get_batch(pos) if len(pos) else (torch.empty(0, 1, image_size, image_size), torch.empty(0))
         parts[split] = (_resize(X.float(), image_size).contiguous(), np.asarray(y, dtype=np.int64))

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from nctransfer.exceptions import InputValueError, NotFoundError
 from nctransfer.pretrain.recipe import Recipe
 
@@ -84,8 +86,6 @@ class StudyGrid:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "StudyGrid":
         """Read a grid YAML file (see the module docstring)."""
-        import yaml
-
         p = Path(path)
         if not p.is_file():
             raise NotFoundError(f"grid: file {str(p)!r} does not exist.")

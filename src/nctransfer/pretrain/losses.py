@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nctransfer.exceptions import InputValueError, ShapeError
+from nctransfer.pretrain.recipe import canonical_loss
 
 
 def _check(out: torch.Tensor, y: torch.Tensor, name: str) -> None:
@@ -75,8 +76,6 @@ def supcon_loss(embeddings: torch.Tensor, y: torch.Tensor, temperature: float = 
 def build_loss(loss: str, *, label_smoothing: float = 0.0, temperature: float = 0.1
                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss function ``f(outputs, y) -> scalar`` of a canonical loss name (see :data:`recipe.LOSSES`)."""
-    from nctransfer.pretrain.recipe import canonical_loss
-
     name = canonical_loss(loss)
     if name in ("ce", "ls"):
         return lambda out, y: cross_entropy_loss(out, y, label_smoothing)

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.features import Unit, discover_units
+from nctransfer.models import load_model
 
 
 class SmallCNN(nn.Module):
@@ -161,8 +163,6 @@ def encoder_units(encoder: nn.Module) -> list[Any]:
     :func:`nctransfer.features.discover_units` on the wrapped backbone (residual blocks, timm blocks, ...). The
     encoder's output itself (the transferred feature) is not a unit: studies record it as ``"penultimate"``.
     """
-    from nctransfer.features import Unit, discover_units
-
     names = getattr(encoder, "tap_names", None)
     if names is not None:
         return [Unit(name=n, path=n, module=encoder.get_submodule(n), index=i) for i, n in enumerate(names)]
@@ -191,8 +191,6 @@ def build_encoder(arch: str, *, in_channels: int, image_size: int, width: int = 
 
 
 def _external_encoder(arch: str, *, in_channels: int, image_size: int, pretrained: bool) -> nn.Module:
-    from nctransfer.models import load_model
-
     model = load_model(arch, pretrained=pretrained, num_classes=0)  # classifier -> identity
     expected = 3
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)

@@ -14,19 +14,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nctransfer.stats.correlation import spearman as spearman_pairs
+from nctransfer.utils.extras import require_extra
+from nctransfer.utils.io import atomic_path
 
 PENULTIMATE = "penultimate"
 _LOSS_COLORS = {"ce": "tab:blue", "mse": "tab:red", "supcon": "tab:green", "ls": "tab:purple"}
 
 
 def _plt() -> Any:
-    from nctransfer.utils.extras import require_extra
-
     require_extra("report", "nctransfer.pretrain.plots")  # matplotlib is optional: say which extra installs it
-    import matplotlib
+    import matplotlib  # deferred: optional (the [report] extra); Agg before pyplot
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -56,7 +54,7 @@ def spearman(x: Any, y: Any) -> float:
 def _plain_log(axis: Any) -> None:
     """Log-scale axis labelled with plain numbers (0.5, 1, 2) instead of powers of ten; every minor tick is labelled
     when the axis spans less than a decade (call after plotting)."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # deferred: matplotlib is optional (the [report] extra)
 
     lo, hi = sorted(axis.get_view_interval())
     narrow = lo > 0 and hi / lo < 10
@@ -69,8 +67,6 @@ def _rho_text(rho: float) -> str:
 
 
 def _save(fig: Any, path: Path) -> str:
-    from nctransfer.utils.io import atomic_path
-
     with atomic_path(path) as tmp:
         for ax in fig.axes:
             for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nctransfer.exceptions import InputValueError, NotFoundError, ShapeError
 from nctransfer.pretrain.adversarial import pgd_linf
@@ -29,6 +30,7 @@ from nctransfer.pretrain.losses import build_loss
 from nctransfer.pretrain.nets import PretrainNet, build_net
 from nctransfer.pretrain.recipe import Recipe
 from nctransfer.utils.io import atomic_path
+from nctransfer.utils.torch_io import safe_torch_load
 
 CHECKPOINT_FORMAT = "nctransfer.pretrain.checkpoint/1"
 
@@ -148,8 +150,6 @@ def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"checkpoint {str(p)!r} does not exist.")
-    from nctransfer.utils.torch_io import safe_torch_load
-
     state = safe_torch_load(p, "pre-training checkpoint", "Delete it to start over.")  # no code runs from the file
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputValueError(f"{p} is not an nctransfer pre-training checkpoint (expected format "
@@ -198,8 +198,6 @@ def pretrain(
     Raises:
         InputValueError: bad recipe/data, or a checkpoint written for another recipe or other data.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(recipe, Recipe):
         recipe = Recipe.from_dict(recipe)
     Xt = as_image_tensor(X)
