@@ -55,7 +55,9 @@ class Model:
 class Candidate:
     """One candidate of the pool: a model (``name`` = its label) or one of its taps (``name`` = ``model@tap``),
     with its features ``[N, d]`` and labels on the training and test splits, the source classifier's
-    probabilities (penultimate candidates), and the digest of those arrays that keys every cached stage."""
+    probabilities ``[N, C_src]`` (penultimate candidates), the digest of those arrays that keys every cached stage,
+    and the streamed statistics of its training features (a ``FeatureStats``: class means for nearest-class-mean
+    accuracy)."""
 
     name: str
     model: Model
@@ -69,7 +71,7 @@ class Candidate:
     y_test: Any = None
     probs: Any = None
     digest: str = ""
-    stats: Any = None  # FeatureStats of the training features (class means for nearest-class-mean accuracy)
+    stats: Any = None
 
 
 class Run:
