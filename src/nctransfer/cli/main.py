@@ -34,6 +34,7 @@ from nctransfer._version import __version__
 from nctransfer.exceptions import NCTransferError
 from nctransfer.utils.config import add_config_argument, config_defaults
 from nctransfer.utils.device import check_device
+from nctransfer.utils.optins import pickle_allowed, skip_bad_images
 from nctransfer.utils.paths import check_output_dir
 
 # command name -> module (in nctransfer.cli) and one-line help. Every command module is imported to build the parser
@@ -188,12 +189,8 @@ def _main(argv: list[str] | None = None) -> int:
         _check_common(args)
         with contextlib.ExitStack() as stack:  # opt-ins that must reach loaders deep inside the pipelines
             if getattr(args, "allow_pickle", False):
-                from nctransfer.models.loading import pickle_allowed  # deferred: the models package needs torch
-
                 stack.enter_context(pickle_allowed())
             if getattr(args, "skip_bad_images", False):
-                from nctransfer.data.datasets import skip_bad_images  # deferred: the data package imports torch
-
                 stack.enter_context(skip_bad_images())
             code = int(args._run(args) or 0)
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below, not at interpreter exit
