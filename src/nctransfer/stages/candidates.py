@@ -10,8 +10,8 @@
   into candidates (:func:`candidates_of`).
 
 ``rank_models`` extracts from a dataset spec (:func:`extract_candidates`); ``layers.analyze`` extracts from the
-datasets it is given (:func:`extract_splits` + :func:`candidates_of`). The torch-dependent packages (``extract``,
-``features``, ``models``) are imported where they are used, so that the stages import without the [torch] extra.
+datasets it is given (:func:`extract_splits` + :func:`candidates_of`). The torch-dependent packages (``data``,
+``extract``, ``features``, ``models``) are imported where they are used, so that the stages import without the [torch] extra.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from nctransfer.data import LoaderDataset, load_dataset
 from nctransfer.exceptions import InputValueError
 from nctransfer.stages.cache import ResultCache, array_digest
 from nctransfer.stages.settings import ExtractionSettings
@@ -168,6 +167,8 @@ def _prepare_data(data: Any) -> Any:
     dataset) instead of re-reading them. Names, folders and arrays are returned unchanged."""
     if _is_named_spec(data):
         return data
+    from nctransfer.data import load_dataset  # deferred on purpose: nctransfer.data needs the [torch] extra
+
     return {"train": load_dataset(data, "train"), "test": load_dataset(data, "test")}
 
 
@@ -180,6 +181,8 @@ def _fingerprints(data: Any) -> Any:
 
 def _check_data(data: Any) -> dict[str, Any]:
     """Load the training split once without a model: fails fast on an unknown name or a single class."""
+    from nctransfer.data import load_dataset  # deferred on purpose: nctransfer.data needs the [torch] extra
+
     ds = load_dataset(data, "train")
     classes = np.unique(np.asarray(ds.targets))
     if len(classes) < 2:
@@ -191,6 +194,8 @@ def _check_data(data: Any) -> dict[str, Any]:
 
 def _load_split(data: Any, split: str, model: Any, image_size: int | None, per_class: int | None,
                 seed: int) -> Any:
+    from nctransfer.data import LoaderDataset, load_dataset  # deferred on purpose: the [torch] extra
+
     if isinstance(data, Mapping) and isinstance(data.get(split), LoaderDataset):
         per_class = None  # a DataLoader is used as given (never subsampled)
     return load_dataset(data, split, model=model, image_size=image_size, per_class=per_class, seed=seed)
