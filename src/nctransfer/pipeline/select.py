@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.finetune import finetune
 from nctransfer.pipeline.core import rank_models
 from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
 from nctransfer.pipeline.select_config import SelectConfig
@@ -369,8 +370,6 @@ class FinetuneRunner:
             f"{name.replace(':', '_').replace('/', '_')}_e{epochs}"
 
     def __call__(self, name: str, epochs: int) -> float:
-        from nctransfer.finetune import finetune  # deferred: torch (`nctransfer --help` imports this package)
-
         run_dir = self.run_dir(name, epochs)
         opts = {"method": self.target, "epochs": int(epochs), "seed": self.seed, "progress": self.progress,
                 **self.options}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.finetune.config import canonical_method
 from nctransfer.pipeline.config import BACKENDS, _changed_options
 from nctransfer.utils.configs import ConfigBase, opt
 
@@ -81,8 +82,6 @@ class SelectConfig(ConfigBase):
                                   ) from None
         if not self.budget >= 0 or math.isinf(self.budget):
             raise InputValueError(f"select: budget must be a finite number >= 0; got {self.budget!r}.")
-        from nctransfer.finetune.config import canonical_method  # deferred: the finetune package imports torch
-
         self.target = canonical_method(self.target, "select: target")
         if self.score is not None and not isinstance(self.score, str):
             raise InputValueError(f"select: score must be a score name or None; got {self.score!r}.")
