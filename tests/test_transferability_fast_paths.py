@@ -7,7 +7,8 @@ import importlib
 import numpy as np
 import pytest
 
-from nctransfer.transferability import gbc, hscore, ncti_terms
+from nctransfer.stats import FeatureStats
+from nctransfer.transferability import gbc, hscore, logme, ncti_terms
 from nctransfer.transferability._common import Workspace
 from nctransfer.transferability._linalg import dense_top_eigh, varying_columns
 from nctransfer.transferability._varying import seed_top_eigh
@@ -191,3 +192,26 @@ def test_dense_top_eigh_equals_lapack(m, k):
     w_ref, V_ref = w_ref[::-1][:k], V_ref[:, ::-1][:, :k]
     np.testing.assert_allclose(w, w_ref, rtol=1e-12)
     np.testing.assert_allclose(V @ (V.T @ V_ref), V_ref, atol=1e-9)
+
+
+def test_logme_without_the_all_zero_columns_equals_the_full_gram_route():
+    X, y, live = _with_constant_columns(600, 80, 30, seed=2)
+    X[:, np.setdiff1d(np.arange(80), live)] = 0.0  # units that never activate
+    ws = Workspace(X, y)
+    value = logme(ws)
+    assert ws._cache["raw_gram_nonzero"].shape == (50, 50) and "raw_gram" not in ws._cache
+    assert value == pytest.approx(logme(FeatureStats().update(X, y)), rel=1e-10)  # the d x d statistics route
+
+
+def test_batched_gaussian_mixture_without_the_kept_outer_products_equals_scikit_learn(monkeypatch):
+    nleep_mod = importlib.import_module("nctransfer.transferability.nleep")
+    monkeypatch.setattr(nleep_mod, "_OUTER_BYTES", 0)  # the factor-form E-step and the chunked M-step
+    rng = np.random.default_rng(6)
+    Z = np.concatenate([rng.normal(c, 1.0, size=(60, 3)) for c in (-3.0, 0.0, 3.0)])
+    Z -= Z.mean(0)
+    fast = nleep_mod._fit_gmm(Z, 6, "full", 0, 50, 1e-6, batched=True)
+    assert getattr(fast, "_outer_cache", None) is None
+    ref = nleep_mod._fit_gmm(Z, 6, "full", 0, 50, 1e-6, batched=False)
+    assert fast.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(fast.means_, ref.means_, atol=1e-9)
+    np.testing.assert_allclose(fast.predict_proba(Z), ref.predict_proba(Z), atol=1e-9)

@@ -44,6 +44,7 @@ from nctransfer.transferability._common import (
     eigh,
     workspace,
 )
+from nctransfer.transferability._linalg import varying_columns
 from nctransfer.transferability.base import register
 from nctransfer.utils.validation import check_features, is_torch, to_numpy
 
@@ -268,14 +269,23 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
                 s, x2 = w[keep], P ** 2
                 res_x2 = np.maximum(ws.counts - x2.sum(0), 0.0)
             else:
+                # features that are zero on every sample (units that never activate) are zero rows and columns of
+                # X^T X and of the class sums: dropping them leaves the non-zero eigenvalues and the projections
+                # exactly as they are (the evidence keeps d: the dropped directions are null directions)
+                live = ws.cached("nonzero_columns", lambda: varying_columns(ws.X))
+
                 def raw_gram() -> np.ndarray:
                     if "scatter_T" in ws._cache:  # shared with other scores (rank): reuse the centred product
-                        return _sym(ws.scatter_T + ws.n * np.outer(ws.mean, ws.mean))
-                    return _sym(ws.X.T @ ws.X)  # standalone: one product, no centred copy
+                        G = _sym(ws.scatter_T + ws.n * np.outer(ws.mean, ws.mean))
+                        return G if live is None else G[np.ix_(live, live)]
+                    Xl = ws.X if live is None else np.take(ws.X, live, axis=1)
+                    return _sym(Xl.T @ Xl)  # standalone: one product, no centred copy
 
-                G = ws.cached("raw_gram", raw_gram)
+                key = "" if live is None else "_nonzero"
+                G = ws.cached("raw_gram" + key, raw_gram)
                 B = ws.class_sum(ws.X).T  # raw class sums X^T t_k [d, K]
-                s, x2, res_x2 = _project_feature_domain(G, B, ws.counts, rcond, ws)
+                s, x2, res_x2 = _project_feature_domain(G, B if live is None else B[live], ws.counts, rcond, ws,
+                                                        key="eigh_raw_gram" + key)
         else:
             # explicit target matrix (regression / multi-label)
             Xt = Xv
@@ -311,11 +321,12 @@ def _sym(A: np.ndarray) -> np.ndarray:
 
 
 def _project_feature_domain(G: np.ndarray, B: np.ndarray, tnorm2: np.ndarray, rcond: float,
-                            ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            ws: Workspace | None = None, key: str = "eigh_raw_gram"
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eigenvalues ``s`` ``[r]`` of ``G = X^T X`` above the cut-off, ``x2 = (V^T X^T t)^2 / s`` ``[r, m]`` and
-    ``res_x2 = ||t||^2 - sum x2`` from ``B = X^T T`` ``[d, m]``."""
+    ``res_x2 = ||t||^2 - sum x2`` from ``B = X^T T`` ``[d, m]`` (the decomposition cached in ``ws`` under ``key``)."""
     if ws is not None:
-        w, V = ws.cached("eigh_raw_gram", lambda: eigh(G))
+        w, V = ws.cached(key, lambda: eigh(G))
     else:
         w, V = eigh(G)
     keep = w > rcond * max(w[-1], 0.0)

@@ -44,23 +44,31 @@ from nctransfer.transferability._common import (
     warn,
     workspace,
 )
+from nctransfer.transferability._varying import seed_top_eigh
 from nctransfer.transferability.base import register
 from nctransfer.transferability.leep import leep_from_probs
 
 _COVS = ("full", "tied", "diag", "spherical")
+_OUTER_BYTES = 2 ** 28  # the EM keeps the samples' outer products [N, p (p + 1) / 2] up to 256 MB
 
 
 def _pca_variance(ws: Any, fraction: float) -> np.ndarray:
     m = ws.n if ws.gram_domain else ws.d
     if m >= 400 and "eigh_T" not in ws._cache and not ws.on_gpu:
-        # the kept dimensions usually are a few dozen of hundreds: the top eigenpairs (block Krylov) and the total
-        # variance (the trace) decide k exactly as the full spectrum would, without its O(d^3) decomposition
+        # the kept dimensions usually are a few dozen of hundreds: the top eigenpairs and the total variance (the
+        # trace) decide k exactly as the full spectrum would, without its O(d^3) decomposition. The top eigenpairs
+        # come from the varying columns' scatter when features are constant or N >= 2d (seed_top_eigh), else by
+        # block Krylov; 32, 64, 128, ... of them until they hold the fraction (a request for m / 6 at once, as
+        # before, cost seconds of Krylov iteration at d = 1 280 when 33 were needed)
         total = float(np.einsum("ij,ij->", ws.Xc, ws.Xc))
-        for k0 in (32, m // 6):
+        k0 = 32
+        while k0 <= m // 6:
+            seed_top_eigh(ws, k0)
             w_top = np.maximum(ws.top_eigh_T(k0)[0], 0.0)
             if total > 0 and len(w_top) and np.sum(w_top) / total >= fraction - 1e-12:
                 k = int(np.searchsorted(np.cumsum(w_top) / total, fraction - 1e-12) + 1)
                 return ws.pca(min(k, len(w_top)))[0]
+            k0 *= 2
     w, _ = ws.eigh_T()
     w = np.maximum(w[::-1], 0.0)
     total = w.sum()
@@ -79,16 +87,47 @@ def _gaussian_mixture_class() -> Any:
     ``||(x - mu_k) L_k||^2`` as one product with every component's precision factor, the M-step's weighted
     scatter from one product of the responsibilities with the samples' outer products (the centred form
     ``sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` expanded around the global origin of the centred PCA scores), and
-    the Cholesky factors as one stacked factorisation. The parameters agree with scikit-learn's to rounding
+    the Cholesky factors as one stacked factorisation. While the samples' outer products ``x_i x_j`` (``i <= j``)
+    fit in ``_OUTER_BYTES`` they are formed once per fit and both steps are one product with them: the E-step's
+    ``x^T S_k x - 2 x^T S_k mu_k + mu_k^T S_k mu_k`` (``S_k`` the precision) with every precision's upper triangle,
+    the M-step's scatter with the responsibilities (2.5x faster EM at N = 3 000, p = 35, 50 components, where the
+    per-iteration ``[N, p K]`` intermediate of the factor form did not fit in cache). The parameters agree with
+    scikit-learn's to rounding
     (relative ~1e-12 after 100 iterations on real features); 2-4x faster at 5K = 50 components, where
     scikit-learn's loops issue hundreds of small operations per iteration."""
     class _BatchedGaussianMixture(GaussianMixture):
+        def _outer_products(self, X: np.ndarray) -> np.ndarray | None:
+            """The samples' outer products ``x_i x_j`` (``i <= j``) ``[N, p (p + 1) / 2]``, kept for the array EM
+            iterates on (the same ``X`` at every step); ``None`` above ``_OUTER_BYTES``."""
+            n, p = X.shape
+            if n * p * (p + 1) // 2 * 8 > _OUTER_BYTES:
+                return None
+            cached = getattr(self, "_outer_cache", None)
+            if cached is not None and cached[0] is X:
+                return cached[1]
+            iu = np.triu_indices(p)
+            X2 = X[:, iu[0]] * X[:, iu[1]]
+            self._outer_cache = (X, X2)
+            return X2
+
         def _estimate_log_prob(self, X: np.ndarray, xp: Any = None) -> np.ndarray:
             if self.covariance_type != "full":
                 return super()._estimate_log_prob(X, xp=xp)
             P = self.precisions_cholesky_  # [k, p, p]
             k, p, _ = P.shape
             log_det = np.log(np.diagonal(P, axis1=1, axis2=2)).sum(1)
+            X2 = self._outer_products(X)
+            if X2 is not None:
+                # ||(x - mu_k) L_k||^2 = x^T S_k x - 2 x^T S_k mu_k + mu_k^T S_k mu_k with S_k = L_k L_k^T: one
+                # product of the outer products with every precision's upper triangle (off-diagonal counted twice)
+                S = P @ P.transpose(0, 2, 1)
+                iu = np.triu_indices(p)
+                Q = (S[:, iu[0], iu[1]] * np.where(iu[0] == iu[1], 1.0, 2.0)).T  # [p (p + 1) / 2, k]
+                Sm = np.einsum("kij,kj->ki", S, self.means_)
+                dist = X2 @ Q
+                dist -= 2.0 * (X @ Sm.T)
+                dist += np.einsum("ki,ki->k", Sm, self.means_)
+                return -0.5 * (p * np.log(2 * np.pi) + dist) + log_det
             # columns ordered (output dim l, component k): the sum over l adds p contiguous [rows, k] blocks
             shift = np.einsum("kj,kjl->lk", self.means_, P).reshape(p * k)
             W = P.transpose(1, 2, 0).reshape(p, p * k)
@@ -124,12 +163,19 @@ def _gaussian_mixture_class() -> Any:
             s1 = resp.T @ X  # [k, p]
             means = s1 / nk[:, None]
             k = resp.shape[1]
-            step = max(1, 2 ** 22 // max(p * p, 1))
-            C = np.zeros((k, p * p))
-            for start in range(0, n, step):
-                Xb = X[start:start + step]
-                C += resp[start:start + step].T @ (Xb[:, :, None] * Xb[:, None, :]).reshape(len(Xb), p * p)
-            C = C.reshape(k, p, p)
+            X2 = self._outer_products(X)
+            if X2 is not None:  # the kept outer products: one product, the upper triangle mirrored
+                iu = np.triu_indices(p)
+                C = np.empty((k, p, p))
+                C[:, iu[0], iu[1]] = resp.T @ X2
+                C[:, iu[1], iu[0]] = C[:, iu[0], iu[1]]
+            else:
+                step = max(1, 2 ** 22 // max(p * p, 1))
+                C = np.zeros((k, p * p))
+                for start in range(0, n, step):
+                    Xb = X[start:start + step]
+                    C += resp[start:start + step].T @ (Xb[:, :, None] * Xb[:, None, :]).reshape(len(Xb), p * p)
+                C = C.reshape(k, p, p)
             ms = np.einsum("ki,kj->kij", means, s1)
             cov = (C - ms - ms.transpose(0, 2, 1) + rs[:, None, None] * np.einsum("ki,kj->kij", means, means))
             cov /= nk[:, None, None]
