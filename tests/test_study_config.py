@@ -7,7 +7,10 @@ import dataclasses
 import importlib
 from pathlib import Path
 
+import pytest
 import yaml
+
+from nctransfer.exceptions import InputValueError
 
 from nctransfer.pretrain.study import StudyConfig, StudyResult
 
@@ -21,6 +24,19 @@ def test_study_config_yaml_round_trip():
     assert StudyConfig(**yaml.safe_load(text)) == cfg
     assert StudyConfig(**yaml.safe_load(yaml.safe_dump(dataclasses.asdict(StudyConfig("a", ["b"], "o"))))) == \
         StudyConfig("a", ["b"], "o")
+
+
+def test_study_config_is_a_typed_configuration():
+    cfg = StudyConfig(source="digits:0-4", targets=["digits:5-9"], out="runs/s", image_size=16, methods=["ncti"])
+    assert StudyConfig.from_yaml(cfg.to_yaml()) == cfg
+    assert StudyConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.to_dict() == dataclasses.asdict(cfg)
+    assert set(StudyConfig.help()) == {f.name for f in dataclasses.fields(StudyConfig)}
+    assert all(StudyConfig.help().values())
+    with pytest.raises(InputValueError, match="unknown option"):
+        StudyConfig.from_dict({**cfg.to_dict(), "epochs": 3})
+    with pytest.raises(InputValueError, match="threads"):
+        cfg.replace(threads=0)
 
 
 def test_study_cli_config_yaml_rebuilds_the_same_study_config(tmp_path, monkeypatch):

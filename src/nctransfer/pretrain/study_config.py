@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.utils.configs import ConfigBase, opt
 
 #: format tag of a study's ``result.json``, ``study.json`` and ``study_config.json``
 RESULT_FORMAT = "nctransfer.pretrain.study/1"
 
 
 @dataclass
-class StudyConfig:
-    """Data and evaluation settings of a study (the recipes come from the grid).
+class StudyConfig(ConfigBase):
+    """Data and evaluation settings of a study (the recipes come from the grid), with the dict/JSON/YAML round
+    trip of every nctransfer configuration (``StudyConfig.from_yaml(cfg.to_yaml()) == cfg``).
 
     Attributes:
         source: source dataset spec (``"fashion-mnist:0-4"``; see :mod:`nctransfer.pretrain.datasets`).
@@ -40,22 +42,22 @@ class StudyConfig:
             target sizes at one directory to pre-train each recipe once (a checkpoint refuses other data).
     """
 
-    source: str
-    targets: list[str]
-    out: str
-    source_per_class: int | None = 1000
-    source_test_per_class: int | None = 200
-    target_train_per_class: int | None = 100
-    target_test_per_class: int | None = 100
-    image_size: int = 28
-    seed: int = 0
-    device: str = "cpu"
-    methods: list[str] | None = None
-    plots: bool = True
-    data_root: str | None = None
-    eval_batch_size: int = 512
-    threads: int | None = None
-    checkpoint_dir: str | None = None
+    source: str = field(metadata={"help": "source dataset spec, e.g. fashion-mnist:0-4"})
+    targets: list[str] = field(metadata={"help": "one or more target dataset specs"})
+    out: str = field(metadata={"help": "output directory"})
+    source_per_class: int | None = opt(1000, "source training images per class (balanced, seeded; None: all)")
+    source_test_per_class: int | None = opt(200, "source test images per class for the source accuracy")
+    target_train_per_class: int | None = opt(100, "target training images per class for the probe")
+    target_test_per_class: int | None = opt(100, "target test images per class for the probe")
+    image_size: int = opt(28, "square image side for every dataset")
+    seed: int = opt(0, "data subsampling seed (recipes carry their own training seed)")
+    device: str = opt("cpu", "torch device")
+    methods: list[str] | None = opt(None, "transferability methods to compute (None: every registered method)")
+    plots: bool = opt(True, "write the figures")
+    data_root: str | None = opt(None, "directory of the Fashion-MNIST IDX files (default: the Debian location)")
+    eval_batch_size: int = opt(512, "batch size of feature extraction")
+    threads: int | None = opt(None, "limit torch and BLAS threads to this many during the study (None: leave them)")
+    checkpoint_dir: str | None = opt(None, "where the checkpoints live (default: OUT/runs)")
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
