@@ -28,12 +28,12 @@ which the user must change whenever the stream's content changes.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 import numpy as np
 
 from nctransfer.data.images import is_pil_image
+from nctransfer.utils.io import file_sha256  # the one file digest, re-exported here
 
 #: decoded images hashed (besides the full file hashes) for an image folder
 FOLDER_DECODED_SAMPLE = 16
@@ -73,15 +73,6 @@ def image_digest(img: Any) -> str:
     """SHA-1 hex digest of one decoded sample (:func:`update_with_image`)."""
     h = hashlib.sha1()
     update_with_image(h, img)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

@@ -33,6 +33,7 @@ import torch
 
 from nctransfer.exceptions import NotFoundError
 from nctransfer.stats import FeatureStats
+from nctransfer.utils.io import file_sha256 as sha256_file  # the one file digest; old name kept
 from nctransfer.utils.io import write_bytes_atomic, write_json_atomic
 from nctransfer.utils.locking import entry_lock
 
@@ -41,14 +42,6 @@ STORE_VERSION = 1
 
 class CacheCorruptedWarning(UserWarning):
     """A cache file failed its checksum or could not be read; the entry is rebuilt."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def digest(obj: Any, n: int = 20) -> str:

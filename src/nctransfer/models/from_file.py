@@ -5,7 +5,6 @@ can run arbitrary code). :func:`save_model` writes a state dict with its ModelIn
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import warnings
@@ -23,16 +22,8 @@ from nctransfer.models.heads import find_classifier, in_width
 from nctransfer.models.info import ModelInfo
 from nctransfer.models.state_dict import load_state_dict_flexible
 from nctransfer.utils.io import atomic_path
+from nctransfer.utils.io import file_sha256 as sha256_file  # the one file digest; old name kept
 from nctransfer.utils.torch_io import first_sentence
-
-
-def sha256_file(path: Path, limit: int | None = None) -> str:
-    """SHA-256 hex digest of the file's bytes (the whole file; ``limit`` is not used)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def unwrap_state_dict(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
