@@ -11,12 +11,10 @@ by ``--config``). ``--json`` prints ``results.json`` instead of the summary.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from nctransfer._demo_defaults import DEMO_DEFAULTS
 from nctransfer.cli import options as O
-from nctransfer.cli._output import print_run_warnings
-from nctransfer.reports import results_to_json
+from nctransfer.cli._output import print_ranking_outcome
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +49,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # deferred: imports torch (see cli.main)
-    from nctransfer.pipeline.demo import format_summary, report_location, run_demo
+    from nctransfer.pipeline.demo import run_demo
 
     ft = dict(DEMO_DEFAULTS["finetune_options"])
     ft["epochs"] = args.epochs
@@ -64,12 +62,5 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=O.cache_arg(args), seed=args.seed,
         out=args.out, progress=args.progress, config={"command": "demo", "cli": O.config_options(args)},
     )
-    print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
-    if args.json:
-        print(results_to_json(results), end="")
-        return 0
-    print(format_summary(results))
-    print("")
-    print(f"Report: {report_location(args.out)}")
-    print(f"(also {args.out}/report.md, results.json, scores.csv, config.yaml)", file=sys.stdout)
-    return 0
+    return print_ranking_outcome(results, args.out, args.json,
+                                 also=f"(also {args.out}/report.md, results.json, scores.csv, config.yaml)")

@@ -45,7 +45,7 @@ import yaml
 
 from nctransfer.cli import options as O
 from nctransfer.cli._distributed import run_distributed
-from nctransfer.cli._output import print_run_warnings
+from nctransfer.cli._output import print_ranking_outcome
 from nctransfer.exceptions import InputValueError
 from nctransfer.reports.records import write_results_json, write_scores_csv
 from nctransfer.reports.schema import ranking_order
@@ -321,7 +321,6 @@ def run_models(args: argparse.Namespace) -> int:
     """Models mode: :func:`nctransfer.rank_models` end to end, then a short summary and the report's path."""
     # deferred on purpose: the pipeline (torch, timm) loads only when the command runs (CLI start-up speed)
     from nctransfer.pipeline import rank_models
-    from nctransfer.pipeline.demo import format_summary, report_location
 
     if getattr(args, "files", None):
         raise InputValueError("rank: give either FILE.npz arguments (file mode) or --models (models mode), not both.")
@@ -341,16 +340,7 @@ def run_models(args: argparse.Namespace) -> int:
         config={"command": "rank", "cli": O.config_options(args)},
         backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None),
     )
-    print_run_warnings(results.get("warnings", []), where=f"{args.out}/results.json")  # shown even with --quiet
-    if args.json:
-        from nctransfer.reports import results_to_json  # deferred on purpose: reports load the templates
-
-        print(results_to_json(results), end="")
-        return 0
-    print(format_summary(results))
-    print("")
-    print(f"Report: {report_location(args.out)}")
-    return 0
+    return print_ranking_outcome(results, args.out, args.json)
 
 
 def run(args: argparse.Namespace) -> int:
