@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nctransfer.stats import FeatureStats
-from nctransfer.transferability import gbc, hscore, logme, ncti_terms
+from nctransfer.transferability import gbc, hscore, logme, ncti_terms, transrate
 from nctransfer.transferability._common import Workspace
 from nctransfer.transferability._linalg import dense_top_eigh, varying_columns
 from nctransfer.transferability._varying import seed_top_eigh
@@ -215,3 +215,16 @@ def test_batched_gaussian_mixture_without_the_kept_outer_products_equals_scikit_
     assert fast.n_iter_ == ref.n_iter_
     np.testing.assert_allclose(fast.means_, ref.means_, atol=1e-9)
     np.testing.assert_allclose(fast.predict_proba(Z), ref.predict_proba(Z), atol=1e-9)
+
+
+def test_transrate_on_the_varying_columns_equals_the_full_log_determinants():
+    X, y, live = _with_constant_columns(400, 40, 15, seed=8)
+    Z = X - X.mean(0)
+
+    def rate(A):
+        return 0.5 * np.linalg.slogdet(np.eye(A.shape[1]) + A.T @ A / (len(A) * 1e-4))[1]
+
+    ref = rate(Z) - np.mean([rate(Z[y == c]) for c in range(4)])
+    ws = Workspace(X, y)
+    assert transrate(ws) == pytest.approx(ref, rel=1e-10)
+    assert "scatter_T" not in ws._cache and ws._cache["scatter_T_varying"].shape == (25, 25)

@@ -9,7 +9,8 @@ Features are centred once (globally). With ``R(Z) = 1/2 logdet(I + Z^T Z / (n ep
 
 where ``X_k`` are the (globally centred) rows of class ``k`` (not re-centred), ``eps = 1e-4``. Each log-determinant
 is taken in the cheaper domain (``logdet(I_d + Z^T Z c) = logdet(I_n + Z Z^T c)``, Sylvester's identity) by a
-Cholesky factorisation.
+Cholesky factorisation. Features constant on the target set are zero columns of every centred ``Z`` (an identity
+block of ``I + c Z^T Z``, log-determinant 0): they are dropped, exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from nctransfer.transferability._common import blas_limited, check_positive_float, cholesky, eigh, workspace
+from nctransfer.transferability._varying import varying_scatter
 from nctransfer.transferability.base import register
 
 
@@ -58,8 +60,14 @@ def transrate(X: Any, y: Any = None, *, eps: float = 1e-4) -> float:
     fname = "transrate"
     eps = check_positive_float(eps, "eps", fname)
     ws = workspace(X, y, fname)
-    Xc = ws.Xc
-    total = _coding_rate(Xc, eps, ws.gram_c if ws.gram_domain else ws.scatter_T)
+    if ws.gram_domain:
+        Xc = ws.Xc
+        total = _coding_rate(Xc, eps, ws.gram_c)
+    else:
+        # a constant feature is a zero column of every Z: an identity block of I + c Z^T Z, logdet 0 (exact)
+        live, S = varying_scatter(ws)
+        Xc = ws.Xc if live is None else np.take(ws.Xc, live, axis=1)
+        total = _coding_rate(Xc, eps, S)
     order = np.argsort(ws.codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(ws.codes, minlength=ws.K))])
     per_class = 0.0
