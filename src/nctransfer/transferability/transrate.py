@@ -15,6 +15,7 @@ block of ``I + c Z^T Z``, log-determinant 0): they are dropped, exactly.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,9 @@ import numpy as np
 from nctransfer.transferability._common import blas_limited, check_positive_float, cholesky, eigh, workspace
 from nctransfer.transferability._varying import varying_scatter
 from nctransfer.transferability.base import register
+from nctransfer.utils.threads import limit_blas_threads
+
+_ONE_THREAD_SIDE = 512  # per-class Gram matrices up to this size are factorised with one BLAS thread
 
 
 def _half_logdet_identity_plus(G: np.ndarray, c: float) -> float:
@@ -71,9 +75,14 @@ def transrate(X: Any, y: Any = None, *, eps: float = 1e-4) -> float:
     order = np.argsort(ws.codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(ws.codes, minlength=ws.K))])
     per_class = 0.0
-    for k in range(ws.K):
-        rows = order[bounds[k]:bounds[k + 1]]
-        per_class += _coding_rate(Xc[rows], eps)
+    # the per-class Grams are at most min(n_k, d) wide: below _ONE_THREAD_SIDE one BLAS thread (extra threads only
+    # spin-wait on such sizes: a 192 x 192 Cholesky took 0.2 ms with one thread, 14 ms with two on a busy 2-core
+    # machine)
+    side = min(int(ws.counts.max()), Xc.shape[1])
+    with limit_blas_threads(1) if side <= _ONE_THREAD_SIDE else contextlib.nullcontext():
+        for k in range(ws.K):
+            rows = order[bounds[k]:bounds[k + 1]]
+            per_class += _coding_rate(Xc[rows], eps)
     return float(total - per_class / ws.K)
 
 
