@@ -41,6 +41,7 @@ from nctransfer.transferability._common import (
 )
 from nctransfer.transferability.base import register
 from nctransfer.transferability.sfda import shrunk_lda_posterior
+from nctransfer.utils.threads import limit_blas_threads
 
 _TAILS = ("bottom", "top")
 _LDA_COV = ("shrunk", "identity")
@@ -105,10 +106,13 @@ def etran_terms(X: Any, y: Any = None, *, percent: float = 0.5, tail: str = "bot
         # identity covariance: the coefficients are the centred class means themselves (lda_logits with S = I,
         # without factorising a d x d identity, which took 60% of the time at d = 1280). (x - mu_G) . M_k =
         # x . M_k - mu_G . M_k: the centred features are never formed; class sums by a dense one-hot product.
+        # Both products are K columns wide (memory-bound): one BLAS thread (a second one only spin-waits; with two
+        # on the busy 2-core machine this term took 6-8x its one-thread time).
         X = ws.X
         onehot = (ws.codes[None, :] == np.arange(ws.K)[:, None]).astype(np.float64)
-        M = (onehot @ X) / ws.counts[:, None] - ws.mean
-        P = softmax(X @ M.T + (np.log(ws.priors) - 0.5 * np.einsum("kd,kd->k", M, M) - M @ ws.mean))
+        with limit_blas_threads(1):
+            M = (onehot @ X) / ws.counts[:, None] - ws.mean
+            P = softmax(X @ M.T + (np.log(ws.priors) - 0.5 * np.einsum("kd,kd->k", M, M) - M @ ws.mean))
     lda = float(P[np.arange(ws.n), ws.codes].mean())
     return {"energy": energy, "lda": lda}
 
