@@ -94,8 +94,9 @@ def ncti_terms(X: Any, y: Any = None, *, n_components: int = 64, n_top: int = 32
         "shrinkage": t, "n_components": p}``. Higher ``S_seli`` and ``S_ncc`` and lower ``S_vc`` predict better
         transfer; only their pool combination (:func:`ncti`) is the NCTI score.
 
-    Cost: the exact PCA by block Krylov iteration on the centred features (``O(N d)`` per product, a few hundred
-    products; ``O(N d^2 + d^3)`` for ``d < 400``, ``O(N^2 d + N^3)`` when ``N < d``), then ``O(N p^2 + N K^2)``.
+    Cost: the exact PCA on the ``m`` varying columns (constant features dropped, exactly): for ``N >= 2 m`` the
+    ``m x m`` scatter (``O(N m^2)``) and its top eigenpairs, else block Krylov iteration on the centred features
+    (``O(N m)`` per product; ``O(N^2 d + N^3)`` when ``N < d``); then ``O(N p^2 + N K^2)``.
     """
     fname = "ncti"
     n_components = check_positive_int(n_components, "n_components", fname)

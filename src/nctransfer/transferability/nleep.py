@@ -21,9 +21,10 @@ values differ from the default here by up to 11x on some real taps:
 
 The default keeps the paper's definition (LEEP's mean log-likelihood), since there is no authors' code to follow.
 
-Speed: the PCA needs only the leading eigenpairs (block Krylov on the centred features) and the total variance (the
-trace) to choose the kept dimensions, and the full-covariance EM runs scikit-learn's algorithm with its per-component
-loops batched (same initialisation, iterations and convergence test; parameters equal to rounding).
+Speed: the PCA needs only the leading eigenpairs (on the varying columns' scatter, or by block Krylov on the centred
+features) and the total variance (the trace) to choose the kept dimensions, and the full-covariance EM runs
+scikit-learn's algorithm with its per-component loops batched and the samples' outer products kept for the fit
+(same initialisation, iterations and convergence test; parameters equal to rounding).
 """
 
 from __future__ import annotations
