@@ -112,17 +112,22 @@ def dense_top_eigh(A: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     decomposition when ``m < 400`` or ``k > m / 3`` (then cheaper than a subset: 2.7 ms against 6 ms for 64 of
     192), ARPACK (:func:`top_eigenpairs`) for ``k <= m / 10`` (68 ms against 96 ms for LAPACK's subset and 145 ms
     for the full decomposition, 64 of 990), else LAPACK's subset driver (``evr``). One thread, measured in the same
-    run. Every branch gives the eigenvalues to rounding and the eigenvectors to rounding over the eigengap."""
+    run. Every branch gives the eigenvalues to rounding and the eigenvectors to rounding over the eigengap.
+
+    One BLAS thread (ARPACK: the number set by :func:`set_blas_threads`, if any): ARPACK's matrix-vector products
+    are memory-bound and LAPACK's tridiagonalisation does not scale; with the default two threads on the busy
+    2-core machine the 64 of 990 took 1.6x the one-thread time."""
     m = A.shape[0]
     k = min(int(k), m)
-    if m < 400 or k > m // 3:
-        w, V = eigh(A)
-        return w[::-1][:k].copy(), np.ascontiguousarray(V[:, ::-1][:, :k])
-    top = top_eigenpairs(A, k)
-    if top is not None:
-        return top
-    w, V = eigh(A, subset=(m - k, m - 1))
-    return w[::-1].copy(), np.ascontiguousarray(V[:, ::-1])
+    with limit_blas_threads(1):
+        if m < 400 or k > m // 3:
+            w, V = _eigh(A, driver="evd", check_finite=False)
+            return w[::-1][:k].copy(), np.ascontiguousarray(V[:, ::-1][:, :k])
+        top = top_eigenpairs(A, k)
+        if top is not None:
+            return top
+        w, V = _eigh(A, subset_by_index=[m - k, m - 1], driver="evr", check_finite=False)
+        return w[::-1].copy(), np.ascontiguousarray(V[:, ::-1])
 
 
 def varying_columns(Xc: np.ndarray) -> np.ndarray | None:
