@@ -243,17 +243,7 @@ class PreparedFeatures:
                 out = blas.dger(-1.0, m, m, a=T.T, overwrite_a=1)  # T.T: Fortran-order view, updated in place
                 return T if np.shares_memory(out, T) else np.ascontiguousarray(out.T)
 
-            acc = np.zeros((self.d, self.d), order="F")
-            g = self.global_offset()
-            for X64, _ in self._chunks():
-                X64 -= g
-                out = blas.dsyrk(1.0, X64.T, beta=1.0, c=acc, overwrite_c=1)
-                if out is not acc:
-                    acc = out
-            full = acc + acc.T  # dsyrk wrote the upper triangle only
-            idx = np.arange(self.d)
-            full[idx, idx] -= acc[idx, idx]
-            return full / self.n
+            return self.labelled.scatter / self.n  # the workspace's one scatter, shared with the scores
         return self._cached("sigma_T", compute)
 
     def weighted_between_factor(self) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Hashable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import blas
 
 from nctransfer.exceptions import InputValueError, NCTransferError
 from nctransfer.utils.validation import (
@@ -194,6 +195,31 @@ class LabelledFeatures:
     def Xc(self) -> np.ndarray:
         """Centred features ``X - mu_G`` ``[N, d]``."""
         return self.cached("Xc", lambda: self.X - self.mean)
+
+    @property
+    def scatter(self) -> np.ndarray:
+        """Total scatter ``sum_i (x_i - mu_G)(x_i - mu_G)^T = N Sigma_T`` ``[d, d]``, float64, exactly symmetric.
+
+        Accumulated by a symmetric rank-k update (``dsyrk``) over row blocks of the centred features (the cached
+        ``Xc`` when another quantity already built it, else blocks centred on the fly: no ``[N, d]`` copy), so the
+        metrics' ``Sigma_T`` and the scores' scatter are one computation on a shared workspace.
+        """
+        def compute() -> np.ndarray:
+            acc = np.zeros((self.d, self.d), order="F")
+            if "Xc" in self._cache:
+                Xc = self._cache["Xc"]
+                blocks: Iterator[np.ndarray] = (Xc[s:s + CHUNK_ROWS] for s in range(0, self.n, CHUNK_ROWS))
+            else:
+                blocks = (b for b, _ in self.chunks(True, CHUNK_ROWS))
+            for B in blocks:
+                out = blas.dsyrk(1.0, B.T, beta=1.0, c=acc, overwrite_c=1)
+                if out is not acc:
+                    acc = out
+            full = acc + acc.T  # dsyrk wrote the upper triangle only
+            idx = np.arange(self.d)
+            full[idx, idx] -= acc[idx, idx]
+            return full
+        return self.cached("scatter", compute)
 
     @property
     def gram_domain(self) -> bool:

@@ -91,10 +91,8 @@ class Workspace(LabelledFeatures):
 
                 Xc = self._torch.double() - torch.as_tensor(self.mean, device=self._torch.device)
                 S = to_numpy(Xc.T @ Xc)
-            else:
-                Xc = self.Xc
-                S = Xc.T @ Xc
-            return (S + S.T) * 0.5
+                return (S + S.T) * 0.5
+            return self.scatter  # the workspace's one scatter, shared with the collapse metrics
         return self.cached("scatter_T", compute)
 
     @property
