@@ -11,7 +11,6 @@ from nctransfer.stats import FeatureStats
 from nctransfer.transferability import gbc, hscore, logme, ncti_terms, transrate
 from nctransfer.transferability._common import Workspace
 from nctransfer.transferability._linalg import dense_top_eigh, varying_columns
-from nctransfer.transferability._varying import seed_top_eigh
 
 parc_mod = importlib.import_module("nctransfer.transferability.parc")
 
@@ -173,7 +172,7 @@ def test_top_eigenpairs_from_the_formed_scatter_equal_the_full_decomposition(n, 
     X = _decaying(n, d, seed=3, offset=2.0)
     y = np.arange(n) % 5
     ws = Workspace(X, y)
-    seed_top_eigh(ws, 64)
+    ws.seed_top_eigh(64)
     assert "scatter_T" in ws._cache and ws._cache["top_eigh_T"][0].shape == (64,)
     full = Workspace(X, y)
     full.eigh_T()

@@ -34,7 +34,6 @@ from nctransfer.transferability._common import (
     pca_dims,
     workspace,
 )
-from nctransfer.transferability._varying import seed_top_eigh
 from nctransfer.transferability.base import register
 
 _GAUSSIANS = ("spherical", "diagonal")
@@ -111,7 +110,7 @@ def gbc(X: Any, y: Any = None, *, gaussian: str = "spherical", n_components: int
     else:
         k = pca_dims(ws, check_positive_int(n_components, "n_components", fname), fname,
                       rule="available")
-        seed_top_eigh(ws, k)
+        ws.seed_top_eigh(k)
         Z = ws.pca(k)[0]
     return gbc_from_features(Z, ws.codes, ws.K, ws.counts, gaussian=gaussian, var_floor=var_floor)
 

@@ -33,7 +33,6 @@ from nctransfer.transferability._common import (
     well_conditioned_cholesky,
     workspace,
 )
-from nctransfer.transferability._varying import varying_scatter
 from nctransfer.transferability.base import register
 
 
@@ -100,7 +99,7 @@ def hscore(X_or_stats: Any, y: Any = None, *, rcond: float | None = None) -> flo
         proj = ws.class_sum(U[:, keep])  # [K, r]
         return float(np.sum(proj ** 2 / ws.counts[:, None]))
     # constant features are exact zero rows and columns of Sigma_T and zero columns of D: drop them (exact)
-    live, S = varying_scatter(ws)
+    live, S = ws.varying_scatter()
     D = ws.centred_class_means * np.sqrt(ws.priors)[:, None]
     if live is None:
         return _trace_pinv_quad(S / ws.n, D, tol, ws)

@@ -45,7 +45,6 @@ from nctransfer.transferability._common import (
     softmax,
     workspace,
 )
-from nctransfer.transferability._varying import seed_top_eigh
 from nctransfer.transferability.base import register
 
 TERMS = ("S_seli", "S_ncc", "S_vc")
@@ -104,7 +103,7 @@ def ncti_terms(X: Any, y: Any = None, *, n_components: int = 64, n_top: int = 32
     min_shrinkage = check_positive_float(min_shrinkage, "min_shrinkage", fname)
     ws = workspace(X, y, fname)
     p = pca_dims(ws, n_components, fname)
-    seed_top_eigh(ws, p)
+    ws.seed_top_eigh(p)
     Z, ev = ws.pca(p)
     t = float(max(np.exp(-np.sum(ev[:n_top])), min_shrinkage))
     plain = t <= min_shrinkage

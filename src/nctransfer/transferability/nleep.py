@@ -45,7 +45,6 @@ from nctransfer.transferability._common import (
     warn,
     workspace,
 )
-from nctransfer.transferability._varying import seed_top_eigh
 from nctransfer.transferability.base import register
 from nctransfer.transferability.leep import leep_from_probs
 
@@ -58,13 +57,13 @@ def _pca_variance(ws: Any, fraction: float) -> np.ndarray:
     if m >= 400 and "eigh_T" not in ws._cache and not ws.on_gpu:
         # the kept dimensions usually are a few dozen of hundreds: the top eigenpairs and the total variance (the
         # trace) decide k exactly as the full spectrum would, without its O(d^3) decomposition. The top eigenpairs
-        # come from the varying columns' scatter when features are constant or N >= 2d (seed_top_eigh), else by
+        # come from the varying columns' scatter when features are constant or N >= 2d (Workspace.seed_top_eigh), else by
         # block Krylov; 32, 64, 128, ... of them until they hold the fraction (a request for m / 6 at once, as
         # before, cost seconds of Krylov iteration at d = 1 280 when 33 were needed)
         total = float(np.einsum("ij,ij->", ws.Xc, ws.Xc))
         k0 = 32
         while k0 <= m // 6:
-            seed_top_eigh(ws, k0)
+            ws.seed_top_eigh(k0)
             w_top = np.maximum(ws.top_eigh_T(k0)[0], 0.0)
             if total > 0 and len(w_top) and np.sum(w_top) / total >= fraction - 1e-12:
                 k = int(np.searchsorted(np.cumsum(w_top) / total, fraction - 1e-12) + 1)

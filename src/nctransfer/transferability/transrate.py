@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from nctransfer.transferability._common import blas_limited, check_positive_float, cholesky, eigh, workspace
-from nctransfer.transferability._varying import varying_scatter
 from nctransfer.transferability.base import register
 from nctransfer.utils.threads import limit_blas_threads
 
@@ -69,7 +68,7 @@ def transrate(X: Any, y: Any = None, *, eps: float = 1e-4) -> float:
         total = _coding_rate(Xc, eps, ws.gram_c)
     else:
         # a constant feature is a zero column of every Z: an identity block of I + c Z^T Z, logdet 0 (exact)
-        live, S = varying_scatter(ws)
+        live, S = ws.varying_scatter()
         Xc = ws.Xc if live is None else np.take(ws.Xc, live, axis=1)
         total = _coding_rate(Xc, eps, S)
     order = np.argsort(ws.codes, kind="stable")
