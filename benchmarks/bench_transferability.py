@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from bench_authors import logme_reference, main as authors_main, sfda_reference
+from bench_authors import logme_fixed_point, logme_reference, main as authors_main, sfda_reference
 from nctransfer.data import load_dataset
 from nctransfer.data.arrays import load_digits_arrays, load_fashion_mnist_arrays
 from nctransfer.metrics import probe_accuracy
@@ -86,18 +86,7 @@ def logme_naive_one_class(X: np.ndarray, t: np.ndarray) -> float:
     u, s, _ = np.linalg.svd(X, full_matrices=False)
     sigma = s ** 2
     x2 = (u.T @ t) ** 2
-    res_x2 = t @ t - x2.sum()
-    alpha = beta = 1.0
-    for _ in range(11):
-        tt = alpha / beta
-        gamma = np.sum(sigma / (sigma + tt))
-        m2 = np.sum(sigma * x2 / (tt + sigma) ** 2)
-        res2 = np.sum(x2 / (1 + sigma / tt) ** 2) + res_x2
-        alpha, beta = gamma / (m2 + 1e-5), (n - gamma) / (res2 + 1e-5)
-        if abs(alpha / beta - tt) / tt <= 1e-3:
-            break
-    return (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
-            - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi)) / n
+    return logme_fixed_point(sigma, x2, t @ t - x2.sum(), n, d)
 
 
 # ------------------------------------------------------------------------------------------------------ run
