@@ -18,3 +18,12 @@ class ToTensorDataset(Dataset):
 
     def __getitem__(self, i):
         return torch.from_numpy(self.X[i]).float().unsqueeze(0) / 255.0, int(self.y[i])
+
+
+def hf_image_dataset(datasets, X, y, names, image="image", label="label"):
+    """A Hugging Face ``datasets.Dataset`` of ``uint8`` images ``X [N, H, W]`` (column ``image``) with ClassLabel
+    ``label`` named ``names``; ``datasets`` is the module (the caller's ``importorskip``)."""
+    from PIL import Image
+
+    feats = datasets.Features({image: datasets.Image(), label: datasets.ClassLabel(names=list(names))})
+    return datasets.Dataset.from_dict({image: [Image.fromarray(x) for x in X], label: y.tolist()}, features=feats)

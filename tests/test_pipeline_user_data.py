@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from nctransfer.exceptions import InputValueError
 from nctransfer.pipeline import RankResult, rank_models
 
-from _user_datasets import ToTensorDataset
+from _user_datasets import ToTensorDataset, hf_image_dataset
 
 MODELS = ["timm:resnet10t", "timm:efficientnet_lite0"]
 FAST = dict(pretrained=False, image_size=32, per_class=None, test_per_class=None, probe_C_grid=(0.1, 1.0),
@@ -28,7 +28,6 @@ def tiny(n_per_class=16, k=3, seed=0):
         r, q = divmod(c, 2)
         X[y == c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 150
     return X, y
-
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one thread (tests/conftest.py)
@@ -86,16 +85,10 @@ def test_dataloaders_give_the_same_ranking(explicit, split):
 
 def test_hugging_face_dataset_dict_and_taps_by_path(explicit, split):
     datasets = pytest.importorskip("datasets")
-    from PIL import Image
 
     (Xtr, ytr), (Xte, yte) = split
-    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
-
-    def hf(X, y):
-        return datasets.Dataset.from_dict({"image": [Image.fromarray(x) for x in X], "label": y.tolist()},
-                                          features=feats)
-
-    dd = datasets.DatasetDict({"train": hf(Xtr, ytr), "test": hf(Xte, yte)})
+    dd = datasets.DatasetDict({"train": hf_image_dataset(datasets, Xtr, ytr, "abc"),
+                               "test": hf_image_dataset(datasets, Xte, yte, "abc")})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = rank_models(MODELS[:1] + ["timm:resnet18"], dd, taps="layer1.0.conv1,layer2.0", cache_dir=None,
@@ -139,7 +132,6 @@ def test_cli_explicit_test_folder_and_taps_by_path(split, tmp_path):
 
 def test_layers_analyze_and_finetune_take_user_data(split):
     datasets = pytest.importorskip("datasets")
-    from PIL import Image
 
     from nctransfer.data import load_dataset
     from nctransfer.finetune import finetune
@@ -154,9 +146,7 @@ def test_layers_analyze_and_finetune_take_user_data(split):
         warnings.simplefilter("ignore")
         la = analyze(model, tr, te, "layer2.0,layer3.0.conv1,penultimate", probe=False, progress=False)
     assert la.taps == ["layer2.0", "layer3.0.conv1", "penultimate"]
-    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
-    hf_tr = datasets.Dataset.from_dict({"image": [Image.fromarray(x) for x in Xtr], "label": ytr.tolist()},
-                                       features=feats)
+    hf_tr = hf_image_dataset(datasets, Xtr, ytr, "abc")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = finetune(model, hf_tr, te, method="linear_probe", epochs=1, batch_size=8, image_size=32,
@@ -170,16 +160,13 @@ def test_cli_hf_name_loads_the_hub_dataset(split, tmp_path, monkeypatch):
     """``--data hf:<name>`` goes through ``datasets.load_dataset`` (replaced here by a local DatasetDict: no
     network); ClassLabel names reach the results."""
     datasets = pytest.importorskip("datasets")
-    from PIL import Image
 
     from nctransfer.cli.main import main
 
     (Xtr, ytr), (Xte, yte) = split
-    feats = datasets.Features({"img": datasets.Image(), "fine": datasets.ClassLabel(names=["x", "y", "z"])})
 
     def hf(X, y):
-        return datasets.Dataset.from_dict({"img": [Image.fromarray(x) for x in X], "fine": y.tolist()},
-                                          features=feats)
+        return hf_image_dataset(datasets, X, y, "xyz", image="img", label="fine")
 
     asked = []
 
