@@ -380,13 +380,5 @@ class FinetuneRunner:
         return float(r.test_accuracy)
 
 
-def _finetune_runner(data: Any, target: str, out: str | Path | None, per_class: int | None,
-                     test_per_class: int | None, seed: int, options: Mapping[str, Any] | None,
-                     progress: bool) -> Callable[[str, int], float]:
-    """The built-in runner (kept for callers of the earlier closure): a :class:`FinetuneRunner`."""
-    return FinetuneRunner(data, target, None if out is None else str(out), per_class, test_per_class, seed,
-                          dict(options or {}), progress)
-
-
 __all__ = ["HalvingPlan", "SelectResult", "SelectConfig", "FinetuneRunner", "plan_halving", "successive_halving",
            "select"]
