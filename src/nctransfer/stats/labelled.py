@@ -60,12 +60,16 @@ def encode_labels(y_np: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
         return [enc.classes[i] for i in order], rank[raw]
 
 
+def class_indicator(codes: np.ndarray, K: int) -> sp.csr_matrix:
+    """Sparse ``[K, N]`` class-indicator matrix of codes ``[N]`` in ``0..K-1``."""
+    n = len(codes)
+    return sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
+
+
 def class_sums(values: np.ndarray, codes: np.ndarray, K: int) -> np.ndarray:
     """``[K, m]`` per-class sums of the rows of ``values [N, m]`` with codes ``[N]`` in ``0..K-1`` (a sparse
     class-indicator product, ``O(N m)``)."""
-    n = len(codes)
-    ind = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
-    return np.asarray(ind @ values)
+    return np.asarray(class_indicator(codes, K) @ values)
 
 
 class LabelledFeatures:
@@ -153,9 +157,7 @@ class LabelledFeatures:
 
     def indicator(self) -> Any:
         """Sparse ``[K, N]`` class-indicator matrix."""
-        def build() -> Any:
-            return sp.csr_matrix((np.ones(self.n), (self.codes, np.arange(self.n))), shape=(self.K, self.n))
-        return self.cached("indicator", build)
+        return self.cached("indicator", lambda: class_indicator(self.codes, self.K))
 
     def class_sum(self, V: np.ndarray) -> np.ndarray:
         """Per-class sums of the rows of ``V`` ``[N, m]`` -> ``[K, m]``."""
@@ -235,4 +237,4 @@ class LabelledFeatures:
         return self.cached("gram_c", compute)
 
 
-__all__ = ["CHUNK_ROWS", "LabelledFeatures", "class_sums", "encode_labels", "prefix_errors"]
+__all__ = ["CHUNK_ROWS", "LabelledFeatures", "class_indicator", "class_sums", "encode_labels", "prefix_errors"]

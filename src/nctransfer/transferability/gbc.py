@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from nctransfer.exceptions import InputValueError
+from nctransfer.stats.labelled import class_indicator
 from nctransfer.transferability._common import (
     blas_limited,
     check_positive_float,
@@ -42,8 +42,7 @@ _GAUSSIANS = ("spherical", "diagonal")
 def gbc_from_features(Z: np.ndarray, codes: np.ndarray, K: int, counts: np.ndarray, *,
                       gaussian: str = "spherical", var_floor: float = 1e-4) -> float:
     """GBC of (already reduced) features ``Z [N, p]`` (no PCA, no input checks)."""
-    n = Z.shape[0]
-    ind = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(K, n))
+    ind = class_indicator(codes, K)
     mu = np.asarray(ind @ Z) / counts[:, None]
     # per-class population variance, two-pass (exact)
     resid = Z - mu[codes]
