@@ -105,7 +105,6 @@ def _parc_ranksum(Zn: np.ndarray, codes: np.ndarray, K: int) -> float:
     same = np.sort(1.0 - G[within_mask])
     cross = np.sort(1.0 - G[cross_mask])
     n0, n1 = len(same), len(cross)
-    n_all = n0 + n1
     if n0 == 0 or n1 == 0:
         return float("nan")
     lo = np.searchsorted(same, cross, side="left")
@@ -116,11 +115,19 @@ def _parc_ranksum(Zn: np.ndarray, codes: np.ndarray, K: int) -> float:
     if eq.any() or np.any(same[1:] == same[:-1]) or np.any(cross[1:] == cross[:-1]):
         t = np.unique(np.concatenate([same, cross]), return_counts=True)[1].astype(np.float64)
         ties = float(np.sum(t ** 3 - t))
-    var_r = (float(n_all) ** 2 - 1.0) / 12.0 - ties / (12.0 * n_all)
+    return _rank_biserial_rho(u, n0, n1, ties)
+
+
+def _rank_biserial_rho(u: float, n0: int, n1: int, ties: float = 0.0) -> float:
+    """Spearman's rho of the dissimilarity ranks with the cross-class indicator from ``u = #{within < cross} +
+    #{within = cross} / 2`` over the ``n0`` within- and ``n1`` cross-class pairs (``ties``: ``sum (t^3 - t)`` over
+    groups of equal dissimilarities, the rank-variance correction; NaN when the ranks do not vary)."""
+    n_all = n0 + n1
+    var_r = (n_all ** 2 - 1) / 12.0 - ties / (12.0 * n_all)
     if var_r <= 0:
         return float("nan")
     p = n1 / n_all
-    cov = (n1 * (n1 + 1) / 2.0 + u) / n_all - (n_all + 1) / 2.0 * p
+    cov = (n1 * (n1 + 1) / 2.0 + u) / n_all - (n_all + 1) / 2.0 * p  # sum of the cross pairs' mid-ranks / n_all
     return float(cov / np.sqrt(var_r * p * (1 - p)))
 
 
@@ -151,11 +158,7 @@ def _parc_blocked(Zn: np.ndarray, codes: np.ndarray, K: int, block: int = 1024) 
         lo = np.searchsorted(same, v, side="left")
         hi = np.searchsorted(same, v, side="right")
         u += float(lo.sum()) + 0.5 * float((hi - lo).sum())
-    r1_sum = n1 * (n1 + 1) / 2.0 + u  # sum of the mid-ranks of the cross-class pairs
-    p = n1 / n_all
-    cov = r1_sum / n_all - (n_all + 1) / 2.0 * p
-    var_r = (n_all ** 2 - 1) / 12.0
-    return float(cov / np.sqrt(var_r * p * (1 - p)))
+    return _rank_biserial_rho(u, n0, n1)  # ties ranked by mid-ranks, not in the rank variance (module doc)
 
 
 @blas_limited
