@@ -4,14 +4,13 @@ class indices ``0..K-1`` with class names."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nctransfer.data.fingerprint import update_with_image
+from nctransfer.data.fingerprint import image_digest
 from nctransfer.data.images import is_pil_image
 from nctransfer.exceptions import InputValueError, ShapeError
 
@@ -90,13 +89,12 @@ def read_labels(base: Any, where: str, hashes: dict[Any, str] | None = None) -> 
     out = []
     n = len(base)
     for i in tqdm(range(n), desc=f"reading labels of {where}", unit="img", leave=False, disable=n < 2000):
-        img, lab = item_pair(base[i], f"{where}[{i}]")
-        _check_image(img, f"{where}[{i}]")
+        at = f"{where}[{i}]"
+        img, lab = item_pair(base[i], at)
+        _check_image(img, at)
         if hashes is not None:
-            h = hashlib.sha1()
-            update_with_image(h, img)
-            hashes[("img", i)] = h.hexdigest()
-        out.append(label_value(lab, f"{where}[{i}]"))
+            hashes[("img", i)] = image_digest(img)
+        out.append(label_value(lab, at))
     return np.asarray(out)
 
 
