@@ -184,8 +184,8 @@ class WrappedImageDataset(_LabeledBase, Dataset):
     def _sample_hash(self, j: int) -> str:
         key = ("img", j)
         if key not in self._hashes:
-            self._hashes[key] = image_digest(item_pair(_read_item(self.base, j, f"{self.name}[{j}]"),
-                                                       f"{self.name}[{j}]")[0])
+            where = f"{self.name}[{j}]"
+            self._hashes[key] = image_digest(item_pair(_read_item(self.base, j, where), where)[0])
         return self._hashes[key]
 
     def _file_hash(self, j: int, path: str) -> str:
