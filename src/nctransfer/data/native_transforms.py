@@ -117,13 +117,11 @@ def _torchvision_transform(info: Any, size: tuple[int, int] | None, crop_pct: fl
         from torchvision.transforms._presets import ImageClassification
     except ImportError:  # pragma: no cover
         return None
-    weights = None
     name = str(getattr(info, "name", "")).split(":", 1)[-1]
-    for cand in (getattr(info, "weights", None),):
-        try:
-            weights = tvm.get_weight(str(cand))
-        except (ValueError, KeyError, AttributeError, TypeError):
-            weights = None
+    try:
+        weights = tvm.get_weight(str(getattr(info, "weights", None)))
+    except (ValueError, KeyError, AttributeError, TypeError):
+        weights = None
     if weights is None and name:
         try:
             weights = tvm.get_model_weights(name).DEFAULT
