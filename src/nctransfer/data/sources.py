@@ -93,7 +93,7 @@ def torchvision_dataset(name: str, split: str, transform: Any, root: Any, downlo
     meta = {"split": split, "root": str(root)}
     data = getattr(base, "data", None)
     if data is not None and hasattr(data, "shape") and len(data) == len(targets) and np.asarray(data[:1]).ndim in (3, 4):
-        images = images_to_nchw(data[pos] if not hasattr(data, "numpy") else data[pos], f"{name}.data")
+        images = images_to_nchw(data[pos], f"{name}.data")
         return ArrayImageDataset(images, targets[pos], classes, transform, name=f"torchvision:{name}", meta=meta)
     return WrappedImageDataset(base, pos, targets, classes, transform, name=f"torchvision:{name}", meta=meta)
 
