@@ -16,6 +16,7 @@ from nctransfer.data.image_datasets import WrappedImageDataset, item_path
 from nctransfer.data.splits import split_positions
 from nctransfer.exceptions import InputValueError, NotFoundError
 
+
 def drop_bad_images(ds: WrappedImageDataset) -> WrappedImageDataset:
     """``ds`` without the items whose image file cannot be decoded (each file is opened and fully decoded once);
     the skipped files are listed in ``ds.meta["skipped_images"]`` and reported with a warning."""
