@@ -17,15 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nctransfer.exceptions import InputValueError
-from nctransfer.extract.batches import (  # noqa: F401 (moved; re-exported)
-    _as_extract_input,
-    _autocast,
-    _batches,
-    _BatchSource,
-    _collate,
-    _dataset_id,
-    _model_name,
-)
+from nctransfer.extract.batches import _as_extract_input, _autocast, _BatchSource, _dataset_id, _model_name
 from nctransfer.extract.distributed import extract_sharded
 from nctransfer.extract.results import ExtractionResult, TapResult
 from nctransfer.extract.reuse import _HELD_LOCKS, _from_entry, _releasing_locks, _reuse_locked, _serve_verified, _serves

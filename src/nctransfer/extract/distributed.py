@@ -139,10 +139,10 @@ def extract_sharded(model: Any, dataset: Any, taps: Any = "all", **kwargs: Any) 
         if not store:
             continue
         if cached:
-            results[t]._loader = (lambda t=t: _concat([CacheEntry.open(_p(p)).load_features(t)  # type: ignore
+            results[t]._loader = (lambda t=t: _concat([CacheEntry.open(Path(p)).load_features(t)  # type: ignore
                                                        for p in paths]))
             results[t]._batches = (lambda t=t: (b for p in paths  # rank entries in rank order: original order
-                                                for b in CacheEntry.open(_p(p)).iter_features(t)))  # type: ignore
+                                                for b in CacheEntry.open(Path(p)).iter_features(t)))  # type: ignore
         else:
             parts = [g for g in gathered[t] if g is not None]
             results[t]._features = np.concatenate([g[0] for g in parts])
@@ -154,13 +154,9 @@ def extract_sharded(model: Any, dataset: Any, taps: Any = "all", **kwargs: Any) 
                            computed_samples=sum(int(m["computed"]) for m in meta if m is not None),
                            cache_path=None if local is None else local.cache_path, seconds=time.perf_counter() - t0,
                            key=key)
-    res.shard_paths = [_p(p) for p in paths] if cached else []  # type: ignore[attr-defined]
+    res.shard_paths = [Path(p) for p in paths] if cached else []  # type: ignore[attr-defined]
     res.rank, res.world_size, res.slice = rank, world, (lo, hi)  # type: ignore[attr-defined]
     return res
-
-
-def _p(path: str) -> Any:
-    return Path(path)
 
 
 def _concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
