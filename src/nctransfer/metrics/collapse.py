@@ -27,7 +27,7 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from nctransfer.exceptions import InputValueError, ShapeError, UndefinedMetricWarning
+from nctransfer.exceptions import InputValueError, ShapeError
 from nctransfer.metrics._prepare import CHUNK_ROWS, EPS, PreparedFeatures, prepare
 from nctransfer.metrics._shared import _check_rtol, _samples, _undefined
 from nctransfer.metrics.geometry import (  # noqa: F401  re-exported: nctransfer.metrics.collapse keeps every name

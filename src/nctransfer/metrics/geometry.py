@@ -13,7 +13,7 @@ from typing import Any, Hashable
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, eigh, lapack, solve_triangular
 
-from nctransfer.exceptions import ConvergenceWarning, InputValueError, UndefinedMetricWarning
+from nctransfer.exceptions import ConvergenceWarning, InputValueError
 from nctransfer.metrics._prepare import EPS, PreparedFeatures, prepare, warn_numerical
 from nctransfer.metrics._shared import NAN, _check_rtol, _samples, _undefined
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from nctransfer.exceptions import InputValueError, NCTransferError, NumericalWarning
 from nctransfer.stats.feature_stats import FeatureStats
-from nctransfer.stats.labelled import LabelledFeatures, encode_labels, prefix_errors  # noqa: F401 (re-exported)
+from nctransfer.stats.labelled import LabelledFeatures, prefix_errors
 from nctransfer.transferability._linalg import (  # noqa: F401  re-exported: the scores import them from here
     EPS,
     blas_limited,
