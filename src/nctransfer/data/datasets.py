@@ -224,8 +224,8 @@ def load_dataset(
     elif _is_loaded(spec):  # already loaded: re-targeted (another model's transform, a subsample), never re-hashed
         ds = spec
         if split is not None and canonical_split(split) != "all":
-            if not hasattr(spec, "subset") or type(spec).__name__ == "LoaderDataset":
-                ds.subset([])  # raises the DataLoader message
+            if isinstance(ds, LoaderDataset):
+                ds.subset([])  # raises the DataLoader message before a pass over the loader for its targets
             ds = ds.subset(split_positions(ds.targets, split_c, has_official=False, **kw), split=split_c)
         in_memory = isinstance(spec, ArrayImageDataset)
     else:
