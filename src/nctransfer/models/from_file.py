@@ -21,8 +21,7 @@ from nctransfer.models.from_timm import timm_info
 from nctransfer.models.heads import find_classifier, in_width
 from nctransfer.models.info import ModelInfo
 from nctransfer.models.state_dict import load_state_dict_flexible
-from nctransfer.utils.io import atomic_path
-from nctransfer.utils.io import file_sha256 as sha256_file  # the one file digest; old name kept
+from nctransfer.utils.io import atomic_path, file_sha256
 from nctransfer.utils.torch_io import first_sentence
 
 
@@ -72,7 +71,7 @@ def load_file(spec: str, build: Callable[..., Any], arch: str | None = None, all
         obj: Any = load_safetensors(str(path))
     else:
         obj = torch_load_checked(path, name, allow_pickle)
-    digest = sha256_file(path)[:16]
+    digest = file_sha256(path)[:16]
     if isinstance(obj, nn.Module):
         model = obj
         old = getattr(model, "nctransfer_info", None)
