@@ -38,18 +38,22 @@ from tqdm.auto import tqdm
 
 from nctransfer.exceptions import InputValueError, UndefinedMetricWarning
 from nctransfer.stats.feature_stats import FeatureStats
-from nctransfer.stats.labelled import LabelledFeatures
-from nctransfer.transferability._common import blas_limited, require_pool, Workspace, workspace
+from nctransfer.transferability._common import blas_limited, require_pool, workspace
 from nctransfer.transferability.base import METHODS, MethodInfo, get_method
 from nctransfer.transferability.evaluation import EVALUATION_KEYS, INTERVAL_KEYS, evaluate
-from nctransfer.transferability.targets import check_same_targets, load_features_file, target_fingerprint
-from nctransfer.transferability.targets import candidate_entry as _candidate
+from nctransfer.transferability.targets import (
+    candidate_entry,
+    check_same_targets,
+    load_features_file,
+    target_fingerprint,
+)
 from nctransfer.transferability.truth import read_truth_csv, read_truth_se_csv
 
 
-def _resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | None
-                     ) -> tuple[list[MethodInfo], dict[str, dict[str, Any]], set[str]]:
-    """(methods in order, options per method, names requested explicitly)."""
+def resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> tuple[list[MethodInfo], dict[str, dict[str, Any]], set[str]]:
+    """``(infos, options, explicit)`` of a :func:`rank` ``methods``/``options`` request: the methods in order, the
+    options per method, the names requested explicitly."""
     opts: dict[str, dict[str, Any]] = {}
     explicit: set[str] = set()
     if methods is None:
@@ -101,10 +105,9 @@ def score_candidate(name: str, entry: Any, infos: Any, opts: Mapping[str, Mappin
         pool into :func:`rank`'s DataFrame. Methods run in the given order on one shared workspace, exactly as
         :func:`rank` runs them, so the values are the same numbers.
     """
-    X, y, P = _candidate(name, entry)
+    X, y, P = candidate_entry(name, entry)
     is_stats = isinstance(X, FeatureStats)
-    ws = None if is_stats else workspace(X, None, f"rank[{name}]") if isinstance(X, LabelledFeatures) \
-        else Workspace(X, y, f"rank[{name}]")
+    ws = None if is_stats else workspace(X, y, f"rank[{name}]")  # y is None for labelled features
     out: dict[str, Any] = {"values": {}, "terms": {}, "seconds": {}, "no_probs": [], "stats_only": []}
     for info in infos:
         kw = opts.get(info.name, {})
@@ -142,16 +145,11 @@ def _collect(name: str, part: Mapping[str, Any], values: dict[str, dict[str, flo
         stats_only.setdefault(m, []).append(name)
 
 
-def resolve_methods(methods: Any, options: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Any, Any, Any]:
-    """``(infos, options, explicit)`` of a :func:`rank` ``methods``/``options`` request."""
-    return _resolve_methods(methods, options)
-
-
 def combine_candidates(parts: Mapping[str, Mapping[str, Any]], methods: Any = None, *,
                        options: Mapping[str, Mapping[str, Any]] | None = None) -> "Any":
     """:func:`rank`'s DataFrame from per-candidate parts (:func:`score_candidate`, in pool order): the per-model
     values as computed, the pool-relative scores combined here (min-max across the pool)."""
-    infos, _, _ = _resolve_methods(methods, options)
+    infos, _, _ = resolve_methods(methods, options)
     names = list(parts)
     values: dict[str, dict[str, float]] = {n: {} for n in names}
     seconds: dict[str, float] = {m.name: 0.0 for m in infos}
@@ -196,7 +194,7 @@ def rank(candidates: Any, methods: Any = None, *, options: Mapping[str, Mapping[
             candidates.
         NotFoundError: unknown method name.
     """
-    infos, opts, explicit = _resolve_methods(methods, options)
+    infos, opts, explicit = resolve_methods(methods, options)
     if isinstance(candidates, Mapping):
         items = [(str(k), v) for k, v in candidates.items()]
     elif isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)):

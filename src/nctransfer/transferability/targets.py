@@ -41,7 +41,7 @@ def load_features_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
     return data["X"], data["y"], data.get("P")
 
 
-def _candidate(name: str, value: Any) -> tuple[Any, Any, Any]:
+def candidate_entry(name: str, value: Any) -> tuple[Any, Any, Any]:
     """``(X_or_stats, y, probs)`` of one candidate entry."""
     if isinstance(value, (str, os.PathLike)):
         return load_features_file(value)
@@ -171,7 +171,5 @@ def check_same_targets(items: list[tuple[str, Any]]) -> None:
             f"such as NCTI and ETran, and the ranking itself, compare models on one target dataset); compared with "
             f"{ref_desc}: " + "; ".join(bad) + ".")
 
-
-candidate_entry = _candidate
 
 __all__ = ["candidate_entry", "check_same_targets", "load_features_file", "target_fingerprint"]
