@@ -35,14 +35,13 @@ CHUNK_ROWS = 4096  # rows per block of the chunked passes over the samples
 
 
 def prefix_errors(fname: str | None) -> Callable:
-    """Decorator-free helper: re-raise nctransfer errors with the scoring function's name in front (unchanged when
-    ``fname`` is ``None``)."""
+    """``exc -> exc`` with the scoring function's name in front of its message (to re-raise; unchanged when
+    ``fname`` is ``None`` or the message already starts with it)."""
     def wrap(exc: NCTransferError) -> NCTransferError:
         msg = str(exc)
         if fname is None or msg.startswith(f"{fname}:"):
             return exc
-        new = type(exc)(f"{fname}: {msg}")
-        return new
+        return type(exc)(f"{fname}: {msg}")
     return wrap
 
 

@@ -44,9 +44,6 @@ from nctransfer.transferability._linalg import (  # noqa: F401  re-exported: the
 from nctransfer.utils.memory import WIDE_FEATURES_ADVICE, check_memory
 from nctransfer.utils.validation import check_probs, to_numpy
 
-# ----------------------------------------------------------------------------------------------- input checks
-_prefix = prefix_errors  # re-raise nctransfer errors with the scoring function's name in front
-
 
 def _gram_operator(Xc: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """``V -> Xc^T (Xc V)`` in row blocks of about 2 MB, so that each block of ``Xc`` is read from memory once and
@@ -288,6 +285,7 @@ def workspace(X: Any, y: Any, fname: str, **kwargs: Any) -> Workspace:
     return Workspace(X, y, fname, **kwargs)
 
 
+# ----------------------------------------------------------------------------------------------- input checks
 def check_probs_for(ws: Workspace, probs: Any, fname: str, name: str = "probs") -> np.ndarray:
     """Source-classifier probabilities ``[N, C_src]`` checked against the workspace (clear messages)."""
     if probs is None:
@@ -297,7 +295,7 @@ def check_probs_for(ws: Workspace, probs: Any, fname: str, name: str = "probs") 
     try:
         return check_probs(probs, ws.n, name)
     except NCTransferError as exc:
-        raise _prefix(fname)(exc) from None
+        raise prefix_errors(fname)(exc) from None
 
 
 def check_positive_int(value: Any, name: str, fname: str, minimum: int = 1) -> int:
