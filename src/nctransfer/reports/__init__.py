@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from nctransfer.reports.html import render_html
-from nctransfer.reports.markdown import evaluation_table_md, ranking_table_md, render_markdown
+from nctransfer.reports.context import build_context
+from nctransfer.reports.html import html_of, render_html
+from nctransfer.reports.markdown import evaluation_table_md, markdown_of, ranking_table_md, render_markdown
 from nctransfer.reports.plots import FIGURES, make_figures
 from nctransfer.reports.records import (
     load_results,
@@ -48,6 +49,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *, html
     require_jinja2()  # before any figure file is written: no half report without Jinja2
     out = Path(out_dir)
     figs = make_figures(r, dpi=dpi)
+    ctx = build_context(r)  # the content, built once for both formats
     written: dict[str, Path] = {}
     if markdown:
         files = {}
@@ -55,9 +57,9 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *, html
             rel = f"{figures_dir}/{FIGURES[key][1]}"
             written[key] = write_bytes_atomic(out / rel, png)
             files[key] = rel
-        written["md"] = write_text_atomic(out / "report.md", render_markdown(r, files))
+        written["md"] = write_text_atomic(out / "report.md", markdown_of(ctx, files))
     if html:
-        written["html"] = write_text_atomic(out / "report.html", render_html(r, figs))
+        written["html"] = write_text_atomic(out / "report.html", html_of(ctx, figs))
     return written
 
 

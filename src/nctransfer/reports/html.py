@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping
 
-from nctransfer.reports.context import MAX_WARNINGS, TOP_ROWS, build_context
+from nctransfer.reports.context import MAX_WARNINGS, TOP_ROWS, ReportContext, build_context
 from nctransfer.reports.plots import make_figures
 from nctransfer.reports.templating import HTML_TEMPLATE, data_uri, render_template
 
@@ -36,7 +36,12 @@ def render_html(results: Mapping[str, Any], figures: Mapping[str, bytes] | None 
     ctx = build_context(results)
     if figures is None:
         figures = make_figures(results)
+    return html_of(ctx, figures)
+
+
+def html_of(ctx: ReportContext, figures: Mapping[str, bytes]) -> str:
+    """The HTML page of a built report context (what :func:`render_html` and ``write_report`` lay out)."""
     return render_template(HTML_TEMPLATE, ctx, figures=dict(figures))
 
 
-__all__ = ["MAX_WARNINGS", "TOP_ROWS", "img_tag", "render_html"]
+__all__ = ["MAX_WARNINGS", "TOP_ROWS", "html_of", "img_tag", "render_html"]

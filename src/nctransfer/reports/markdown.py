@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from nctransfer.reports.context import build_context
+from nctransfer.reports.context import ReportContext, build_context
 from nctransfer.reports.templating import MARKDOWN_TEMPLATE, md_cell, template_module, render_template
 
 
@@ -48,8 +48,14 @@ def render_markdown(results: Mapping[str, Any], figure_files: Mapping[str, str] 
     Raises:
         MissingExtraError: without Jinja2 (the ``[report]`` extra).
     """
-    text = render_template(MARKDOWN_TEMPLATE, build_context(results), figures=dict(figure_files or {}))
+    return markdown_of(build_context(results), figure_files)
+
+
+def markdown_of(ctx: ReportContext, figure_files: Mapping[str, str] | None = None) -> str:
+    """The Markdown report of a built report context (what :func:`render_markdown` and ``write_report`` lay
+    out)."""
+    text = render_template(MARKDOWN_TEMPLATE, ctx, figures=dict(figure_files or {}))
     return re.sub(r"\n{3,}", "\n\n", text)  # one blank line between blocks, whatever sections were left out
 
 
-__all__ = ["evaluation_table_md", "md_table", "ranking_table_md", "render_markdown"]
+__all__ = ["evaluation_table_md", "markdown_of", "md_table", "ranking_table_md", "render_markdown"]
