@@ -25,13 +25,7 @@ from typing import Any
 
 from nctransfer.stages import ExtractionSettings, ScoringSettings, candidate_entry, extract_model, score_one
 from nctransfer.stages.candidates import _load
-from nctransfer.utils.ray_tasks import require_ray as _require_ray
-from nctransfer.utils.ray_tasks import run_tasks
-
-
-def require_ray() -> Any:
-    """Import Ray or raise a clear error naming the extra to install."""
-    return _require_ray()
+from nctransfer.utils.ray_tasks import require_ray, run_tasks  # require_ray: re-exported
 
 
 def _model_task(m: Any, data: Any, taps: Any, extraction: ExtractionSettings, scoring: ScoringSettings,
