@@ -288,7 +288,7 @@ def rank_models(
     results: dict[str, Any] = {
         "schema": "nctransfer.results/1",
         "title": s.title,
-        "data": {**data_info, "name": data_info["name"], "n_train": n_train, "n_test": n_test,
+        "data": {**data_info, "n_train": n_train, "n_test": n_test,
                  "image_size": s.image_size, "per_class": s.per_class, "test_per_class": s.test_per_class,
                  "seed": seed},
         "candidates": [{"name": c.name, "model": c.model.label, "tap": c.tap, "tap_index": c.tap_index,
