@@ -123,17 +123,12 @@ def legacy_keys(parser: argparse.ArgumentParser) -> dict[str, tuple[str, Callabl
     return getattr(parser, _LEGACY_ATTR, {})
 
 
-def _legacy(parser: argparse.ArgumentParser, old: str, dest: str, convert: Callable[[Any], Any] = lambda v: v
-            ) -> None:
-    table = dict(getattr(parser, _LEGACY_ATTR, {}))
-    table[old] = (dest, convert)
-    setattr(parser, _LEGACY_ATTR, table)
-
-
 def legacy_key(parser: argparse.ArgumentParser, old: str, dest: str, convert: Callable[[Any], Any] = lambda v: v
                ) -> None:
     """Accept the old configuration key ``old`` for ``dest`` in ``--config`` files (``convert`` maps its value)."""
-    _legacy(parser, old, dest, convert)
+    table = dict(getattr(parser, _LEGACY_ATTR, {}))
+    table[old] = (dest, convert)
+    setattr(parser, _LEGACY_ATTR, table)
 
 
 def _root(p: Any) -> argparse.ArgumentParser:
@@ -157,15 +152,15 @@ def add_pretrained(p: Any) -> None:
     p.add_argument("--pretrained", dest="pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="pre-trained weights (default) or, with --no-pretrained, a random initialisation")
     p.add_argument("--random-init", dest="pretrained", action="store_false", default=HIDDEN, help=HIDDEN)
-    _legacy(_root(p), "no_pretrained", "pretrained", _negate)
-    _legacy(_root(p), "random_init", "pretrained", _negate)
+    legacy_key(_root(p), "no_pretrained", "pretrained", _negate)
+    legacy_key(_root(p), "random_init", "pretrained", _negate)
 
 
 def add_progress(p: Any) -> None:
     """``--progress/--no-progress`` (dest ``progress``): progress bars on stderr; ``-q`` turns them off too."""
     p.add_argument("--progress", dest="progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars on stderr (default on; -q also turns them off)")
-    _legacy(_root(p), "no_progress", "progress", _negate)
+    legacy_key(_root(p), "no_progress", "progress", _negate)
 
 
 def add_cache(p: Any, *, default: str = "default") -> None:
@@ -183,7 +178,7 @@ def add_data_root(p: Any) -> None:
     p.add_argument("--data-root", dest="data_root", default=None, metavar="DIR",
                    help="folder of the dataset files (Fashion-MNIST IDX files, torchvision root)")
     p.add_argument("--root", dest="data_root", default=HIDDEN, help=HIDDEN)
-    _legacy(_root(p), "root", "data_root")
+    legacy_key(_root(p), "root", "data_root")
 
 
 def add_resume(p: Any, *, default: bool) -> None:
@@ -203,7 +198,7 @@ def add_scores(p: Any, *, default: str | None = None, help: str | None = None, s
         p.add_argument("--methods", dest="scores", nargs="+", action=_JoinList, default=HIDDEN, help=HIDDEN)
     else:
         p.add_argument("--methods", dest="scores", default=HIDDEN, help=HIDDEN)
-    _legacy(_root(p), "methods", "scores", lambda v: ",".join(comma_list(v) or []) or None)
+    legacy_key(_root(p), "methods", "scores", lambda v: ",".join(comma_list(v) or []) or None)
 
 
 def add_score(p: Any, *, alias: bool = False) -> None:
@@ -212,7 +207,7 @@ def add_score(p: Any, *, alias: bool = False) -> None:
                    help="the score that orders the candidates (default: nctransfer's recommended score)")
     if alias:
         p.add_argument("--recommended", dest="score", default=HIDDEN, help=HIDDEN)
-        _legacy(_root(p), "recommended", "score")
+        legacy_key(_root(p), "recommended", "score")
 
 
 def add_plots(p: Any) -> None:
@@ -220,7 +215,7 @@ def add_plots(p: Any) -> None:
     p.add_argument("--plots", dest="plots", action=argparse.BooleanOptionalAction, default=True,
                    help="draw the figures (default on)")
     p.add_argument("--no-plot", dest="plots", action="store_false", default=HIDDEN, help=HIDDEN)
-    _legacy(_root(p), "no_plot", "plots", _negate)
+    legacy_key(_root(p), "no_plot", "plots", _negate)
 
 
 def add_compare_finetune(p: Any, *, default: bool) -> None:
@@ -229,7 +224,7 @@ def add_compare_finetune(p: Any, *, default: bool) -> None:
                    default=default, help="also compare a linear probe with SCL FT on the top-ranked model "
                                          f"(default: {'on' if default else 'off'})")
     p.add_argument("--no-finetune", dest="compare_finetune", action="store_false", default=HIDDEN, help=HIDDEN)
-    _legacy(_root(p), "no_finetune", "compare_finetune", _negate)
+    legacy_key(_root(p), "no_finetune", "compare_finetune", _negate)
 
 
 def add_json(p: Any, what: str = "the result") -> None:
