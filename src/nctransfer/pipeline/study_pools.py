@@ -235,13 +235,13 @@ def run_study_pools(spec: StudyPoolSpec, *, truth: str = "probe", finetune: Mapp
     records, cfg = study_records(spec, progress=progress)
     if len(records) < 2:
         raise InputValueError(f"run_study_pools: a pool needs at least 2 checkpoints; the study has {len(records)}.")
+    names = [r["name"] for r in records]  # the same candidates on every target
+    cands = [{"name": r["name"], "model": r["name"], "tap_index": 0, "n_taps": 1, "dim": r.get("feature_dim"),
+              "control": False, "source_accuracy": r["source"].get("test_accuracy")} for r in records]
+    params = {r["name"]: int(r["n_parameters_encoder"]) for r in records if r.get("n_parameters_encoder")}
     out: dict[str, dict[str, Any]] = {}
     for i, target in enumerate(records[0]["targets"]):
         t1 = time.perf_counter()
-        names = [r["name"] for r in records]
-        cands = [{"name": r["name"], "model": r["name"], "tap_index": 0, "n_taps": 1, "dim": r.get("feature_dim"),
-                  "control": False, "source_accuracy": r["source"].get("test_accuracy")} for r in records]
-        params = {r["name"]: int(r["n_parameters_encoder"]) for r in records if r.get("n_parameters_encoder")}
         scores = {r["name"]: dict(r["targets"][i]["scores"]) for r in records}
         samples = se = None
         if truth == "probe":
@@ -260,7 +260,7 @@ def run_study_pools(spec: StudyPoolSpec, *, truth: str = "probe", finetune: Mapp
             noise = f"standard error of the mean over {seeds} seed(s) and the test set"
         pool = evaluate_pool(scores, acc, cands, params=params, truth_samples=samples, truth_se=se, seed=seed)
         name = f"{spec.name}/{target['target']}"
-        out[name] = {"spec": {"name": name, "models": names, "data": target["target"], "taps": "penultimate",
+        out[name] = {"spec": {"name": name, "models": list(names), "data": target["target"], "taps": "penultimate",
                               "description": spec.description, "study": str(cfg.out)},
                      **pool, "truth": {"kind": truth, "accuracy": acc, "se": se, "noise": noise, "details": details},
                      "seconds": time.perf_counter() - (t0 if i == 0 else t1)}  # the first pool: study included
