@@ -31,6 +31,7 @@ from nctransfer.layers.plot import plot_layers
 from nctransfer.metrics import ncc_accuracy
 from nctransfer.metrics.probe import DEFAULT_C_GRID
 from nctransfer.stages import Model, candidates_of, collapse_values, extract_splits, probe_candidate
+from nctransfer.stages.settings import PROBE_VAL_FRACTION
 from nctransfer.stats.correlation import spearman  # (rho, p, n) of the finite pairs; public here too
 from nctransfer.utils.threads import limit_threads
 
@@ -117,7 +118,7 @@ def analyze(
     metric_options: dict[str, dict[str, Any]] | None = None,
     probe: bool = True,
     C_grid: Sequence[float] | None = DEFAULT_C_GRID,
-    probe_val_fraction: float = 0.2,
+    probe_val_fraction: float = PROBE_VAL_FRACTION,
     probe_max_iter: int = 500,
     seed: int = 0,
     batch_size: int = 64,

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from nctransfer.exceptions import InputValueError
 from nctransfer.metrics.probe import DEFAULT_C_GRID
 from nctransfer.stages import CollapseSettings, ExtractionSettings, ProbeSettings
+from nctransfer.stages.settings import PROBE_VAL_FRACTION
 from nctransfer.utils.configs import ConfigBase, opt
 
 TOKEN_POOLS = ("mean", "cls")
@@ -30,7 +31,7 @@ class LayersConfig(ConfigBase):
     metric_options: Any = opt(None, "per-metric options, e.g. {'vci': {'ridge': 0.1}}")
     probe: bool = opt(True, "fit a linear probe per tap (False: nearest-class-centre accuracy only)")
     C_grid: Any = opt(DEFAULT_C_GRID, "inverse L2 strengths tried by the probe")
-    probe_val_fraction: float = opt(0.2, "share of the training split held out to choose C")
+    probe_val_fraction: float = opt(PROBE_VAL_FRACTION, "share of the training split held out to choose C")
     probe_max_iter: int = opt(500, "iterations of the probe")
     seed: int = opt(0, "seed of the probe's validation split")
     batch_size: int = opt(64, "extraction batch size")
