@@ -40,12 +40,12 @@ FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 3, "batch_size": 32, "lr": 0.01, 
 TRUTH_FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 2, "batch_size": 32, "lr": 0.05, "backbone_lr": 0.01}
 
 
-def _int(cfg: Any, name: str, minimum: int, allow_none: bool = False) -> None:
+def _int(cfg: Any, name: str, minimum: int, allow_none: bool = False, prefix: str = "") -> None:
     v = getattr(cfg, name)
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise InputValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}; "
+        raise InputValueError(f"{prefix}{name} must be an integer >= {minimum}{' or None' if allow_none else ''}; "
                               f"got {v!r}.")
 
 

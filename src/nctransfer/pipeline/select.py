@@ -51,7 +51,7 @@ from nctransfer.exceptions import InputValueError
 from nctransfer.finetune import finetune
 from nctransfer.pipeline.core import rank_models
 from nctransfer.pipeline.recommended import DEFAULT_RECOMMENDED
-from nctransfer.pipeline.select_config import SelectConfig
+from nctransfer.pipeline.select_config import SelectConfig, check_budget
 from nctransfer.utils.io import write_json_atomic
 from nctransfer.utils.ray_tasks import ray_session, run_tasks
 
@@ -128,12 +128,7 @@ def plan_halving(n_candidates: int, budget: float, *, eta: int = 2, min_resource
         raise InputValueError(f"select: min_resource must be a positive integer; got {min_resource!r}.")
     if max_resource is not None and (int(max_resource) != max_resource or max_resource < min_resource):
         raise InputValueError(f"select: max_resource must be an integer >= min_resource; got {max_resource!r}.")
-    try:
-        budget = float(budget)
-    except (TypeError, ValueError):
-        raise InputValueError(f"select: budget must be a number of resource units; got {budget!r}.") from None
-    if not budget >= 0 or math.isinf(budget):
-        raise InputValueError(f"select: budget must be a finite number >= 0; got {budget!r}.")
+    budget = check_budget(budget)
     eta, min_resource = int(eta), int(min_resource)
 
     def cost(rounds: list[tuple[int, int]]) -> int:

@@ -21,18 +21,28 @@ from typing import Any, Mapping
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune.config import canonical_method
 from nctransfer.pipeline.config import BACKENDS, _changed_options
+from nctransfer.pipeline.config import _int as _check_int
 from nctransfer.utils.configs import ConfigBase, opt
 
 
 def _int(cfg: Any, name: str, minimum: int, allow_none: bool = False) -> None:
+    """:func:`nctransfer.pipeline.config._int` with an integral float (2.0 from a YAML file or a division) taken
+    as its integer."""
     v = getattr(cfg, name)
-    if v is None and allow_none:
-        return
-    if isinstance(v, float) and v.is_integer():  # 2.0 from a YAML file or a division
-        setattr(cfg, name, v := int(v))
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise InputValueError(f"select: {name} must be an integer >= {minimum}{' or None' if allow_none else ''}; "
-                              f"got {v!r}.")
+    if isinstance(v, float) and v.is_integer():
+        setattr(cfg, name, int(v))
+    _check_int(cfg, name, minimum, allow_none, prefix="select: ")
+
+
+def check_budget(budget: Any) -> float:
+    """``budget`` as a float: a finite number >= 0 (else :class:`~nctransfer.exceptions.InputValueError`)."""
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        raise InputValueError(f"select: budget must be a number of resource units; got {budget!r}.") from None
+    if not budget >= 0 or math.isinf(budget):
+        raise InputValueError(f"select: budget must be a finite number >= 0; got {budget!r}.")
+    return budget
 
 
 def _options(cfg: Any, name: str, what: str) -> None:
@@ -75,13 +85,7 @@ class SelectConfig(ConfigBase):
             raise InputValueError("select: budget is required (total fine-tuning epochs over all runs).")
         if isinstance(self.budget, bool):
             raise InputValueError(f"select: budget must be a number of resource units; got {self.budget!r}.")
-        try:
-            self.budget = float(self.budget)
-        except (TypeError, ValueError):
-            raise InputValueError(f"select: budget must be a number of resource units; got {self.budget!r}."
-                                  ) from None
-        if not self.budget >= 0 or math.isinf(self.budget):
-            raise InputValueError(f"select: budget must be a finite number >= 0; got {self.budget!r}.")
+        self.budget = check_budget(self.budget)
         self.target = canonical_method(self.target, "select: target")
         if self.score is not None and not isinstance(self.score, str):
             raise InputValueError(f"select: score must be a score name or None; got {self.score!r}.")
