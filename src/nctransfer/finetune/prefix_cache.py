@@ -26,6 +26,7 @@ the dataset itself (with ``num_workers=0``).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from typing import Any
@@ -164,9 +165,8 @@ class SharedPrefixCache:
             parts: dict[tuple[str, int], list[torch.Tensor]] = {k: [] for k in need}
             if parts:
                 with torch.no_grad():
-                    for s in range(0, n, batch_size):
-                        xb = first if s == 0 else next(iterate_batches(data, order[s:s + batch_size],
-                                                                       batch_size))[0].to(dev)
+                    rest = iterate_batches(data, order[batch_size:], batch_size)  # one iterator, not one per batch
+                    for xb in itertools.chain([first], (b[0].to(dev) for b in rest)):
                         _record(model, set(parts), inference_layout(xb), parts)
             self.tensors = {k: torch.cat(v) for k, v in parts.items()}
             self.nbytes = int(sum(t.numel() * t.element_size() for t in self.tensors.values()))
@@ -289,8 +289,8 @@ class PrefixReplay:
             rep.placeholders = {k: (tuple(o.shape[1:]), o.dtype) for k, o in calls if k not in keep}
             parts: dict[tuple[str, int], list[torch.Tensor]] = {k: [] for k in keep}
             with torch.no_grad():
-                for s in range(0, n, batch_size):
-                    xb = first[0] if s == 0 else next(iterate_batches(data, order[s:s + batch_size], batch_size))[0]
+                for xb in itertools.chain([first[0]], (b[0] for b in iterate_batches(data, order[batch_size:],
+                                                                                     batch_size))):
                     got, _ = _trace(model, unit, inference_layout(xb.to(dev)))
                     for k, o in got:
                         if k in parts:
