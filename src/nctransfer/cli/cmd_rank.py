@@ -247,7 +247,8 @@ def files_results(args: argparse.Namespace, df: Any, truth: dict[str, float] | N
     ranked by ``--score`` (default: the recommended score when it was computed, else the first score)."""
     # deferred on purpose: the pipeline and the scores load only when the command runs (CLI start-up speed)
     from nctransfer.pipeline import DEFAULT_RECOMMENDED
-    from nctransfer.transferability import EVALUATION_KEYS, METHODS, get_method
+    from nctransfer.stages import method_meta
+    from nctransfer.transferability import EVALUATION_KEYS, get_method
 
     columns = [str(c) for c in df.columns]
     rec = get_method(args.score).name if args.score else DEFAULT_RECOMMENDED
@@ -261,9 +262,7 @@ def files_results(args: argparse.Namespace, df: Any, truth: dict[str, float] | N
         "schema": "nctransfer.results/1",
         "title": f"nctransfer rank: {len(files)} feature files",
         "candidates": [{"name": n, "model": n, "tap": "penultimate", "source_file": str(f)} for n, f in files.items()],
-        "methods": {m: {"label": METHODS[m].title, "higher_is_better": METHODS[m].higher_is_better,
-                        "pool_relative": METHODS[m].pool_relative, "needs_probs": METHODS[m].needs_probs,
-                        "reference": METHODS[m].reference} for m in columns if m in METHODS},
+        "methods": method_meta(columns),
         "scores": {n: {m: _clean(float(df.loc[n, m])) for m in columns} for n in files},
         "score_seconds": {str(k): float(v) for k, v in df.attrs.get("seconds", {}).items()},
         "recommended_score": rec,
