@@ -227,3 +227,18 @@ def test_transrate_on_the_varying_columns_equals_the_full_log_determinants():
     ws = Workspace(X, y)
     assert transrate(ws) == pytest.approx(ref, rel=1e-10)
     assert "scatter_T" not in ws._cache and ws._cache["scatter_T_varying"].shape == (25, 25)
+
+
+def test_a_scatter_formed_by_the_collapse_metrics_is_reused_by_the_scores():
+    from nctransfer.metrics import prepare
+
+    X, y, live = _with_constant_columns(500, 60, 20, seed=12)
+    ws = Workspace(X, y)
+    assert not ws.scatter_formed
+    T = prepare(ws).total_covariance()  # the metrics form the workspace's one scatter
+    assert ws.scatter_formed and "scatter_T" not in ws._cache
+    got, S = ws.varying_scatter()  # sliced from it, no second pass over the samples
+    np.testing.assert_array_equal(got, live)
+    np.testing.assert_array_equal(S, ws.scatter[np.ix_(live, live)])
+    np.testing.assert_allclose(S, (T * ws.n)[np.ix_(live, live)], rtol=1e-12)
+    assert hscore(ws) == pytest.approx(hscore(Workspace(X, y)), rel=1e-10)

@@ -95,6 +95,12 @@ class Workspace(LabelledFeatures):
         return self.cached("scatter_T", compute)
 
     @property
+    def scatter_formed(self) -> bool:
+        """True when the ``d x d`` scatter is already in memory (formed by a score, or by the collapse metrics on
+        this workspace), so reusing it is cheaper than another pass over the samples."""
+        return "scatter_T" in self._cache or (not self.on_gpu and "scatter" in self._cache)
+
+    @property
     def scatter_Bw(self) -> np.ndarray:
         """``sum_k n_k (mu_k - mu_G)(mu_k - mu_G)^T = N Sigma_Bw`` ``[d, d]``."""
         def compute() -> np.ndarray:
@@ -132,7 +138,7 @@ class Workspace(LabelledFeatures):
             return None, self.scatter_T
 
         def compute() -> np.ndarray:
-            if "scatter_T" in self._cache:
+            if self.scatter_formed:
                 return self.scatter_T[np.ix_(live, live)]
             Xl = np.take(self.Xc, live, axis=1)
             with lapack_threads(len(live)):
@@ -164,10 +170,10 @@ class Workspace(LabelledFeatures):
             return
         live = self.varying()
         m = d if live is None else len(live)
-        if k > m or (live is None and (self.n < 2 * d or "scatter_T" in self._cache)):
+        if k > m or (live is None and (self.n < 2 * d or self.scatter_formed)):
             return  # the workspace's own route: Krylov on the samples, or on the scatter another score formed
         top = None
-        if live is not None and self.n < 2 * m and "scatter_T" not in self._cache and m >= 400 and 6 * k <= m:
+        if live is not None and self.n < 2 * m and not self.scatter_formed and m >= 400 and 6 * k <= m:
             with lapack_threads(m):
                 top = block_krylov_top(_gram_operator(np.take(self.Xc, live, axis=1)), m, k)
         if top is None:
@@ -200,7 +206,7 @@ class Workspace(LabelledFeatures):
             # block Krylov (rounding-level residuals): on the cached matrix if another score formed it, else on
             # Xc^T (Xc V) without forming the d x d scatter (2-3x less work than the product plus ARPACK at
             # N = 1 500, d = 1 280, k = 64)
-            if self.gram_domain or "scatter_T" in self._cache:
+            if self.gram_domain or self.scatter_formed:
                 A = self.gram_c if self.gram_domain else self.scatter_T
                 op: Callable[[np.ndarray], np.ndarray] = A.__matmul__
             else:

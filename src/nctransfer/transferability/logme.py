@@ -275,7 +275,7 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
                 live = ws.cached("nonzero_columns", lambda: varying_columns(ws.X))
 
                 def raw_gram() -> np.ndarray:
-                    if "scatter_T" in ws._cache:  # shared with other scores (rank): reuse the centred product
+                    if ws.scatter_formed:  # shared with other scores (rank): reuse the centred product (metrics or scores)
                         G = _sym(ws.scatter_T + ws.n * np.outer(ws.mean, ws.mean))
                         return G if live is None else G[np.ix_(live, live)]
                     Xl = ws.X if live is None else np.take(ws.X, live, axis=1)
