@@ -107,9 +107,7 @@ class _StderrHandler(logging.StreamHandler):
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Route the ``nctransfer`` loggers to stderr: WARNING by default, INFO with -v, DEBUG with -vv, and
     Python warnings as one line each (``nctransfer: warning: Category: message``), shown even with -q."""
-    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
-    if quiet and not verbose:
-        level = logging.WARNING
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING  # -q: WARNING too
     logger = logging.getLogger("nctransfer")
     logger.setLevel(level)
     if not any(getattr(h, "_nctransfer_cli", False) for h in logger.handlers):
