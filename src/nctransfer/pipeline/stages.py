@@ -44,7 +44,7 @@ def _finetune_key(m: Model, data: Any, ext: ExtractionSettings, config: Any) -> 
 
 
 def _run_finetune(m: Model, data: Any, ext: ExtractionSettings, config: Any, out_dir: Path | None,
-                  cache: ResultCache, run: Run) -> dict[str, Any]:
+                  cache: ResultCache) -> dict[str, Any]:
     """One fine-tuning run of ``config`` (a ``FinetuneConfig``; cached); returns the JSON-able summary of a
     ``FinetuneResult``."""
     from nctransfer.finetune import finetune  # deferred: fine-tuning needs torch (an extra)
@@ -76,7 +76,7 @@ def truth_by_finetuning(cands: list[Candidate], data: Any, ext: ExtractionSettin
     for c in cands:
         one = config if c.tap == PENULTIMATE else config.replace(method="scl_ft", unit=c.tap)
         run.say(f"ground truth: fine-tuning {c.name} ({one.method})")
-        r = _run_finetune(c.model, data, ext, one, None, cache, run)
+        r = _run_finetune(c.model, data, ext, one, None, cache)
         acc[c.name] = float(r["test_accuracy"])
         details[c.name] = {"method": r["method"], "unit": r["unit"], "epochs": r["epochs_completed"]}
     return acc, details
@@ -102,7 +102,7 @@ def finetune_comparison(model: Model, top_tap: str, data: Any, ext: ExtractionSe
     for method, one in runs.items():
         run.say(f"fine-tuning {model.label}: {method}" + (f" (unit {unit})" if method == "scl_ft" else ""))
         sub = None if out is None else out / "finetune" / method
-        methods[method] = _run_finetune(model, data, ext, one, sub, cache, run)
+        methods[method] = _run_finetune(model, data, ext, one, sub, cache)
     scl = methods["scl_ft"]
     desc = (f"{config.epochs} epochs of SGD (lr {config.lr}, backbone lr {config.backbone_lr}, cosine), "
             f"batch {config.batch_size}, BatchNorm statistics {config.bn_policy}"
