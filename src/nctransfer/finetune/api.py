@@ -27,8 +27,7 @@ from nctransfer.data import balanced_indices, load_dataset, subsample
 from nctransfer.data.inputs import is_dataloader, is_hf_dataset, is_stream
 from nctransfer.exceptions import InputValueError
 from nctransfer.features import tap_names
-from nctransfer.finetune._data import check_training_data, dataset_targets
-from nctransfer.finetune._data import sample_hw as _sample_hw
+from nctransfer.finetune._data import check_training_data, dataset_targets, sample_hw
 from nctransfer.finetune.auto import choose_unit
 from nctransfer.finetune.config import FinetuneConfig
 from nctransfer.finetune.selection import (
@@ -291,7 +290,7 @@ def finetune(
             unit = resolve_unit(net, cfg.unit)
         unit_name = unit.name
         if cfg.method == "scl_ft":
-            attach_skip(net, unit, cfg.skip, image_size=_sample_hw(train_ds) or cfg.image_size)
+            attach_skip(net, unit, cfg.skip, image_size=sample_hw(train_ds) or cfg.image_size)
     else:
         unit = None
     trainable = trainable_parameter_names(net, cfg.method, unit)
