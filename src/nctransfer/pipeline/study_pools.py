@@ -198,9 +198,7 @@ def _study_finetune(records: list[dict[str, Any]], cfg: Any, target_index: int, 
     accs: list[dict[str, float]] = [{} for _ in range(seeds)]
     details: dict[str, Any] = {}
     for r in records:
-        ckpt = (Path(cfg.checkpoint_dir) / r["name"] if cfg.checkpoint_dir else Path(cfg.out) / "runs" / r["name"]
-                ) / "checkpoint.pt"
-        pm = load_pretrained(ckpt)
+        pm = load_pretrained(cfg.checkpoint_path(r["name"]))
         for s in range(seeds):
             net = _encoder_classifier(pm, len(data.classes))
             res = finetune(net, train, test, seed=base_seed + s, progress=progress, device=cfg.device, **opts)

@@ -200,8 +200,8 @@ def _run_study(grid: Any, config: StudyConfig, *, progress: bool, max_recipes: i
             continue
         if max_recipes is not None and new >= max_recipes:
             break
-        ckpt = (Path(config.checkpoint_dir) / recipe.name if config.checkpoint_dir else run_dir) / "checkpoint.pt"
-        record, status[recipe.name] = _train_recipe(recipe, source, targets, config, ckpt, res_path, progress)
+        record, status[recipe.name] = _train_recipe(recipe, source, targets, config,
+                                                    config.checkpoint_path(recipe.name), res_path, progress)
         records.append(record)
         new += 1
         if on_recipe_done is not None:
@@ -239,9 +239,8 @@ def _run_recipes_on_ray(grid: Any, config: StudyConfig, source: StudyData, targe
             todo.append(recipe)
     args = []
     for recipe in todo:
-        run_dir = out / "runs" / recipe.name
-        ckpt = (Path(config.checkpoint_dir) / recipe.name if config.checkpoint_dir else run_dir) / "checkpoint.pt"
-        args.append((recipe, source, targets, config, ckpt, run_dir / "result.json", False))
+        args.append((recipe, source, targets, config, config.checkpoint_path(recipe.name),
+                     out / "runs" / recipe.name / "result.json", False))
     done, _ = run_tasks(_train_recipe, args, [r.name for r in todo], address=ray_opts["address"],
                         max_retries=ray_opts["max_retries"], what="recipe",
                         on_retry=lambda text: warnings.warn(text, RuntimeWarning, stacklevel=2))

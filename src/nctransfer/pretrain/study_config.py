@@ -84,6 +84,11 @@ class StudyConfig(ConfigBase):
     def eval_settings(self) -> dict[str, Any]:
         return {"methods": self.methods}
 
+    def checkpoint_path(self, recipe: str) -> Path:
+        """``<checkpoint_dir>/<recipe>/checkpoint.pt`` (default ``checkpoint_dir``: ``OUT/runs``)."""
+        root = Path(self.checkpoint_dir) if self.checkpoint_dir else Path(self.out) / "runs"
+        return root / recipe / "checkpoint.pt"
+
 
 @dataclass
 class StudyResult:
