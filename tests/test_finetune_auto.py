@@ -5,22 +5,12 @@ import json
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
-from test_finetune_fixtures import tiny_model, single_thread  # noqa: F401
+from test_finetune_fixtures import signal_data as data, tiny_model, single_thread  # noqa: F401
 from nctransfer.exceptions import InputValueError
 from nctransfer.finetune import FinetuneConfig, choose_unit, count_parameters, scl_ft
 
 FAST = dict(epochs=1, batch_size=8, lr=0.01, progress=False)
-
-
-def data(n=32, k=4):
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(n) % k
-    x = torch.randn(n, 3, 32, 32, generator=g) + y.view(-1, 1, 1, 1).float()  # a learnable signal
-    ds = TensorDataset(x, y)
-    ds.targets = y
-    return ds
 
 
 def test_auto_respects_budget_and_reports(tmp_path):

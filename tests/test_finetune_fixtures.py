@@ -5,6 +5,7 @@ import functools
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from nctransfer.models import load_model
 
@@ -25,6 +26,17 @@ def _base(arch, num_classes):
 def tiny_model(arch, num_classes=4):
     """A fresh copy of a random-weight model (cached construction)."""
     return copy.deepcopy(_base(arch, num_classes))
+
+
+def signal_data(n=32, k=4, size=32):
+    """``n`` seeded random images ``[3, size, size]`` of ``k`` classes shifted by their label (a learnable
+    signal), with ``targets``."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % k
+    x = torch.randn(n, 3, size, size, generator=g) + y.view(-1, 1, 1, 1).float()
+    ds = TensorDataset(x, y)
+    ds.targets = y
+    return ds
 
 
 @pytest.fixture(autouse=True)

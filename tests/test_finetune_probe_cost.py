@@ -5,24 +5,14 @@ import json
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
-from test_finetune_fixtures import single_thread, tiny_model  # noqa: F401
+from test_finetune_fixtures import signal_data as data, single_thread, tiny_model  # noqa: F401
 from nctransfer.finetune import FinetuneConfig, attach_skip, choose_unit, resolve_unit, scl_ft
 from nctransfer.finetune.auto import estimate_training_seconds, probe_budget_seconds
 from nctransfer.finetune.config import AutoUnitConfig
 from nctransfer.finetune.prefix_cache import PrefixReplay
 
 FAST = dict(epochs=1, batch_size=8, lr=0.01, progress=False)
-
-
-def data(n=32, k=4, size=32):
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(n) % k
-    x = torch.randn(n, 3, size, size, generator=g) + y.view(-1, 1, 1, 1).float()
-    ds = TensorDataset(x, y)
-    ds.targets = y
-    return ds
 
 
 def test_probe_time_budget_is_respected_and_reported(tmp_path):
