@@ -40,7 +40,8 @@ class RankResult(dict):
         ``collapse.`` (e.g. ``collapse.nc1``). Missing values are NaN.
         """
         cands = {c["name"]: c for c in self.get("candidates", [])}
-        order = [n for n in self.ranking if n in cands] + [n for n in cands if n not in self.ranking]
+        ranking = self.ranking
+        order = [n for n in ranking if n in cands] + [n for n in cands if n not in ranking]
         truth = (self.get("truth") or {}).get("accuracy", {}) or {}
         scores = self.get("scores", {}) or {}
         collapse = self.get("collapse", {}) or {}
@@ -49,7 +50,7 @@ class RankResult(dict):
         rows = []
         for i, name in enumerate(order):
             c = cands[name]
-            row: dict[str, Any] = {"candidate": name, "rank": i + 1 if name in self.ranking else np.nan,
+            row: dict[str, Any] = {"candidate": name, "rank": i + 1 if name in ranking else np.nan,
                                    "recommended": name == self.recommended}
             for k in ("model", "tap", "tap_index", "n_taps", "dim", "pretrained", "control", "has_probs"):
                 row[k] = c.get(k)
@@ -104,8 +105,8 @@ class RankResult(dict):
 
 
 def _num(v: Any) -> float:
-    if v is None or isinstance(v, bool):
-        return float("nan") if v is None else float(v)
+    if v is None:
+        return float("nan")
     try:
         return float(v)
     except (TypeError, ValueError):
