@@ -312,9 +312,8 @@ def rank_models(
         results["layers"] = layer_curves(mlist, cands, collapse, truth_info)
     results["extraction"] = extraction
     if compare_ft is not None:
-        top = next((c for c in results["ranking"] if not next(x for x in cands if x.name == c).model.control),
-                   results["ranking"][0])
-        top_c = next(x for x in cands if x.name == top)
+        by_name = {c.name: c for c in cands}
+        top_c = by_name[next((n for n in results["ranking"] if not by_name[n].model.control), results["ranking"][0])]
         with run.stage("fine-tuning (linear probe vs SCL FT)", cache):
             results["finetune"] = finetune_comparison(top_c.model, top_c.tap, data, ext, compare_ft, out_dir, cache,
                                                       run)
