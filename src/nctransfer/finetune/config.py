@@ -54,10 +54,6 @@ def canonical_method(method: str, name: str = "method") -> str:
     return METHOD_ALIASES[key]
 
 
-_opt = opt  # a dataclass field with help text (nctransfer.utils.configs)
-_ConfigMixin = ConfigBase  # dict/JSON/YAML round trip, field help, validated copies (nctransfer.utils.configs)
-
-
 def _check_int(obj: Any, name: str, minimum: int, allow_none: bool = False) -> None:
     v = getattr(obj, name)
     if v is None and allow_none:
@@ -93,7 +89,7 @@ def _check_choice(obj: Any, name: str, choices: Sequence[str]) -> None:
 
 
 @dataclass
-class AutoUnitConfig(_ConfigMixin):
+class AutoUnitConfig(ConfigBase):
     """How ``unit="auto"`` chooses the fine-tuning unit (Li et al., TMLR 2024, section 3.3 conjecture).
 
     Each candidate unit is fine-tuned briefly with the requested method (a *probe*) on a balanced subset of the
@@ -102,26 +98,26 @@ class AutoUnitConfig(_ConfigMixin):
     method would train more parameters than the budget are skipped (and reported).
     """
 
-    candidates: Any = _opt("all", "units to try: 'all', 'stage_first' (first unit of each stage, as the paper "
-                                  "fine-tunes ResNets) or a list of unit names/indices")
-    max_trainable_percent: float | None = _opt(None, "budget: skip units whose run would train more than this "
-                                                     "percentage of all parameters (classifier included)")
-    max_trainable_params: int | None = _opt(None, "budget: skip units whose run would train more parameters")
-    probe_steps: int = _opt(40, "optimiser steps of the probe run per candidate (whole epochs over the probe subset, "
-                                "at least this many steps)")
-    probe_per_class: int | None = _opt(20, "training images per class used by the probe (None: all)")
-    criterion: str = _opt("train_nc1", "'train_nc1' (the paper's conjecture: lowest penultimate NC1 on the probe's "
-                                       "training images), 'heldout_nc1' (NC1 on other training images) or "
-                                       "'heldout_accuracy'")
-    max_probe_fraction: float | None = _opt(0.5, "time budget of the whole probe as a fraction of the run's estimated "
-                                                 "training time (None: no fraction cap); the deepest candidates "
-                                                 "are probed first, the rest are skipped when the budget is spent")
-    min_probe_seconds: float = _opt(30.0, "the fraction cap never goes below this many seconds (a few probes can "
-                                          "still be ranked in a very short run)")
-    max_probe_seconds: float | None = _opt(None, "absolute time budget of the probe in seconds (None: none); wins "
-                                                 "over min_probe_seconds")
-    cache_features: bool = _opt(True, "probe on cached features of the frozen part before each candidate (computed "
-                                      "once per image instead of at every step; nctransfer.finetune.prefix_cache)")
+    candidates: Any = opt("all", "units to try: 'all', 'stage_first' (first unit of each stage, as the paper "
+                                 "fine-tunes ResNets) or a list of unit names/indices")
+    max_trainable_percent: float | None = opt(None, "budget: skip units whose run would train more than this "
+                                                    "percentage of all parameters (classifier included)")
+    max_trainable_params: int | None = opt(None, "budget: skip units whose run would train more parameters")
+    probe_steps: int = opt(40, "optimiser steps of the probe run per candidate (whole epochs over the probe subset, "
+                               "at least this many steps)")
+    probe_per_class: int | None = opt(20, "training images per class used by the probe (None: all)")
+    criterion: str = opt("train_nc1", "'train_nc1' (the paper's conjecture: lowest penultimate NC1 on the probe's "
+                                      "training images), 'heldout_nc1' (NC1 on other training images) or "
+                                      "'heldout_accuracy'")
+    max_probe_fraction: float | None = opt(0.5, "time budget of the whole probe as a fraction of the run's estimated "
+                                                "training time (None: no fraction cap); the deepest candidates "
+                                                "are probed first, the rest are skipped when the budget is spent")
+    min_probe_seconds: float = opt(30.0, "the fraction cap never goes below this many seconds (a few probes can "
+                                         "still be ranked in a very short run)")
+    max_probe_seconds: float | None = opt(None, "absolute time budget of the probe in seconds (None: none); wins "
+                                                "over min_probe_seconds")
+    cache_features: bool = opt(True, "probe on cached features of the frozen part before each candidate (computed "
+                                     "once per image instead of at every step; nctransfer.finetune.prefix_cache)")
 
     def __post_init__(self) -> None:
         c = self.candidates
@@ -147,7 +143,7 @@ class AutoUnitConfig(_ConfigMixin):
 
 
 @dataclass
-class FinetuneConfig(_ConfigMixin):
+class FinetuneConfig(ConfigBase):
     """One fine-tuning run (docs/methods.md#finetuning).
 
     Examples:
@@ -158,43 +154,43 @@ class FinetuneConfig(_ConfigMixin):
         True
     """
 
-    method: str = _opt("scl_ft", "linear_probe|layer_ft|scl_ft|full_ft (aliases lp|layer|scl|full)")
-    unit: Any = _opt(None, "fine-tuning unit for layer_ft/scl_ft: a name from nctransfer.features.discover_units, "
-                           "an index (negative from the end) or 'auto'")
-    skip: str = _opt("pad", "SCL skip branch: 'pad' (zero-padding, Li et al., TMLR 2024) or 'conv' (1x1 conv + BatchNorm, "
-                            "Li et al., 2022 preprint)")
-    epochs: int = _opt(200, "training epochs (Li et al., TMLR 2024: 200)")
-    batch_size: int = _opt(64, "mini-batch size")
-    lr: float = _opt(0.1, "initial learning rate of the classifier (and of the SCL skip branch)")
-    backbone_lr: float | None = _opt(None, "initial learning rate of backbone parameters (None: same as lr)")
-    min_lr_ratio: float = _opt(1e-3, "cosine schedule floor as a fraction of the initial rate (0.1 -> 1e-4)")
-    momentum: float = _opt(0.9, "SGD momentum")
-    weight_decay: float = _opt(1e-4, "SGD weight decay")
-    nesterov: bool = _opt(False, "Nesterov momentum")
-    max_grad_norm: float | None = _opt(None, "clip the gradient norm of the trainable parameters (None: off)")
-    bn_policy: str = _opt("update", "'update': every BatchNorm (frozen or not) is in train mode during training "
-                                    "and updates its running statistics on the downstream data (Li et al., TMLR 2024 "
-                                    "appendix B); 'frozen': BatchNorms outside the trained modules stay in eval mode")
-    image_size: int | None = _opt(None, "input resolution (None: the model's own)")
-    seed: int = _opt(0, "seed of initialisation, shuffling and dropout")
-    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
-    amp: bool = _opt(True, "mixed precision (float16 autocast + grad scaling) on CUDA; ignored on CPU")
-    num_workers: int = _opt(0, "DataLoader worker processes")
-    num_threads: int | None = _opt(None, "torch intra-op CPU threads during the run (None: leave torch's setting; 1 "
-                                         "is much faster on an oversubscribed machine)")
-    eval_batch_size: int | None = _opt(None, "batch size of evaluation passes (None: batch_size on the CPU, where "
-                                             "larger batches were not faster, 2 x batch_size on CUDA)")
-    eval_every: int = _opt(1, "per-epoch evaluation (test accuracy and loss, train and test NC1 on the fixed "
-                              "eval_per_class subsets) every this many epochs; 0: none. The final evaluation on the "
-                              "whole sets always runs once, after the last epoch")
-    eval_per_class: int | None = _opt(10, "size of the fixed, seeded per-epoch evaluation subsets: images per class "
-                                          "of the test data and of the training data (None: the whole sets "
-                                          "every time)")
-    nc1_taps: Any = _opt(None, "also record NC1 of these taps every evaluation: None, 'all' or a list of tap names")
-    reset_head: Any = _opt("auto", "new classifier for the downstream classes: 'auto' (when the output size "
-                                   "differs), True or False")
-    checkpoint: bool = _opt(True, "write checkpoint.pt after every epoch when an output directory is given")
-    progress: bool = _opt(True, "show tqdm progress bars")
+    method: str = opt("scl_ft", "linear_probe|layer_ft|scl_ft|full_ft (aliases lp|layer|scl|full)")
+    unit: Any = opt(None, "fine-tuning unit for layer_ft/scl_ft: a name from nctransfer.features.discover_units, "
+                          "an index (negative from the end) or 'auto'")
+    skip: str = opt("pad", "SCL skip branch: 'pad' (zero-padding, Li et al., TMLR 2024) or 'conv' (1x1 conv + BatchNorm, "
+                           "Li et al., 2022 preprint)")
+    epochs: int = opt(200, "training epochs (Li et al., TMLR 2024: 200)")
+    batch_size: int = opt(64, "mini-batch size")
+    lr: float = opt(0.1, "initial learning rate of the classifier (and of the SCL skip branch)")
+    backbone_lr: float | None = opt(None, "initial learning rate of backbone parameters (None: same as lr)")
+    min_lr_ratio: float = opt(1e-3, "cosine schedule floor as a fraction of the initial rate (0.1 -> 1e-4)")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(1e-4, "SGD weight decay")
+    nesterov: bool = opt(False, "Nesterov momentum")
+    max_grad_norm: float | None = opt(None, "clip the gradient norm of the trainable parameters (None: off)")
+    bn_policy: str = opt("update", "'update': every BatchNorm (frozen or not) is in train mode during training "
+                                   "and updates its running statistics on the downstream data (Li et al., TMLR 2024 "
+                                   "appendix B); 'frozen': BatchNorms outside the trained modules stay in eval mode")
+    image_size: int | None = opt(None, "input resolution (None: the model's own)")
+    seed: int = opt(0, "seed of initialisation, shuffling and dropout")
+    device: str = opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    amp: bool = opt(True, "mixed precision (float16 autocast + grad scaling) on CUDA; ignored on CPU")
+    num_workers: int = opt(0, "DataLoader worker processes")
+    num_threads: int | None = opt(None, "torch intra-op CPU threads during the run (None: leave torch's setting; 1 "
+                                        "is much faster on an oversubscribed machine)")
+    eval_batch_size: int | None = opt(None, "batch size of evaluation passes (None: batch_size on the CPU, where "
+                                            "larger batches were not faster, 2 x batch_size on CUDA)")
+    eval_every: int = opt(1, "per-epoch evaluation (test accuracy and loss, train and test NC1 on the fixed "
+                             "eval_per_class subsets) every this many epochs; 0: none. The final evaluation on the "
+                             "whole sets always runs once, after the last epoch")
+    eval_per_class: int | None = opt(10, "size of the fixed, seeded per-epoch evaluation subsets: images per class "
+                                         "of the test data and of the training data (None: the whole sets "
+                                         "every time)")
+    nc1_taps: Any = opt(None, "also record NC1 of these taps every evaluation: None, 'all' or a list of tap names")
+    reset_head: Any = opt("auto", "new classifier for the downstream classes: 'auto' (when the output size "
+                                  "differs), True or False")
+    checkpoint: bool = opt(True, "write checkpoint.pt after every epoch when an output directory is given")
+    progress: bool = opt(True, "show tqdm progress bars")
     auto: AutoUnitConfig = field(default_factory=AutoUnitConfig,
                                  metadata={"help": "settings of unit='auto' (see AutoUnitConfig)"})
 
