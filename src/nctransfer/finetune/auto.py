@@ -209,10 +209,11 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
     time_cap = probe_budget_seconds(a, estimate["seconds"])
     pool_idx = np.concatenate([probe_idx, held_idx])
     pool = Subset(train_data, pool_idx.tolist())
+    probe_sub, held_sub = Subset(train_data, probe_idx.tolist()), Subset(train_data, held_idx.tolist())
     if a.cache_features and config.bn_policy == "update":
         # the cached frozen part runs in eval mode: give its BatchNorms the statistics of the downstream images, as
         # the batch statistics of the real run would (bn_policy="frozen" keeps the pre-trained ones, as the run does)
-        recalibrate_batchnorm(base, Subset(train_data, probe_idx.tolist()), bs, config.device)
+        recalibrate_batchnorm(base, probe_sub, bs, config.device)
     probe_cfg = config.replace(epochs=epochs, batch_size=bs, eval_every=0, nc1_taps=None, checkpoint=False,
                                progress=False, num_workers=0 if a.cache_features else config.num_workers)
 
@@ -248,7 +249,7 @@ def choose_unit(model: Any, train_data: Any, config: FinetuneConfig, *, num_clas
         if config.method == "scl_ft":
             attach_skip(m, mu, config.skip, image_size=hw)
         names = trainable_parameter_names(m, config.method, mu)
-        probe_ds, held_ds = Subset(train_data, probe_idx.tolist()), Subset(train_data, held_idx.tolist())
+        probe_ds, held_ds = probe_sub, held_sub
         replay = None
         if shared is not None:
             replay = shared.replay(m, u.name, mu.module)
