@@ -45,17 +45,11 @@ def test_default_pools_cover_the_suite():
 
 
 def test_run_suite_on_two_tiny_pools(tmp_path):
-    import numpy as np
+    from test_pipeline_rank import tiny_arrays
 
-    def arrays(seed, n=16, k=3):
+    def arrays(seed):
         # a faint class-dependent quadrant: candidates (taps) differ in how well a probe reads it
-        rng = np.random.default_rng(seed)
-        y = np.repeat(np.arange(k), n)
-        X = rng.random((len(y), 16, 16)).astype(np.float32) * 0.88
-        for c in range(k):
-            r, q = divmod(c, 2)
-            X[y == c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 0.12
-        return X, y
+        return tiny_arrays(n_per_class=16, seed=seed, noise=0.88, signal=0.12)
 
     def data(seed):
         return lambda: {"train": arrays(seed), "test": arrays(seed + 10)}

@@ -23,14 +23,16 @@ FAST = dict(pretrained=False, image_size=32, per_class=None, test_per_class=None
             progress=False)
 
 
-def tiny_arrays(n_per_class: int = 24, k: int = 3, seed: int = 0):
-    """Images ``[N, 16, 16]`` whose class sets the brightness of a quadrant (learnable even by random features)."""
+def tiny_arrays(n_per_class: int = 24, k: int = 3, seed: int = 0, noise: float = 0.4, signal: float = 0.6):
+    """Images ``[N, 16, 16]`` whose class sets the brightness of a quadrant (learnable even by random features):
+    uniform noise in ``[0, noise)`` plus ``signal`` on the class's quadrant (a small ``signal``: a faint cue that
+    candidates read unequally well)."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(k), n_per_class)
-    X = rng.random((len(y), 16, 16)).astype(np.float32) * 0.4
+    X = rng.random((len(y), 16, 16)).astype(np.float32) * noise
     for c in range(k):
         r, q = divmod(c, 2)
-        X[y == c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += 0.6
+        X[y == c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] += signal
     return X, y
 
 

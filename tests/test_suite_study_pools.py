@@ -92,15 +92,12 @@ def test_study_pools_with_finetuning_truth_over_seeds(study):
 
 def test_pool_of_models_with_finetuning_truth_over_seeds():
     """rank_models' fine-tuning truth (full FT of each model) run once per seed, combined and evaluated again."""
+    from test_pipeline_rank import tiny_arrays
+
     from nctransfer.pipeline.benchmark import PoolSpec
 
-    def arrays(seed, n=16, k=3):
-        rng = np.random.default_rng(seed)
-        y = np.repeat(np.arange(k), n)
-        X = rng.random((len(y), 16, 16)).astype(np.float32) * 0.88
-        for c in range(k):
-            X[y == c, 8 * (c // 2):8 * (c // 2) + 8, 8 * (c % 2):8 * (c % 2) + 8] += 0.12
-        return X, y
+    def arrays(seed):
+        return tiny_arrays(n_per_class=16, seed=seed, noise=0.88, signal=0.12)
 
     pools = [PoolSpec("tiny", ("timm:resnet10t", "timm:efficientnet_lite0"),
                       lambda: {"train": arrays(0), "test": arrays(10)}, "penultimate", None, None, 32)]
