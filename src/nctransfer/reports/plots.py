@@ -236,15 +236,12 @@ def finetune_figure(results: Mapping[str, Any]) -> Any:
             if is_number(methods[m].get(key)):
                 ax.annotate(fmt.format(v), (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom",
                             fontsize=7, xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(range(len(names)), [_method_display(m) for m in names], fontsize=7)
+        ax.set_xticks(range(len(names)), [method_display(m) for m in names], fontsize=7)
         ax.set_title(label, fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.margins(y=0.18)
         ax.grid(True, axis="y", alpha=0.3, linewidth=0.6)
     return fig
-
-
-_method_display = method_display  # the name stays for callers
 
 
 def timings_figure(results: Mapping[str, Any]) -> Any:
@@ -311,7 +308,7 @@ def summary_figure(results: Mapping[str, Any]) -> Any:
             for b, v in zip(bars, vals):
                 ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8,
                             xytext=(0, 2), textcoords="offset points")
-            ax.set_xticks(range(len(names)), [_method_display(m) for m in names], fontsize=8)
+            ax.set_xticks(range(len(names)), [method_display(m) for m in names], fontsize=8)
             model = (results.get("finetune") or {}).get("model")
             ax.set_title("Fine-tuning" + (f" {_short_model(str(model))}" if model else ""), fontsize=9)
             ax.set_ylabel("test accuracy (%)", fontsize=8)
