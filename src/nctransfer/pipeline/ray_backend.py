@@ -80,17 +80,14 @@ def extract_and_score(models: list[Any], data: Any, taps: Any, extraction: Extra
                                     on_done=lambda i: bar.update(1))
     finally:
         bar.close()
-    done = dict(enumerate(results))
-    attempts = {m.label: report.attempts[i] for i, m in enumerate(models)}
     candidates: list[Any] = []
     info: dict[str, Any] = {}
     parts: dict[str, Any] = {}
-    for i, m in enumerate(models):
-        cands, inf, pts = done[i]
+    for i, (m, (cands, inf, pts)) in enumerate(zip(models, results)):
         for c in cands:
             c.model = m
         candidates.extend(cands)
-        inf["attempts"] = attempts[m.label]
+        inf["attempts"] = report.attempts[i]
         inf["backend"] = "ray"
         info[m.label] = inf
         parts.update(pts)
