@@ -275,7 +275,9 @@ def logme(X_or_stats: Any, y: Any = None, *, regression: bool = False, max_iter:
                 live = ws.cached("nonzero_columns", lambda: varying_columns(ws.X))
 
                 def raw_gram() -> np.ndarray:
-                    if ws.scatter_formed:  # shared with other scores (rank): reuse the centred product (metrics or scores)
+                    # another score's centred product (rank) is reused, not the collapse metrics' scatter: LogME on
+                    # a workspace then equals LogME on the arrays exactly, whatever the metrics computed before
+                    if "scatter_T" in ws._cache:
                         G = _sym(ws.scatter_T + ws.n * np.outer(ws.mean, ws.mean))
                         return G if live is None else G[np.ix_(live, live)]
                     Xl = ws.X if live is None else np.take(ws.X, live, axis=1)
